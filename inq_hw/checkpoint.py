@@ -1,0 +1,108 @@
+"""Checkpoint files: atomic writes, safe loads, and the context that later stages need.
+
+A checkpoint is a ``torch.save`` of plain containers and tensors only, so it loads with
+``torch.load(weights_only=True)`` (no code from the file runs). It records what a later
+stage needs to rebuild the run without extra flags: the model's zoo name and constructor
+arguments, the data set and its split seed, and for INQ the bits, schedule, partition and
+per-layer n1/n2/masks.
+"""
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inq_hw.errors import CheckpointError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "atomic_write",
+    "file_sha256",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "inq-hw-checkpoint"
+CHECKPOINT_VERSION = 1
+KINDS = ("fp32", "inq", "fp32-partial", "inq-partial")
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync, then rename.
+
+    A reader (or a run killed at any moment) sees either the old file or the new one,
+    never a half-written one.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``payload`` (with format and version stamped in) atomically to ``path``."""
+    if payload.get("kind") not in KINDS:
+        raise CheckpointError(
+            f"Checkpoint kind must be one of {KINDS}, not {payload.get('kind')!r}"
+        )
+    stamped = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
+    return atomic_write(path, lambda tmp: torch.save(stamped, tmp))
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, kinds: tuple[str, ...] = KINDS
+) -> dict[str, Any]:
+    """Load and validate a checkpoint written by :func:`save_checkpoint`.
+
+    Raises
+    ------
+    CheckpointError
+        Missing, truncated, corrupted, not ours, of a newer version or of another kind.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"Checkpoint not found: {source}")
+    try:
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged zip/pickle data
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"Checkpoint is truncated or corrupted: {source} ({reason})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"Not an inq-hw checkpoint: {source}")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"Checkpoint version {payload.get('version')!r} is not supported: {source}"
+        )
+    if payload.get("kind") not in kinds:
+        raise CheckpointError(
+            f"Checkpoint {source} is of kind {payload.get('kind')!r}, expected one of {kinds}"
+        )
+    for key in ("model", "dataset", "state_dict"):
+        if key not in payload:
+            raise CheckpointError(f"Checkpoint {source} lacks the {key!r} entry")
+    return payload
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file (provenance of checkpoints and packages)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

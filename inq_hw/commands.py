@@ -1,0 +1,203 @@
+"""Subcommands ``train`` and ``quantize`` of the ``inq-hw`` command line."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from inq_hw.cli import command
+from inq_hw.errors import ConfigError
+
+__all__ = ["format_table"]
+
+
+def format_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain, aligned text table (numbers right-aligned)."""
+    cells = [headers, *[[_cell(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _model_arg(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"Model argument must look like KEY=VALUE, not {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError(
+            f"Model argument value must be JSON (e.g. channels=[16,32,32]), not {raw!r}"
+        ) from None
+
+
+def _add_optimizer_args(
+    parser: argparse.ArgumentParser, *, lr: float, epochs_flag: str, epochs: int
+) -> None:
+    parser.add_argument(
+        epochs_flag, dest="epochs", type=int, default=epochs, help=f"epochs (default {epochs})"
+    )
+    parser.add_argument("--lr", type=float, default=lr, help=f"learning rate (default {lr})")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of initialisation, shuffles, random partition"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run killed while writing --out"
+    )
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from inq_hw.train import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        seed=args.seed,
+    )
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    from inq_hw.progress import RichProgress
+    from inq_hw.train import is_main_process
+
+    return RichProgress(enabled=not args.no_progress and is_main_process())
+
+
+def _configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits (embedded), digits28, mnist, cifar10, imagefolder",
+    )
+    parser.add_argument("--data-dir", default=None, help="directory of a local data set")
+    parser.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the train/test split (digits)"
+    )
+    parser.add_argument(
+        "--model", default="digits-cnn", help="zoo model: digits-cnn, lenet5, resnet8, resnet"
+    )
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="constructor argument, e.g. channels=[16,32,32] (repeatable)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/fp32.pt"), help="checkpoint to write"
+    )
+    _add_optimizer_args(parser, lr=0.05, epochs_flag="--epochs", epochs=30)
+
+
+@command("train", "Train the full-precision reference model.", _configure_train)
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    from inq_hw.driver import ModelContext, train_fp32
+
+    context = ModelContext(
+        args.model,
+        dict(_model_arg(a) for a in args.model_arg),
+        args.dataset,
+        args.data_dir,
+        args.split_seed,
+    )
+    config = _train_config(args)
+    with _progress(args) as progress:
+        summary = train_fp32(context, config, args.out, resume=args.resume, progress=progress)
+    summary["_text"] = (
+        f"{args.model} on {args.dataset}: FP32 test accuracy {_percent(summary['accuracy'])}"
+        f" -> {summary['out']}"
+    )
+    return summary
+
+
+def _configure_quantize(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="FP32 checkpoint written by 'inq-hw train'")
+    parser.add_argument(
+        "--bits", type=int, default=5, help="weight bit-width, 2 (ternary) to 8 (default 5)"
+    )
+    parser.add_argument(
+        "--schedule",
+        default="default",
+        help="accumulated portions (0.5,0.75,0.875,1) or a name: default, auto, paper2..paper5",
+    )
+    parser.add_argument("--partition", choices=("magnitude", "random"), default="magnitude")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="module-name pattern kept in full precision (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="INQ checkpoint to write")
+    _add_optimizer_args(parser, lr=0.05, epochs_flag="--epochs-per-step", epochs=4)
+
+
+@command(
+    "quantize", "Run Incremental Network Quantization on an FP32 checkpoint.", _configure_quantize
+)
+def quantize(args: argparse.Namespace) -> dict[str, Any]:
+    from inq_hw.driver import run_inq
+    from inq_hw.inq import INQConfig, parse_schedule
+    from inq_hw.quant import check_bits
+
+    bits = check_bits(args.bits)
+    config = INQConfig(
+        bits=bits,
+        schedule=parse_schedule(args.schedule, bits=bits),
+        partition=args.partition,
+        seed=args.seed,
+        skip=tuple(args.skip),
+    )
+    train_config = _train_config(args)
+    with _progress(args) as progress:
+        summary = run_inq(
+            args.checkpoint, config, train_config, args.out, resume=args.resume, progress=progress
+        )
+    summary["_text"] = _quantize_text(summary)
+    return summary
+
+
+def _quantize_text(summary: dict[str, Any]) -> str:
+    rows = [
+        [
+            row["step"],
+            f"{row['portion']:g}",
+            _percent(row["accuracy_quantized"]),
+            _percent(row["accuracy"]),
+        ]
+        for row in summary["history"]
+    ]
+    table = format_table(
+        ["step", "portion", "acc. after quantizing", "acc. after re-training"], rows
+    )
+    final = format_table(
+        ["model", "test accuracy"],
+        [
+            ["FP32", _percent(summary["fp32_accuracy"])],
+            [
+                f"one-shot {summary['bits']}-bit (no re-training)",
+                _percent(summary["one_shot_accuracy"]),
+            ],
+            [f"INQ {summary['bits']}-bit ({summary['partition']})", _percent(summary["accuracy"])],
+        ],
+    )
+    return f"{table}\n\n{final}\n-> {summary['out']}"

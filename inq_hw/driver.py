@@ -1,0 +1,389 @@
+"""Drivers: FP32 training and the whole INQ schedule, checkpointed and resumable.
+
+Both drivers write their running state to ``<out>.part`` after every epoch (and, for INQ,
+after every quantization step), atomically; the finished result goes to ``<out>`` and the
+``.part`` file is removed. ``resume=True`` continues from ``<out>.part``: a run killed at
+any moment loses at most the epoch it was in. Shuffles are seeded by epoch index, so a
+resumed run computes what the uninterrupted run would have.
+
+Under ``torch.distributed`` (e.g. ``torchrun --nproc-per-node 2``, gloo on CPU) the model
+is wrapped in DistributedDataParallel, every rank computes the same partitions (they are
+deterministic functions of identical weights and seeds) and rank 0 writes the files.
+"""
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from inq_hw.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from inq_hw.data import Dataset, load_dataset
+from inq_hw.errors import CheckpointError, ConfigError
+from inq_hw.fold import fold_batchnorm, has_batchnorm
+from inq_hw.inq import IncrementalQuantizer, INQConfig, one_shot_quantize
+from inq_hw.models import build_model
+from inq_hw.progress import Progress
+from inq_hw.train import (
+    TrainConfig,
+    batches_per_epoch,
+    epoch_generator,
+    evaluate,
+    is_main_process,
+    make_optimizer,
+    make_scheduler,
+    train_epoch,
+)
+
+__all__ = ["ModelContext", "load_model", "part_path", "run_inq", "state_fingerprint", "train_fp32"]
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """How to rebuild a checkpoint's model and data set without extra flags."""
+
+    model: str
+    model_kwargs: dict[str, Any]
+    dataset: str
+    data_dir: str | None
+    split_seed: int
+
+    def to_payload(self, data: Dataset, folded: bool) -> dict[str, Any]:
+        c, h, _ = data.input_shape
+        model = {
+            "name": self.model,
+            "kwargs": dict(self.model_kwargs),
+            "in_channels": c,
+            "num_classes": data.num_classes,
+            "input_size": h,
+            "folded_batchnorm": folded,
+        }
+        dataset = {"name": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed}
+        return {"model": model, "dataset": dataset}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> "ModelContext":
+        m, d = payload["model"], payload["dataset"]
+        return cls(m["name"], dict(m["kwargs"]), d["name"], d["data_dir"], int(d["split_seed"]))
+
+    def load_data(self) -> Dataset:
+        return load_dataset(self.dataset, data_dir=self.data_dir, split_seed=self.split_seed)
+
+    def build(self, data: Dataset) -> nn.Module:
+        c, h, w = data.input_shape
+        if h != w:
+            raise ConfigError(f"Models need square inputs, not {h}x{w}")
+        return build_model(
+            self.model,
+            in_channels=c,
+            num_classes=data.num_classes,
+            input_size=h,
+            **self.model_kwargs,
+        )
+
+
+def part_path(out: str | os.PathLike[str]) -> Path:
+    """Where a run writing ``out`` keeps its resumable state."""
+    return Path(f"{os.fspath(out)}.part")
+
+
+def load_model(payload: dict[str, Any], data: Dataset | None = None) -> tuple[nn.Module, Dataset]:
+    """Rebuild the model of a checkpoint payload (folding BatchNorm if it was folded)."""
+    context = ModelContext.from_payload(payload)
+    data = data or context.load_data()
+    model = context.build(data)
+    if payload["model"].get("folded_batchnorm"):
+        fold_batchnorm(model)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"Checkpoint weights do not fit model {context.model!r}: {str(exc).splitlines()[0]}"
+        ) from None
+    return model, data
+
+
+def state_fingerprint(model: nn.Module, inq: IncrementalQuantizer | None = None) -> str:
+    """SHA-256 over the model's tensors (and INQ masks): equal runs give equal prints."""
+    digest = hashlib.sha256()
+    tensors = dict(model.state_dict())
+    if inq is not None:
+        tensors.update({f"mask:{layer.name}": layer.frozen for layer in inq.layers})
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _wrap(model: nn.Module) -> nn.Module:
+    return nn.parallel.DistributedDataParallel(model) if _distributed() else model
+
+
+def _save(payload: dict[str, Any], path: Path) -> None:
+    if is_main_process():
+        save_checkpoint(payload, path)
+    if _distributed():
+        dist.barrier()
+
+
+def _finish(payload: dict[str, Any], out: Path) -> None:
+    _save(payload, out)
+    if is_main_process():
+        part_path(out).unlink(missing_ok=True)
+
+
+def _load_part(out: Path, kind: str, resume: bool) -> dict[str, Any] | None:
+    part = part_path(out)
+    if not resume:
+        return None
+    if not part.exists():
+        raise CheckpointError(f"Nothing to resume: {part} does not exist")
+    for stale in part.parent.glob(f".{part.name}.*.tmp"):  # left by a kill mid-write
+        stale.unlink(missing_ok=True)
+    return load_checkpoint(part, kinds=(kind,))
+
+
+def _run_epochs(
+    model: nn.Module,
+    data: Dataset,
+    config: TrainConfig,
+    *,
+    first_epoch: int,
+    epoch_offset: int,
+    state: dict[str, Any] | None,
+    save: Callable[[int, dict[str, Any]], None],
+    progress: Progress,
+    attach: Callable[[torch.optim.Optimizer], Any] | None = None,
+) -> None:
+    """Train ``config.epochs`` epochs from ``first_epoch``, saving after each one."""
+    wrapped = _wrap(model)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
+    steps = batches_per_epoch(len(data.train), config.batch_size)
+    scheduler = make_scheduler(optimizer, steps * config.epochs)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    handle = attach(optimizer) if attach is not None else None
+    try:
+        for epoch in range(first_epoch, config.epochs):
+            generator = epoch_generator(config.seed, epoch_offset + epoch)
+            train_epoch(
+                wrapped,
+                data.train,
+                optimizer,
+                batch_size=config.batch_size,
+                generator=generator,
+                scheduler=scheduler,
+            )
+            save(
+                epoch + 1,
+                {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+            )
+            progress.advance()
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+def train_fp32(
+    context: ModelContext,
+    config: TrainConfig,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train the full-precision reference and write it to ``out``; returns a summary.
+
+    BatchNorm, if the model has any, is folded into its convolution at the end, so the
+    checkpoint is ready for INQ.
+    """
+    progress = progress or Progress()
+    out = Path(out)
+    data = context.load_data()
+    torch.manual_seed(config.seed)
+    model = context.build(data)
+    part = _load_part(out, "fp32-partial", resume)
+    first_epoch = 0
+    if part is not None:
+        _check_same(part, {"train": config.to_dict(), **context.to_payload(data, False)})
+        model.load_state_dict(part["state_dict"])
+        first_epoch = int(part["progress"]["epoch"])
+    base = {"train": config.to_dict(), **context.to_payload(data, False)}
+
+    def save(epoch: int, opt_state: dict[str, Any]) -> None:
+        _save(
+            {
+                "kind": "fp32-partial",
+                **base,
+                "state_dict": model.state_dict(),
+                "progress": {"epoch": epoch},
+                **opt_state,
+            },
+            part_path(out),
+        )
+
+    progress.phase("train fp32", config.epochs)
+    progress.advance(first_epoch)
+    _run_epochs(
+        model,
+        data,
+        config,
+        first_epoch=first_epoch,
+        epoch_offset=0,
+        state=part,
+        save=save,
+        progress=progress,
+    )
+    folded = has_batchnorm(model)
+    if folded:
+        fold_batchnorm(model)
+    accuracy = evaluate(model, data.test)
+    metrics = {"accuracy": accuracy}
+    _finish(
+        {
+            "kind": "fp32",
+            **base,
+            **context.to_payload(data, folded),
+            "state_dict": model.state_dict(),
+            "metrics": metrics,
+        },
+        out,
+    )
+    return {
+        "out": str(out),
+        "fingerprint": state_fingerprint(model),
+        "dataset": context.dataset,
+        "model": context.model,
+        **metrics,
+    }
+
+
+def _check_same(part: dict[str, Any], expected: dict[str, Any]) -> None:
+    for key, value in expected.items():
+        if part.get(key) != value:
+            raise CheckpointError(f"Cannot resume: the run's {key!r} differs from the saved one")
+
+
+def run_inq(
+    source: str | os.PathLike[str],
+    config: INQConfig,
+    train_config: TrainConfig,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run the whole INQ schedule on the FP32 checkpoint ``source``; write ``out``.
+
+    Each step partitions and quantizes, then re-trains the free weights for
+    ``train_config.epochs`` epochs (SGD and learning rate reset per step, cosine decay
+    within it). After the last step every weight is frozen and that step's epochs train
+    only the full-precision biases. Returns a summary with the per-step history, the
+    final accuracy, FP32 accuracy and one-shot (no re-training) accuracy.
+    """
+    progress = progress or Progress()
+    out = Path(out)
+    fp32 = load_checkpoint(source, kinds=("fp32",))
+    model, data = load_model(fp32)
+    base = {
+        "model": fp32["model"],
+        "dataset": fp32["dataset"],
+        "train": train_config.to_dict(),
+        "source": {"path": str(source), "sha256": file_sha256(source)},
+        "metrics": {
+            "fp32_accuracy": evaluate(model, data.test),
+            "one_shot_accuracy": evaluate(
+                one_shot_quantize(model, config.bits, skip=config.skip), data.test
+            ),
+        },
+    }
+    inq = IncrementalQuantizer(model, config)  # n1 fixed here, from the FP32 weights
+    part = _load_part(out, "inq-partial", resume)
+    history: list[dict[str, Any]] = []
+    epoch = 0
+    if part is not None:
+        _check_same(part, {k: base[k] for k in ("source", "train")})
+        model.load_state_dict(part["state_dict"])
+        inq.load_state_dict(part["inq"])
+        history, epoch = list(part["history"]), int(part["progress"]["epoch"])
+    progress.phase(f"INQ {config.bits}-bit", inq.num_steps * train_config.epochs)
+    progress.advance(max(0, inq.step - 1) * train_config.epochs + epoch)
+
+    def save(epoch_done: int, opt_state: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        _save(
+            {
+                "kind": "inq-partial",
+                **base,
+                "state_dict": model.state_dict(),
+                "inq": inq.state_dict(),
+                "history": rows,
+                "progress": {"epoch": epoch_done},
+                **opt_state,
+            },
+            part_path(out),
+        )
+
+    state = part if part is not None and 0 < epoch < train_config.epochs else None
+    while True:
+        if inq.step == 0 or epoch >= train_config.epochs:
+            if inq.done:
+                break
+            inq.advance()
+            epoch, state = 0, None
+            history.append(
+                {
+                    "step": inq.step,
+                    "portion": inq.portion,
+                    "accuracy_quantized": evaluate(model, data.test),
+                }
+            )
+            save(0, {}, history)
+        _run_epochs(
+            model,
+            data,
+            train_config,
+            first_epoch=epoch,
+            epoch_offset=(inq.step - 1) * train_config.epochs,
+            state=state,
+            save=lambda e, s: save(e, s, history),
+            progress=progress,
+            attach=inq.attach,
+        )
+        epoch = train_config.epochs
+        history[-1]["accuracy"] = evaluate(model, data.test)
+        save(epoch, {}, history)
+    if not inq.check():
+        raise RuntimeError("INQ finished with a weight off the power-of-two grid")
+    metrics = {**base["metrics"], "accuracy": history[-1]["accuracy"]}
+    _finish(
+        {
+            "kind": "inq",
+            **base,
+            "metrics": metrics,
+            "state_dict": model.state_dict(),
+            "inq": inq.state_dict(),
+            "history": history,
+            "layers": inq.summary(),
+        },
+        out,
+    )
+    return {
+        "out": str(out),
+        "fingerprint": state_fingerprint(model, inq),
+        "bits": config.bits,
+        "partition": config.partition,
+        "schedule": list(config.schedule),
+        **metrics,
+        "history": history,
+        "layers": inq.summary(),
+    }

@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny FP32 checkpoint trained once per session."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from inq_hw.driver import ModelContext, train_fp32
+from inq_hw.train import TrainConfig
+
+#: A digits-cnn narrow enough that a whole INQ run takes a second or two.
+TINY_MODEL = ModelContext("digits-cnn", {"channels": [4, 8, 8]}, "digits", None, 0)
+TINY_TRAIN = TrainConfig(epochs=3, lr=0.05, batch_size=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("fp32") / "fp32.pt"
+    train_fp32(TINY_MODEL, TINY_TRAIN, out)
+    return out
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for CLI subprocesses: one thread each, so runs are reproducible."""
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
+    return env
+
+
+CLI = [sys.executable, "-m", "inq_hw"]
