@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUNS ?= runs
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint typecheck bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -11,16 +11,14 @@ setup:
 demo: setup
 	$(BIN)/inq-hw train --out $(RUNS)/fp32.pt
 	$(BIN)/inq-hw quantize $(RUNS)/fp32.pt --bits 5 --out $(RUNS)/inq5.pt
+	$(BIN)/python scripts/inq_accuracy_table.py --fp32 $(RUNS)/fp32.pt --runs $(RUNS)/table --out $(RUNS)/inq-digits
 
 lint: setup
-	$(BIN)/ruff check inq_hw rtl_gen sim tests benches
-	$(BIN)/ruff format --check inq_hw rtl_gen sim tests benches
+	$(BIN)/ruff check inq_hw rtl_gen sim tests benches scripts
+	$(BIN)/ruff format --check inq_hw rtl_gen sim tests benches scripts
 
 typecheck: setup
 	$(BIN)/mypy
-
-unit: setup
-	$(BIN)/pytest -q -n 0 2>/dev/null || $(BIN)/pytest -q
 
 test: lint typecheck
 	$(BIN)/pytest -q
