@@ -24,7 +24,7 @@ from torch import nn
 
 from inq_hw.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from inq_hw.data import Dataset, load_dataset
-from inq_hw.errors import CheckpointError, ConfigError
+from inq_hw.errors import CheckpointError, ConfigError, TrainingDiverged
 from inq_hw.fold import fold_batchnorm, has_batchnorm
 from inq_hw.inq import IncrementalQuantizer, INQConfig, one_shot_quantize
 from inq_hw.models import build_model
@@ -363,7 +363,9 @@ def run_inq(
         history[-1]["accuracy"] = evaluate(model, data.test)
         save(epoch, {}, history)
     if not inq.check():
-        raise RuntimeError("INQ finished with a weight off the power-of-two grid")
+        raise TrainingDiverged(
+            "INQ finished with a weight off the power-of-two grid (training diverged?)"
+        )
     metrics = {**base["metrics"], "accuracy": history[-1]["accuracy"]}
     _finish(
         {

@@ -11,6 +11,7 @@ __all__ = [
     "DataError",
     "InqHwError",
     "ModelError",
+    "TrainingDiverged",
 ]
 
 
@@ -32,3 +33,7 @@ class DataError(InqHwError):
 
 class ModelError(InqHwError):
     """A model cannot be built, quantized or transformed as asked."""
+
+
+class TrainingDiverged(InqHwError):
+    """The loss or the weights became NaN or infinite during training."""

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from inq_hw.data import DataSplit
-from inq_hw.errors import ConfigError
+from inq_hw.errors import ConfigError, TrainingDiverged
 
 __all__ = [
     "TrainConfig",
@@ -145,11 +145,16 @@ def train_epoch(
         index = mine[start : start + batch_size]
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(split.x[index]), split.y[index])
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"Training diverged: the loss is {value} (lower the learning rate)"
+            )
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total += float(loss.detach()) * len(index)
+        total += value * len(index)
         count += len(index)
         if on_batch is not None:
             on_batch()

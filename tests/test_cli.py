@@ -82,6 +82,18 @@ def test_quantize_bad_options(
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
 
 
+def test_diverged_training_is_one_line_error(
+    capsys: pytest.CaptureFixture[str], tiny_fp32: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.pt"
+    code, _, err = run(
+        capsys, "quantize", str(tiny_fp32), "--lr", "1e12", "--out", str(out), "--no-progress"
+    )
+    assert_one_line_error(code, err, "Training diverged")
+    assert not out.exists()  # only the resumable state of the last good epoch is kept
+    assert [p.name for p in tmp_path.iterdir()] == ["out.pt.part"]
+
+
 def _corrupt(tiny_fp32: Path, tmp_path: Path, edit: str) -> Path:
     payload = load_checkpoint(tiny_fp32)
     weight = payload["state_dict"]["features.conv2.weight"]

@@ -319,3 +319,29 @@ def test_resnet18_shaped_model_built_in_code() -> None:
         portion_count(layer.frozen.numel(), 0.5) for layer in inq.layers
     )
     assert inq.check()
+
+
+def test_diverged_step_is_detected() -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    inq = IncrementalQuantizer(model, INQConfig(bits=4, schedule=(0.5, 1.0)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    inq.attach(optimizer)
+    inq.advance()
+    assert inq.check()
+    optimizer.zero_grad()
+    model(torch.randn(4, 1, 4, 4)).sum().backward()
+    model[1].weight.grad.fill_(float("nan"))  # type: ignore[union-attr]
+    optimizer.step()
+    assert not inq.check()
+
+
+def test_mask_gradients_for_hand_written_updates() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    inq = IncrementalQuantizer(model, INQConfig(bits=4, schedule=(0.5, 1.0)))
+    inq.advance()
+    model(torch.randn(4, 1, 4, 4)).sum().backward()
+    inq.mask_gradients()
+    layer = inq.layers[0]
+    assert float(layer.weight.grad[layer.frozen].abs().max()) == 0.0  # type: ignore[index]
+    assert float(layer.weight.grad[~layer.frozen].abs().max()) > 0.0  # type: ignore[index]

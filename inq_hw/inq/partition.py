@@ -8,6 +8,7 @@ dragged to 0 by the zeros quantization creates and freeze everything at once).
 
 import hashlib
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 
@@ -22,7 +23,19 @@ __all__ = [
     "step_generator",
 ]
 
-PartitionFn = Callable[[torch.Tensor, torch.Tensor, int, torch.Generator], torch.Tensor]
+
+class PartitionFn(Protocol):
+    """``(weights, frozen, count, generator=None) -> new frozen mask``."""
+
+    def __call__(
+        self,
+        weights: torch.Tensor,
+        frozen: torch.Tensor,
+        count: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor: ...
+
+
 PARTITIONS: dict[str, PartitionFn] = {}
 
 
