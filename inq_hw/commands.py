@@ -200,4 +200,7 @@ def _quantize_text(summary: dict[str, Any]) -> str:
             [f"INQ {summary['bits']}-bit ({summary['partition']})", _percent(summary["accuracy"])],
         ],
     )
-    return f"{table}\n\n{final}\n-> {summary['out']}"
+    checked = (
+        f"{summary['verified_weights']:,} weights read back: all 0 or ±2^e within [2^n2, 2^n1]"
+    )
+    return f"{table}\n\n{final}\n{checked}\n-> {summary['out']}"

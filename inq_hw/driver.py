@@ -29,6 +29,7 @@ from inq_hw.fold import fold_batchnorm, has_batchnorm
 from inq_hw.inq import IncrementalQuantizer, INQConfig, one_shot_quantize
 from inq_hw.models import build_model
 from inq_hw.progress import Progress
+from inq_hw.quant import is_po2_grid
 from inq_hw.train import (
     TrainConfig,
     batches_per_epoch,
@@ -40,7 +41,15 @@ from inq_hw.train import (
     train_epoch,
 )
 
-__all__ = ["ModelContext", "load_model", "part_path", "run_inq", "state_fingerprint", "train_fp32"]
+__all__ = [
+    "ModelContext",
+    "load_model",
+    "part_path",
+    "run_inq",
+    "state_fingerprint",
+    "train_fp32",
+    "verify_inq_checkpoint",
+]
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,30 @@ def state_fingerprint(model: nn.Module, inq: IncrementalQuantizer | None = None)
         digest.update(name.encode())
         digest.update(tensors[name].detach().contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+def verify_inq_checkpoint(path: str | os.PathLike[str]) -> int:
+    """Read an INQ checkpoint back and check every quantized weight is 0 or ±2^e with
+    n2 <= e <= n1 of its layer; returns how many weights were checked.
+
+    Raises
+    ------
+    CheckpointError
+        If a weight is off its layer's grid or a layer is not fully quantized.
+    """
+    payload = load_checkpoint(path, kinds=("inq",))
+    bits = int(payload["inq"]["config"]["bits"])
+    checked = 0
+    for name, layer in payload["inq"]["layers"].items():
+        weight = payload["state_dict"].get(f"{name}.weight")
+        if weight is None or not bool(layer["mask"].all()):
+            raise CheckpointError(f"Layer {name!r} of {path} is missing or not fully quantized")
+        if not is_po2_grid(weight, bits, int(layer["n1"])):
+            raise CheckpointError(
+                f"Layer {name!r} of {path} has a weight off its power-of-two grid"
+            )
+        checked += weight.numel()
+    return checked
 
 
 def _distributed() -> bool:
@@ -381,6 +414,7 @@ def run_inq(
     )
     return {
         "out": str(out),
+        "verified_weights": verify_inq_checkpoint(out),
         "fingerprint": state_fingerprint(model, inq),
         "bits": config.bits,
         "partition": config.partition,

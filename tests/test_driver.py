@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from inq_hw.checkpoint import load_checkpoint, save_checkpoint
-from inq_hw.driver import load_model, part_path, run_inq
+from inq_hw.driver import load_model, part_path, run_inq, verify_inq_checkpoint
 from inq_hw.errors import CheckpointError
 from inq_hw.inq import INQConfig
 from inq_hw.quant import is_po2_grid
@@ -189,3 +189,15 @@ def test_kill_and_resume_gives_the_uninterrupted_result(
     assert resumed.get("history") == reference.get("history")
     assert not part_path(out).exists()
     assert list(tmp_path.glob(".*.tmp")) == []
+
+
+def test_read_back_verification_can_fail(tiny_fp32: Path, tmp_path: Path) -> None:
+    out = tmp_path / "inq.pt"
+    summary = run_inq(tiny_fp32, INQConfig(bits=4, schedule=(1.0,)), INQ_TRAIN, out)
+    assert summary["verified_weights"] == sum(layer["weights"] for layer in summary["layers"])
+    payload = load_checkpoint(out)
+    payload["state_dict"]["features.conv2.weight"][0, 0, 0, 0] = 0.3
+    tampered = tmp_path / "tampered.pt"
+    save_checkpoint({k: v for k, v in payload.items() if k not in ("format", "version")}, tampered)
+    with pytest.raises(CheckpointError, match=r"'features\.conv2' .* off its power-of-two grid"):
+        verify_inq_checkpoint(tampered)
