@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-BENCHES = ("partition", "inq_overhead")
+BENCHES = ("partition", "inq_overhead", "executor")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -11,6 +11,7 @@ __all__ = [
     "DataError",
     "InqHwError",
     "ModelError",
+    "PackageError",
     "TrainingDiverged",
 ]
 
@@ -37,3 +38,7 @@ class ModelError(InqHwError):
 
 class TrainingDiverged(InqHwError):
     """The loss or the weights became NaN or infinite during training."""
+
+
+class PackageError(InqHwError):
+    """An integer model package is missing, corrupted, hand-edited or of another version."""

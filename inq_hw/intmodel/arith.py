@@ -1,0 +1,150 @@
+"""The integer arithmetic of the datapath: the one description the golden executor and the
+hardware generators share.
+
+Number formats (ARCHITECTURE.md, "Number formats"):
+
+* An activation is an integer ``x_int`` of ``bits`` bits (unsigned after ReLU, signed
+  otherwise) with a power-of-two scale: ``x = x_int · 2**-frac``.
+* A weight is ``0`` or ``±2**e`` with ``n2 <= e <= n1``; as an integer it is
+  ``w_int = ±2**(e - n2)`` in units of ``2**n2``.
+* A product ``x_int · w_int`` is ``x_int << (e - n2)`` in units of ``2**(n2 - frac_in)``;
+  the bias is an integer in the same units; the accumulator sums them exactly.
+* Requantisation: ``shift = frac_in - n2 - frac_out``. For ``shift > 0`` the accumulator is
+  shifted right with **round half up** (add ``2**(shift-1)``, then an arithmetic shift
+  right, i.e. floor); for ``shift <= 0`` it is shifted left (exact). Then ReLU (clamp at 0)
+  if the layer has one, then saturation to the output format's range.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inq_hw.errors import ConfigError
+
+__all__ = [
+    "MAX_ACCUMULATOR_BITS",
+    "ActFormat",
+    "accumulator_bits",
+    "quantize_input",
+    "requantize",
+    "round_shift",
+    "signed_bits",
+]
+
+#: The executor computes in int64; wider accumulators are refused.
+MAX_ACCUMULATOR_BITS = 62
+
+
+@dataclass(frozen=True)
+class ActFormat:
+    """Integer format of an activation tensor: ``value = int · 2**-frac``.
+
+    Members
+    -------
+    bits : int
+        Width, 2 to 32.
+    signed : bool
+        Two's complement when True, unsigned otherwise.
+    frac : int
+        Fraction bits (may be negative for large values).
+    """
+
+    bits: int
+    signed: bool
+    frac: int
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.bits, bool)
+            or not isinstance(self.bits, int)
+            or not 2 <= self.bits <= 32
+        ):
+            raise ConfigError(
+                f"Activation width must be an integer from 2 to 32, not {self.bits!r}"
+            )
+        if not isinstance(self.signed, bool):
+            raise ConfigError(f"Activation signedness must be a bool, not {self.signed!r}")
+        if isinstance(self.frac, bool) or not isinstance(self.frac, int):
+            raise ConfigError(f"Activation fraction bits must be an integer, not {self.frac!r}")
+
+    @property
+    def lo(self) -> int:
+        """Smallest representable integer."""
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        """Largest representable integer."""
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def max_abs(self) -> int:
+        """Largest magnitude an integer of this format can have."""
+        return max(-self.lo, self.hi)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"bits": self.bits, "signed": self.signed, "frac": self.frac}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> "ActFormat":
+        return cls(bits=data["bits"], signed=data["signed"], frac=data["frac"])  # type: ignore[arg-type]
+
+
+def round_shift(acc: np.ndarray, shift: int) -> np.ndarray:
+    """``acc · 2**-shift`` rounded half up (``shift > 0``), or shifted left (``shift <= 0``).
+
+    ``acc`` must fit :data:`MAX_ACCUMULATOR_BITS` bits. A right shift of 63 or more gives 0
+    (``|acc| < 2**(shift-1)``); a left shift saturates at ±2**62 instead of wrapping,
+    which leaves every later saturation to an activation format exact.
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    if shift >= MAX_ACCUMULATOR_BITS + 1:
+        return np.zeros_like(acc)
+    if shift > 0:
+        return (acc + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
+    if -shift >= MAX_ACCUMULATOR_BITS:
+        return np.sign(acc) << np.int64(MAX_ACCUMULATOR_BITS)
+    limit = (1 << (MAX_ACCUMULATOR_BITS - -shift)) - 1
+    return np.clip(acc, -limit, limit) << np.int64(-shift)
+
+
+def requantize(acc: np.ndarray, *, shift: int, relu: bool, out: ActFormat) -> np.ndarray:
+    """Accumulator → output integer: round-half-up shift, optional ReLU, saturation."""
+    y = round_shift(acc, shift)
+    lo = max(out.lo, 0) if relu else out.lo
+    return np.clip(y, lo, out.hi)
+
+
+def quantize_input(x: np.ndarray, fmt: ActFormat) -> np.ndarray:
+    """Float input → integer of ``fmt`` (round half up, saturate): the host-side step."""
+    scaled = np.floor(np.asarray(x, dtype=np.float64) * 2.0**fmt.frac + 0.5)
+    return np.clip(scaled, fmt.lo, fmt.hi).astype(np.int64)
+
+
+def signed_bits(max_abs: int) -> int:
+    """Bits of a two's-complement integer holding every value in ``[-max_abs, max_abs]``."""
+    return int(max_abs).bit_length() + 1
+
+
+def accumulator_bits(weight_abs_sums: np.ndarray, bias: np.ndarray, input_max_abs: int) -> int:
+    """Accumulator width from the worst case ``|bias| + Σ|w_int| · max|x_int|``.
+
+    ``weight_abs_sums[o]`` is ``Σ|w_int|`` over the inputs of output ``o``. Every partial
+    sum is bounded by the same figure, so an accumulator of this width never overflows.
+
+    Raises
+    ------
+    ConfigError
+        If the width exceeds :data:`MAX_ACCUMULATOR_BITS`.
+    """
+    worst = max(
+        (
+            abs(int(b)) + int(s) * int(input_max_abs)
+            for s, b in zip(weight_abs_sums, bias, strict=True)
+        ),
+        default=0,
+    )
+    width = signed_bits(worst)
+    if width > MAX_ACCUMULATOR_BITS:
+        raise ConfigError(f"Accumulator would need {width} bits, more than {MAX_ACCUMULATOR_BITS}")
+    return width

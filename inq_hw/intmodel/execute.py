@@ -1,0 +1,185 @@
+"""The golden executor: runs an :class:`IntModel` bit-exactly on integers (numpy, int64).
+
+It implements exactly the arithmetic of :mod:`inq_hw.intmodel.arith` that the hardware
+implements: products are exact, accumulators are exact (their width is checked at
+lowering), requantisation rounds half up and saturates. Convolutions use im2col and a
+matrix product; where the accumulator fits 52 bits the product runs in float64 BLAS,
+which is exact there (every partial sum is an integer below 2**53), else in int64.
+"""
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from inq_hw.errors import ConfigError
+from inq_hw.intmodel.arith import requantize, round_shift
+from inq_hw.intmodel.layers import (
+    AddLayer,
+    AvgPoolLayer,
+    Conv2dLayer,
+    FlattenLayer,
+    InputLayer,
+    IntModel,
+    Layer,
+    LinearLayer,
+    MaxPoolLayer,
+    ReLULayer,
+    WeightLayer,
+)
+from inq_hw.intmodel.validate import validate_model
+
+__all__ = ["predict", "run"]
+
+_EXACT_FLOAT_BITS = 52
+Handler = Callable[[Any, list[np.ndarray]], np.ndarray]
+_HANDLERS: dict[type[Layer], Handler] = {}
+
+
+def _executes(kind: type[Layer]) -> Callable[[Handler], Handler]:
+    def decorate(fn: Handler) -> Handler:
+        _HANDLERS[kind] = fn
+        return fn
+
+    return decorate
+
+
+def _matmul(x: np.ndarray, w: np.ndarray, acc_bits: int) -> np.ndarray:
+    """Exact ``x @ w`` of integer matrices."""
+    if acc_bits <= _EXACT_FLOAT_BITS:
+        return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    return x @ w
+
+
+def _im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> tuple[np.ndarray, int, int]:
+    """``(N, C, H, W)`` → ``(N·Ho·Wo, C·k·k)`` patches in C, kh, kw order."""
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kernel, kernel), axis=(2, 3))
+    windows = windows[:, :, ::stride, ::stride]
+    n, c, ho, wo = windows.shape[:4]
+    patches = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kernel * kernel)
+    return patches, ho, wo
+
+
+def _accumulate(layer: WeightLayer, patches: np.ndarray) -> np.ndarray:
+    weights = layer.weights_int().reshape(layer.codes.shape[0], -1)
+    return _matmul(patches, weights.T, layer.acc_bits) + layer.bias
+
+
+@_executes(InputLayer)
+def _input(layer: InputLayer, inputs: list[np.ndarray]) -> np.ndarray:
+    return inputs[0]
+
+
+@_executes(Conv2dLayer)
+def _conv(layer: Conv2dLayer, inputs: list[np.ndarray]) -> np.ndarray:
+    x = inputs[0]
+    kernel = layer.codes.shape[-1]
+    patches, ho, wo = _im2col(x, kernel, layer.stride, layer.padding)
+    acc = _accumulate(layer, patches)
+    y = requantize(acc, shift=layer.shift, relu=layer.relu, out=layer.out)
+    return y.reshape(x.shape[0], ho, wo, layer.codes.shape[0]).transpose(0, 3, 1, 2)
+
+
+@_executes(LinearLayer)
+def _linear(layer: LinearLayer, inputs: list[np.ndarray]) -> np.ndarray:
+    acc = _accumulate(layer, inputs[0])
+    return requantize(acc, shift=layer.shift, relu=layer.relu, out=layer.out)
+
+
+@_executes(MaxPoolLayer)
+def _maxpool(layer: MaxPoolLayer, inputs: list[np.ndarray]) -> np.ndarray:
+    windows = np.lib.stride_tricks.sliding_window_view(
+        inputs[0], (layer.kernel, layer.kernel), axis=(2, 3)
+    )
+    return windows[:, :, :: layer.stride, :: layer.stride].max(axis=(4, 5))
+
+
+@_executes(AvgPoolLayer)
+def _avgpool(layer: AvgPoolLayer, inputs: list[np.ndarray]) -> np.ndarray:
+    windows = np.lib.stride_tricks.sliding_window_view(
+        inputs[0], (layer.kernel, layer.kernel), axis=(2, 3)
+    )
+    total = windows[:, :, :: layer.stride, :: layer.stride].sum(axis=(4, 5), dtype=np.int64)
+    return np.clip(round_shift(total, layer.shift), layer.out.lo, layer.out.hi)
+
+
+@_executes(FlattenLayer)
+def _flatten(layer: FlattenLayer, inputs: list[np.ndarray]) -> np.ndarray:
+    return inputs[0].reshape(inputs[0].shape[0], *layer.shape)
+
+
+@_executes(ReLULayer)
+def _relu(layer: ReLULayer, inputs: list[np.ndarray]) -> np.ndarray:
+    return np.clip(inputs[0], 0, layer.out.hi)
+
+
+@_executes(AddLayer)
+def _add(layer: AddLayer, inputs: list[np.ndarray]) -> np.ndarray:
+    acc = sum((x << np.int64(a) for x, a in zip(inputs, layer.align, strict=True)), np.int64(0))
+    return requantize(np.asarray(acc), shift=layer.shift, relu=layer.relu, out=layer.out)
+
+
+_VALIDATED: "weakref.WeakSet[IntModel]" = weakref.WeakSet()
+
+
+def _check_input(model: IntModel, x: np.ndarray) -> np.ndarray:
+    fmt = model.input.out
+    if x.ndim != len(model.input.shape) + 1 or tuple(x.shape[1:]) != model.input.shape:
+        shape = ", ".join(map(str, model.input.shape))
+        raise ConfigError(f"Input must have shape (N, {shape}), not {x.shape}")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise ConfigError(f"Input must be integers, not {x.dtype}")
+    # Compare before any conversion: a uint64 above 2**63 must not wrap into range.
+    if x.size and (int(x.min()) < fmt.lo or int(x.max()) > fmt.hi):
+        raise ConfigError(f"Input integers must lie in [{fmt.lo}, {fmt.hi}]")
+    return x.astype(np.int64)
+
+
+def run(
+    model: IntModel, x: np.ndarray, *, trace: bool = False, batch_size: int = 1024
+) -> np.ndarray | dict[str, np.ndarray]:
+    """Run ``model`` on integer inputs ``x`` of shape ``(N, *input shape)``.
+
+    Returns the output layer's integers, or with ``trace=True`` every layer's integers by
+    name (the input included), for finding the first layer where hardware differs. Runs
+    ``batch_size`` samples at a time to bound memory. The model is validated as a graph
+    (:func:`~inq_hw.intmodel.validate.validate_model`) the first time it is run.
+
+    Example usage::
+
+        logits = run(model, quantize_input(images, model.input.out))
+        classes = logits.argmax(axis=1)   # ties: the lowest index, as in hardware
+
+    Raises
+    ------
+    ConfigError
+        Inputs of the wrong shape or type, or outside the input format's range.
+    PackageError
+        The model is inconsistent (shapes, shifts, an understated accumulator).
+    """
+    if model not in _VALIDATED:
+        validate_model(model)
+        _VALIDATED.add(model)
+    x = _check_input(model, np.asarray(x))
+    starts = range(0, max(len(x), 1), batch_size)
+    chunks = [_run_batch(model, x[i : i + batch_size]) for i in starts]
+    values = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+    return values if trace else values[model.output]
+
+
+def _run_batch(model: IntModel, x: np.ndarray) -> dict[str, np.ndarray]:
+    values: dict[str, np.ndarray] = {}
+    for layer in model.layers:
+        operands = [x] if isinstance(layer, InputLayer) else [values[n] for n in layer.inputs]
+        values[layer.name] = _HANDLERS[type(layer)](layer, operands)
+    return values
+
+
+def predict(model: IntModel, x: np.ndarray) -> np.ndarray:
+    """Predicted class per sample: argmax of the output integers (lowest index on ties)."""
+    out = run(model, x)
+    assert isinstance(out, np.ndarray)
+    return out.argmax(axis=1)

@@ -1,0 +1,278 @@
+"""The integer model: frozen dataclasses that every stage after lowering reads.
+
+An :class:`IntModel` is a list of layers in execution order; each layer names the layers
+it reads (``inputs``), its output shape (without the batch dimension) and the
+:class:`~inq_hw.intmodel.arith.ActFormat` of its output integers. Weight layers hold the
+packed b-bit power-of-two codes of :mod:`inq_hw.quant`, the bias as an integer at
+accumulator scale, the requantisation shift and the accumulator width. Layer kinds are
+registered by name with :func:`layer_kind` so the package reader needs no if/elif chain.
+"""
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from inq_hw.errors import ConfigError
+from inq_hw.intmodel.arith import ActFormat
+from inq_hw.quant import compute_n2, unpack_codes
+
+__all__ = [
+    "LAYER_KINDS",
+    "AddLayer",
+    "AvgPoolLayer",
+    "Conv2dLayer",
+    "FlattenLayer",
+    "InputLayer",
+    "IntModel",
+    "Layer",
+    "LinearLayer",
+    "MaxPoolLayer",
+    "ReLULayer",
+    "WeightLayer",
+    "layer_kind",
+]
+
+LAYER_KINDS: dict[str, type["Layer"]] = {}
+_L = TypeVar("_L", bound=type["Layer"])
+
+
+def layer_kind(name: str) -> Any:
+    """Class decorator: register a layer class under its ``kind`` name."""
+
+    def decorate(cls: _L) -> _L:
+        cls.kind = name
+        LAYER_KINDS[name] = cls
+        return cls
+
+    return decorate
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """Common part of every layer.
+
+    Members
+    -------
+    name : str
+        Unique name (the PyTorch module's name where there is one).
+    inputs : tuple of str
+        Names of the layers whose outputs this one reads (``()`` for the input).
+    shape : tuple of int
+        Output shape without the batch dimension: ``(C, H, W)`` or ``(F,)``.
+    out : ActFormat
+        Format of the output integers.
+    """
+
+    kind: ClassVar[str] = ""
+    name: str
+    inputs: tuple[str, ...]
+    shape: tuple[int, ...]
+    out: ActFormat
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"Layer name must be a non-empty string, not {self.name!r}")
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if any(d < 1 for d in self.shape):
+            raise ConfigError(f"Layer {self.name!r}: shape must be positive, not {self.shape}")
+
+    def params(self) -> dict[str, Any]:
+        """JSON-ready scalar fields of the subclass (arrays and common fields excluded)."""
+        common = {"name", "inputs", "shape", "out"}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in common and not isinstance(getattr(self, f.name), np.ndarray)
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The integer arrays of the layer, by field name."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)
+        }
+
+
+@layer_kind("input")
+@dataclass(frozen=True, eq=False)
+class InputLayer(Layer):
+    """The network input: integers of ``out`` format, produced on the host."""
+
+
+@dataclass(frozen=True, eq=False)
+class WeightLayer(Layer):
+    """A layer with power-of-two weights: ``acc = Σ x_int·w_int + bias``, then requantise.
+
+    Members
+    -------
+    bits, n1, n2 : int
+        Code width and exponent range of the weights.
+    codes : numpy.ndarray
+        ``uint8`` packed codes (``zero << (b-1) | sign << (b-2) | index``), weight shape.
+    bias : numpy.ndarray
+        ``int64`` bias per output, in accumulator units ``2**(n2 - frac_in)``.
+    shift : int
+        Requantisation shift ``frac_in - n2 - frac_out`` (right when positive).
+    relu : bool
+        ReLU fused after requantisation.
+    acc_bits : int
+        Accumulator width from the worst case; it cannot overflow.
+    """
+
+    bits: int
+    n1: int
+    n2: int
+    codes: np.ndarray = field(repr=False)
+    bias: np.ndarray = field(repr=False)
+    shift: int
+    relu: bool
+    acc_bits: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.codes.dtype != np.uint8 or self.bias.dtype != np.int64:
+            raise ConfigError(f"Layer {self.name!r}: codes must be uint8 and bias int64")
+        if self.n2 != compute_n2(self.n1, self.bits):
+            raise ConfigError(
+                f"Layer {self.name!r}: n2 must be n1 + 1 - 2**(bits-2), not {self.n2}"
+            )
+        if self.bias.shape != (self.codes.shape[0],):
+            raise ConfigError(
+                f"Layer {self.name!r}: bias shape {self.bias.shape} does not match the codes"
+            )
+        # Validates the code range and the zero-code canonical form.
+        unpack_codes(torch.from_numpy(self.codes.astype(np.int64)), bits=self.bits, n1=self.n1)
+
+    def weights_int(self) -> np.ndarray:
+        """Weights as integers ``±2**(e - n2)`` (0 for zero codes), ``int64``, weight shape."""
+        codes = unpack_codes(
+            torch.from_numpy(self.codes.astype(np.int64)), bits=self.bits, n1=self.n1
+        )
+        magnitude = np.left_shift(
+            np.int64(1), (self.n1 - self.n2 - codes.index.numpy()).astype(np.int64)
+        )
+        signed = np.where(codes.sign.numpy(), -magnitude, magnitude)
+        return np.where(codes.zero.numpy(), 0, signed).astype(np.int64)
+
+
+@layer_kind("conv2d")
+@dataclass(frozen=True, eq=False)
+class Conv2dLayer(WeightLayer):
+    """2-D convolution (groups 1, dilation 1), zero padding, square kernel."""
+
+    stride: int
+    padding: int
+
+
+@layer_kind("linear")
+@dataclass(frozen=True, eq=False)
+class LinearLayer(WeightLayer):
+    """Fully connected layer; its input is a flat vector."""
+
+
+@layer_kind("maxpool")
+@dataclass(frozen=True, eq=False)
+class MaxPoolLayer(Layer):
+    """Max pooling on integers (no padding); the format passes through."""
+
+    kernel: int
+    stride: int
+
+
+@layer_kind("avgpool")
+@dataclass(frozen=True, eq=False)
+class AvgPoolLayer(Layer):
+    """Average over a ``kernel x kernel`` window of ``2**shift`` elements: sum, then a
+    round-half-up right shift by ``shift``; the format passes through."""
+
+    kernel: int
+    stride: int
+    shift: int
+
+
+@layer_kind("flatten")
+@dataclass(frozen=True, eq=False)
+class FlattenLayer(Layer):
+    """``(C, H, W)`` → ``(C·H·W,)`` in C, H, W order (PyTorch's)."""
+
+
+@layer_kind("relu")
+@dataclass(frozen=True, eq=False)
+class ReLULayer(Layer):
+    """Clamp at zero (a ReLU that could not be fused into the layer before it)."""
+
+
+@layer_kind("add")
+@dataclass(frozen=True, eq=False)
+class AddLayer(Layer):
+    """Residual add: each operand shifted left by ``align[i]`` to a common scale, summed,
+    then requantised by ``shift`` (round half up), optional ReLU, saturated."""
+
+    align: tuple[int, ...]
+    shift: int
+    relu: bool
+    acc_bits: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "align", tuple(int(a) for a in self.align))
+        if len(self.align) != len(self.inputs) or any(a < 0 for a in self.align):
+            raise ConfigError(
+                f"Layer {self.name!r}: one non-negative alignment per input, not {self.align}"
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class IntModel:
+    """An integer-only network: layers in execution order and the name of the output.
+
+    Members
+    -------
+    layers : tuple of Layer
+        The first is the :class:`InputLayer`.
+    output : str
+        Name of the layer whose integers are the logits.
+    meta : dict
+        Provenance (source checkpoint hash, bits, calibration, accuracy ...).
+    """
+
+    layers: tuple[Layer, ...]
+    output: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if not self.layers or not isinstance(self.layers[0], InputLayer):
+            raise ConfigError("An integer model must start with its input layer")
+        seen: set[str] = set()
+        for layer in self.layers:
+            if layer.name in seen:
+                raise ConfigError(f"Layer name {layer.name!r} is used twice")
+            missing = [name for name in layer.inputs if name not in seen]
+            if missing:
+                raise ConfigError(
+                    f"Layer {layer.name!r} reads {missing}, which no earlier layer produces"
+                )
+            seen.add(layer.name)
+        if self.output not in seen:
+            raise ConfigError(f"Output layer {self.output!r} is not in the model")
+
+    @property
+    def input(self) -> InputLayer:
+        layer = self.layers[0]
+        assert isinstance(layer, InputLayer)
+        return layer
+
+    def layer(self, name: str) -> Layer:
+        """The layer called ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def weight_layers(self) -> list[WeightLayer]:
+        return [layer for layer in self.layers if isinstance(layer, WeightLayer)]

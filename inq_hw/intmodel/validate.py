@@ -1,0 +1,217 @@
+"""Structural validation of an integer model: what one layer's dataclass cannot check.
+
+Run when a package is saved or loaded, and once per model object by the golden executor,
+so an in-memory model with an understated accumulator or inconsistent shapes is refused
+before it can silently compute something else.
+"""
+
+import math
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from inq_hw.errors import PackageError
+from inq_hw.intmodel.arith import MAX_ACCUMULATOR_BITS, accumulator_bits, signed_bits
+from inq_hw.intmodel.layers import (
+    AddLayer,
+    AvgPoolLayer,
+    Conv2dLayer,
+    FlattenLayer,
+    InputLayer,
+    IntModel,
+    Layer,
+    LinearLayer,
+    MaxPoolLayer,
+    ReLULayer,
+    WeightLayer,
+)
+from inq_hw.quant import compute_n2
+
+__all__ = ["validate_model"]
+
+_CONSTRUCTION_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+
+
+def validate_model(model: IntModel) -> None:
+    """Check ``model`` as a graph: what the dataclasses cannot check one layer at a time.
+
+    Shapes along every edge (convolution, pooling and flatten arithmetic, linear fan-in,
+    equal add operands), formats that pass through pooling, ``2**shift == kernel**2`` for
+    average pooling, ``n2`` from ``n1`` and the bit-width, the requantisation shift
+    ``frac_in - n2 - frac_out`` and an accumulator at least as wide as the worst case.
+
+    Raises
+    ------
+    PackageError
+        Naming the first inconsistent layer and what is wrong with it.
+    """
+    by_name = {layer.name: layer for layer in model.layers}
+    for position, layer in enumerate(model.layers):
+        if position and isinstance(layer, InputLayer):
+            _fail(layer, "only the first layer may be an input")
+        check = _CHECKS.get(type(layer))
+        if check is None:
+            _fail(layer, "this kind of layer has no structural check")
+        try:
+            check(layer, [by_name[name] for name in layer.inputs])
+        except _CONSTRUCTION_ERRORS as exc:
+            raise PackageError(f"layer {layer.name!r} ({layer.kind}): {exc}") from None
+
+
+# --- structural checks, one per layer kind ------------------------------------------------
+
+Check = Callable[[Any, list[Layer]], None]
+_CHECKS: dict[type[Layer], Check] = {}
+
+
+def _checks(*kinds: type[Layer]) -> Callable[[Check], Check]:
+    def register(check: Check) -> Check:
+        for kind in kinds:
+            _CHECKS[kind] = check
+        return check
+
+    return register
+
+
+def _fail(layer: Layer, message: str) -> typing.NoReturn:
+    raise PackageError(f"layer {layer.name!r} ({layer.kind}): {message}")
+
+
+def _operands(layer: Layer, operands: list[Layer], count: int) -> list[Layer]:
+    if len(operands) != count:
+        _fail(layer, f"reads {count} layer(s), not {len(operands)}")
+    return operands
+
+
+def _image(layer: Layer, source: Layer) -> tuple[int, int, int]:
+    if len(source.shape) != 3:
+        _fail(layer, f"reads an image (C, H, W), but {source.name!r} has shape {source.shape}")
+    c, h, w = source.shape
+    return c, h, w
+
+
+def _window(size: int, kernel: int, stride: int) -> int:
+    return (size - kernel) // stride + 1
+
+
+def _expect_shape(layer: Layer, expected: tuple[int, ...]) -> None:
+    if layer.shape != expected:
+        _fail(layer, f"shape is {layer.shape}, but its input and parameters give {expected}")
+
+
+def _expect_format_of(layer: Layer, source: Layer) -> None:
+    if layer.out != source.out:
+        _fail(layer, f"output format {layer.out} must be its input's {source.out}")
+
+
+def _weight_abs_sums(layer: WeightLayer) -> np.ndarray:
+    """``Σ|w_int|`` per output as exact Python integers (``2**(n1-n2)`` may not fit int64)."""
+    codes = layer.codes.reshape(layer.codes.shape[0], -1).astype(np.int64)
+    nonzero = (codes >> (layer.bits - 1)) == 0
+    index = codes & ((1 << (layer.bits - 2)) - 1)
+    top = layer.n1 - layer.n2
+    sums = np.zeros(codes.shape[0], dtype=object)
+    for level in range(1 << (layer.bits - 2)):
+        count = ((index == level) & nonzero).sum(axis=1)
+        sums = sums + count.astype(object) * (1 << (top - level))
+    return sums
+
+
+def _check_weights(layer: WeightLayer, source: Layer) -> None:
+    n2 = compute_n2(layer.n1, layer.bits)
+    if layer.n2 != n2:
+        _fail(layer, f"n2 is {layer.n2}, but n1 + 1 - 2**(bits-2) = {n2}")
+    shift = source.out.frac - layer.n2 - layer.out.frac
+    if layer.shift != shift:
+        _fail(
+            layer,
+            f"shift is {layer.shift}, but frac_in - n2 - frac_out = "
+            f"{source.out.frac} - ({layer.n2}) - {layer.out.frac} = {shift}",
+        )
+    need = accumulator_bits(_weight_abs_sums(layer), layer.bias, source.out.max_abs)
+    if not need <= layer.acc_bits <= MAX_ACCUMULATOR_BITS:
+        _fail(layer, f"acc_bits is {layer.acc_bits}, but the worst case needs {need}")
+
+
+@_checks(InputLayer)
+def _check_input(layer: InputLayer, operands: list[Layer]) -> None:
+    _operands(layer, operands, 0)
+    if len(layer.shape) not in (1, 3):
+        _fail(layer, f"shape must be (C, H, W) or (F,), not {layer.shape}")
+
+
+@_checks(Conv2dLayer)
+def _check_conv(layer: Conv2dLayer, operands: list[Layer]) -> None:
+    (source,) = _operands(layer, operands, 1)
+    c, h, w = _image(layer, source)
+    shape = layer.codes.shape
+    if len(shape) != 4 or shape[2] != shape[3]:
+        _fail(layer, f"weights must have shape (Cout, Cin, k, k), not {shape}")
+    if shape[1] != c:
+        _fail(layer, f"weights expect {shape[1]} input channels, but {source.name!r} has {c}")
+    if layer.stride < 1 or layer.padding < 0:
+        _fail(layer, f"stride {layer.stride} or padding {layer.padding} out of range")
+    k, s, p = shape[2], layer.stride, layer.padding
+    _expect_shape(layer, (shape[0], _window(h + 2 * p, k, s), _window(w + 2 * p, k, s)))
+    _check_weights(layer, source)
+
+
+@_checks(LinearLayer)
+def _check_linear(layer: LinearLayer, operands: list[Layer]) -> None:
+    (source,) = _operands(layer, operands, 1)
+    if len(source.shape) != 1:
+        _fail(layer, f"reads a flat vector, but {source.name!r} has shape {source.shape}")
+    if layer.codes.ndim != 2 or layer.codes.shape[1] != source.shape[0]:
+        _fail(layer, f"weights must have shape (out, {source.shape[0]}), not {layer.codes.shape}")
+    _expect_shape(layer, (layer.codes.shape[0],))
+    _check_weights(layer, source)
+
+
+@_checks(MaxPoolLayer, AvgPoolLayer)
+def _check_pool(layer: MaxPoolLayer | AvgPoolLayer, operands: list[Layer]) -> None:
+    (source,) = _operands(layer, operands, 1)
+    c, h, w = _image(layer, source)
+    if layer.kernel < 1 or layer.stride < 1:
+        _fail(layer, f"kernel {layer.kernel} and stride {layer.stride} must be positive")
+    k, s = layer.kernel, layer.stride
+    _expect_shape(layer, (c, _window(h, k, s), _window(w, k, s)))
+    _expect_format_of(layer, source)
+    if isinstance(layer, AvgPoolLayer) and (layer.shift < 0 or 1 << layer.shift != k * k):
+        _fail(layer, f"averages {k}x{k} = {k * k} elements, not 2**shift = 2**{layer.shift}")
+
+
+@_checks(FlattenLayer)
+def _check_flatten(layer: FlattenLayer, operands: list[Layer]) -> None:
+    (source,) = _operands(layer, operands, 1)
+    _expect_shape(layer, (math.prod(source.shape),))
+    _expect_format_of(layer, source)
+
+
+@_checks(ReLULayer)
+def _check_relu(layer: ReLULayer, operands: list[Layer]) -> None:
+    (source,) = _operands(layer, operands, 1)
+    _expect_shape(layer, source.shape)
+    if layer.out.frac != source.out.frac:
+        _fail(layer, f"frac is {layer.out.frac}, but its input's is {source.out.frac}")
+
+
+@_checks(AddLayer)
+def _check_add(layer: AddLayer, operands: list[Layer]) -> None:
+    if len(operands) < 2:
+        _fail(layer, f"adds at least 2 operands, not {len(operands)}")
+    for operand in operands:
+        if operand.shape != layer.shape:
+            _fail(layer, f"operand {operand.name!r} has shape {operand.shape}, not {layer.shape}")
+    scales = {operand.out.frac + a for operand, a in zip(operands, layer.align, strict=True)}
+    if len(scales) != 1:
+        fracs = [operand.out.frac for operand in operands]
+        _fail(layer, f"align {layer.align} does not bring fracs {fracs} to one scale")
+    shift = scales.pop() - layer.out.frac
+    if layer.shift != shift:
+        _fail(layer, f"shift is {layer.shift}, but the aligned operands need {shift}")
+    worst = sum(op.out.max_abs << a for op, a in zip(operands, layer.align, strict=True))
+    need = signed_bits(worst)
+    if not need <= layer.acc_bits <= MAX_ACCUMULATOR_BITS:
+        _fail(layer, f"acc_bits is {layer.acc_bits}, but the worst case needs {need}")
