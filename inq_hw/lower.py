@@ -1,0 +1,735 @@
+"""Lowering: a power-of-two PyTorch model → the integer-only :class:`IntModel`.
+
+The model is traced with ``torch.fx`` (:class:`~inq_hw.models.ResidualAdd` kept as a leaf,
+``nn.Identity`` left by BatchNorm folding dropped), run once in float on the calibration
+inputs to measure every tensor, then walked node by node. Each module type has a handler
+registered with :func:`lowers`; a node no handler knows is a :class:`ModelError`.
+
+Activation formats (calibration), ARCHITECTURE.md "Number formats":
+
+* Every tensor has ``a_bits`` bits. It is **unsigned** when it is non-negative by
+  construction (a ReLU output; max/avg pooling or flattening of an unsigned tensor; the
+  input when the calibration data has no negative value), **signed** otherwise. Signedness
+  never comes from the calibration values of an inner tensor, which may happen to be
+  non-negative on the calibration set and negative on another input.
+* Its scale is ``2**-frac``, ``frac`` the largest integer with ``m·2**frac <= hi``, where
+  ``hi`` is the format's largest integer and ``m`` the calibrated range: ``max|x|`` over the
+  calibration set (``"maxabs"``, no calibration value saturates) or a percentile of ``|x|``
+  (``"percentile"``: rare outliers saturate, for up to one more bit of resolution). It is
+  computed exactly with fractions (a float ``log2`` is off by one at powers of two). A
+  tensor that is zero on the whole calibration set gets ``frac = 0``.
+
+Weights must already lie exactly on their layer's power-of-two grid (a finished INQ run);
+the bias becomes an integer in accumulator units ``2**(n2 - frac_in)``, rounded half up
+like every other rounding in the datapath. A ReLU that is the only user of a convolution,
+linear layer or residual add is fused into it.
+"""
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from inq_hw.checkpoint import file_sha256, load_checkpoint
+from inq_hw.driver import load_model
+from inq_hw.errors import ConfigError, ModelError
+from inq_hw.intmodel.arith import (
+    MAX_ACCUMULATOR_BITS,
+    ActFormat,
+    accumulator_bits,
+    signed_bits,
+)
+from inq_hw.intmodel.layers import (
+    AddLayer,
+    AvgPoolLayer,
+    Conv2dLayer,
+    FlattenLayer,
+    InputLayer,
+    IntModel,
+    Layer,
+    LinearLayer,
+    MaxPoolLayer,
+    ReLULayer,
+    WeightLayer,
+)
+from inq_hw.models import ResidualAdd
+from inq_hw.quant import Po2Codes, check_bits, decode_codes, pack_codes, po2_codes
+
+__all__ = [
+    "CalibrationConfig",
+    "LoweringContext",
+    "lower_checkpoint",
+    "lower_model",
+    "lowers",
+]
+
+CONFIG_VERSION = 1
+CALIBRATION_METHODS = ("maxabs", "percentile")
+INPUT_NAME = "input"
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """How activation formats are chosen.
+
+    Members
+    -------
+    samples : int
+        How many samples calibrate: the first ``samples`` of the training split
+        (deterministic; fewer if the split is smaller).
+    method : str
+        ``"maxabs"`` (range = max|x|) or ``"percentile"`` (range = a percentile of |x|).
+    percentile : float
+        The percentile of |x| per tensor for ``method="percentile"``, in (0, 100].
+    a_bits : int
+        Activation width, 4 to 16.
+    """
+
+    samples: int = 512
+    method: str = "maxabs"
+    percentile: float = 99.99
+    a_bits: int = 8
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        if _not_int(self.samples) or self.samples < 1:
+            raise ConfigError(
+                f"Calibration samples must be a positive integer, not {self.samples!r}"
+            )
+        if self.method not in CALIBRATION_METHODS:
+            raise ConfigError(
+                f"Calibration method must be one of {CALIBRATION_METHODS}, not {self.method!r}"
+            )
+        p = self.percentile
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 < p <= 100:
+            raise ConfigError(f"Calibration percentile must lie in (0, 100], not {p!r}")
+        if _not_int(self.a_bits) or not 4 <= self.a_bits <= 16:
+            raise ConfigError(
+                f"Activation width must be an integer from 4 to 16, not {self.a_bits!r}"
+            )
+        if self.version != CONFIG_VERSION:
+            raise ConfigError(
+                f"Calibration config version must be {CONFIG_VERSION}, not {self.version!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CalibrationConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"Unknown calibration config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+def _not_int(value: object) -> bool:
+    return isinstance(value, bool) or not isinstance(value, int)
+
+
+# --- calibration --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TensorStats:
+    """What lowering needs of one float tensor: shape (no batch), range and minimum."""
+
+    shape: tuple[int, ...]
+    extent: float
+    minimum: float
+
+
+def _measure(x: torch.Tensor, config: CalibrationConfig) -> _TensorStats:
+    values = x.detach().double()
+    if config.method == "percentile":
+        extent = float(np.percentile(values.abs().numpy().ravel(), config.percentile))
+    else:
+        extent = float(values.abs().max())
+    return _TensorStats(tuple(x.shape[1:]), extent, float(values.min()))
+
+
+def _frac_for(extent: float, hi: int) -> int:
+    """Largest integer ``f`` with ``extent·2**f <= hi``, exactly (0 for a zero range)."""
+    if extent == 0.0:
+        return 0
+    m = Fraction(extent)
+    # With 2**(E-1) <= m < 2**E and 2**(B-1) <= hi < 2**B, f = B - E has
+    # m·2**(f+1) >= 2**B > hi: an upper bound, at most one too large.
+    f = hi.bit_length() - math.frexp(extent)[1]
+    while m * Fraction(2) ** f > hi:
+        f -= 1
+    return f
+
+
+class _Recorder(fx.Interpreter):
+    """Runs the traced graph and keeps only each node's statistics (values are freed)."""
+
+    def __init__(self, module: fx.GraphModule, config: CalibrationConfig) -> None:
+        super().__init__(module)
+        self.config = config
+        self.stats: dict[str, _TensorStats] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        # Measured at once: an in-place ReLU later would overwrite this tensor.
+        if n.op != "output" and isinstance(out, torch.Tensor) and out.dim() >= 1:
+            self.stats[n.name] = _measure(out, self.config)
+        return out
+
+
+# --- tracing ------------------------------------------------------------------------------
+
+
+class _Tracer(fx.Tracer):
+    """Default leaves, plus :class:`ResidualAdd` so the graph shows residual adds."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, ResidualAdd) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as exc:  # fx fails with many kinds of error on data-dependent code
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"torch.fx cannot trace the model ({reason}), so it cannot be lowered: "
+            f"{type(model).__name__}"
+        ) from None
+    for node in list(graph.nodes):
+        # Folded BatchNorms are nn.Identity; dropping them lets a ReLU after one fuse.
+        if node.op == "call_module" and type(model.get_submodule(str(node.target))) is nn.Identity:
+            if len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], fx.Node):
+                raise ModelError(f"Cannot lower {node.target!r} (Identity): odd arguments")
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    return fx.GraphModule(model, graph)
+
+
+def _record(
+    graph_module: fx.GraphModule, x: torch.Tensor, config: CalibrationConfig
+) -> dict[str, _TensorStats]:
+    """Statistics of every node on ``x``, run in eval mode (each module's mode restored)."""
+    modes = {module: module.training for module in graph_module.modules()}
+    graph_module.eval()
+    try:
+        recorder = _Recorder(graph_module, config)
+        with torch.no_grad():
+            recorder.run(x)
+    finally:
+        for module, training in modes.items():
+            module.train(training)
+    return recorder.stats
+
+
+# --- the handler registry -----------------------------------------------------------------
+
+
+@dataclass
+class LoweringContext:
+    """State of one lowering, handed to every handler.
+
+    Members
+    -------
+    model : torch.nn.Module
+        The model being lowered.
+    stats : dict
+        Shape, range and minimum of every node's float output, by node name.
+    bits : int
+        Weight code width.
+    n1 : mapping of str to int
+        Largest weight exponent per module name.
+    config : CalibrationConfig
+        Activation width and range rule.
+    layers : list of Layer
+        The integer layers so far, in execution order.
+    produced : dict
+        fx node → the layer whose output holds its value.
+    """
+
+    model: nn.Module
+    stats: dict[str, _TensorStats]
+    bits: int
+    n1: Mapping[str, int]
+    config: CalibrationConfig
+    layers: list[Layer] = field(default_factory=list)
+    produced: dict[fx.Node, Layer] = field(default_factory=dict)
+
+    def add(self, layer: Layer, *nodes: fx.Node | None) -> None:
+        """Append ``layer``; it produces the values of ``nodes`` (``None`` skipped)."""
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ModelError(
+                f"Module {layer.name!r} is called more than once; lowering needs one call "
+                "per module"
+            )
+        self.layers.append(layer)
+        self.produced.update({node: layer for node in nodes if node is not None})
+
+    def module(self, node: fx.Node) -> nn.Module:
+        return self.model.get_submodule(str(node.target))
+
+    def operands(self, node: fx.Node, count: int = 1) -> list[Layer]:
+        """The layers producing the ``count`` tensor arguments of ``node``."""
+        if (
+            node.kwargs
+            or len(node.args) != count
+            or not all(isinstance(a, fx.Node) and a in self.produced for a in node.args)
+        ):
+            raise ModelError(
+                f"Cannot lower {node.target!r}: it must be called with {count} tensor "
+                f"argument(s), not args={node.args} kwargs={dict(node.kwargs)}"
+            )
+        return [self.produced[a] for a in node.args if isinstance(a, fx.Node)]
+
+    def shape(self, node: fx.Node) -> tuple[int, ...]:
+        return self.stats[node.name].shape
+
+    def calibrate(self, node: fx.Node, *, signed: bool) -> ActFormat:
+        """Format of ``node``'s output: ``a_bits`` bits, exact power-of-two scale."""
+        extent = self.stats[node.name].extent
+        if not math.isfinite(extent):
+            raise ModelError(f"Node {node.name!r} produced NaN or Inf on the calibration set")
+        hi = ActFormat(self.config.a_bits, signed, 0).hi
+        return ActFormat(self.config.a_bits, signed, _frac_for(extent, hi))
+
+    def fusable_relu(self, node: fx.Node) -> fx.Node | None:
+        """The ``nn.ReLU`` node that is the only user of ``node``, if there is one."""
+        if len(node.users) != 1:
+            return None
+        (user,) = node.users
+        if user.op != "call_module" or type(self.module(user)) is not nn.ReLU:
+            return None
+        return user if user.args == (node,) and not user.kwargs else None
+
+
+Handler = Callable[[LoweringContext, fx.Node, Any], None]
+_H = TypeVar("_H", bound=Handler)
+_LOWERINGS: dict[type[nn.Module], Handler] = {}
+
+
+def lowers(*kinds: type[nn.Module]) -> Callable[[_H], _H]:
+    """Register a handler ``fn(context, node, module)`` for modules of exactly ``kinds``.
+
+    Exact types only: a subclass may override ``forward`` with other arithmetic.
+    """
+
+    def decorate(fn: _H) -> _H:
+        for kind in kinds:
+            _LOWERINGS[kind] = fn
+        return fn
+
+    return decorate
+
+
+def _unsupported(name: str, module: nn.Module, reason: str) -> ModelError:
+    return ModelError(f"Cannot lower {name!r} ({type(module).__name__}): {reason}")
+
+
+def _square(name: str, module: nn.Module, what: str, value: object) -> int:
+    """An int, or a pair of equal ints, as one int."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1]:
+        return int(value[0])
+    raise _unsupported(name, module, f"{what} must be square, not {value!r}")
+
+
+def _require(condition: bool, name: str, module: nn.Module, reason: str) -> None:
+    if not condition:
+        raise _unsupported(name, module, reason)
+
+
+def _require_rank(source: Layer, rank: int, name: str, module: nn.Module) -> None:
+    if len(source.shape) != rank:
+        raise _unsupported(
+            name, module, f"needs a {rank}-D input per sample, not shape {source.shape}"
+        )
+
+
+# --- weight layers ------------------------------------------------------------------------
+
+
+def _grid_codes(name: str, weight: torch.Tensor, bits: int, n1: Mapping[str, int]) -> Po2Codes:
+    """Codes of ``weight``, which must lie exactly on the power-of-two grid of its layer."""
+    if name not in n1:
+        raise ModelError(
+            f"Layer {name!r} has no n1: INQ left it in full precision (skipped), and only "
+            f"power-of-two layers can be lowered"
+        )
+    w = weight.detach()
+    try:
+        codes = po2_codes(w, bits, n1=int(n1[name]))
+    except ConfigError as exc:
+        raise ModelError(f"Layer {name!r}: {exc}") from None
+    off = int((decode_codes(codes, torch.float64) != w.double()).sum())
+    if off:
+        raise ModelError(
+            f"Layer {name!r} is not fully quantized: {off} of {w.numel()} weights are off "
+            f"the {bits}-bit power-of-two grid of n1={n1[name]}"
+        )
+    return codes
+
+
+def _bias_int(name: str, bias: torch.Tensor | None, count: int, exponent: int) -> list[int]:
+    """``round_half_up(b·2**exponent)`` per output, exact (0 without a bias)."""
+    if bias is None:
+        return [0] * count
+    values = bias.detach().double().tolist()
+    if not all(math.isfinite(v) for v in values):
+        raise ModelError(f"Layer {name!r} has a NaN or Inf bias")
+    scale = Fraction(2) ** exponent
+    return [math.floor(Fraction(v) * scale + Fraction(1, 2)) for v in values]
+
+
+def _weight_abs_sums(codes: Po2Codes) -> list[int]:
+    """``Σ|w_int|`` per output, ``w_int = ±2**(e - n2)``, in exact Python integers."""
+    outputs = codes.index.shape[0]
+    index = codes.index.reshape(outputs, -1)
+    nonzero = (~codes.zero).reshape(outputs, -1).to(torch.int64)
+    counts = torch.zeros(outputs, 1 << (codes.bits - 2), dtype=torch.int64)
+    counts.scatter_add_(1, index, nonzero)
+    span = codes.n1 - codes.n2
+    return [sum(c << (span - i) for i, c in enumerate(row)) for row in counts.tolist()]
+
+
+def _lower_weights(
+    ctx: LoweringContext,
+    node: fx.Node,
+    module: nn.Conv2d | nn.Linear,
+    kind: type[WeightLayer],
+    **geometry: int,
+) -> None:
+    """Conv2d or Linear → ``kind``: codes, integer bias, fused ReLU, shift, accumulator."""
+    name = str(node.target)
+    (source,) = ctx.operands(node)
+    codes = _grid_codes(name, module.weight, ctx.bits, ctx.n1)
+    relu = ctx.fusable_relu(node)
+    out_node = relu or node
+    f_in, out = source.out, ctx.calibrate(out_node, signed=relu is None)
+    bias = _bias_int(name, module.bias, codes.index.shape[0], f_in.frac - codes.n2)
+    try:
+        acc_bits = accumulator_bits(
+            np.array(_weight_abs_sums(codes), dtype=object),
+            np.array(bias, dtype=object),
+            f_in.max_abs,
+        )
+    except ConfigError as exc:
+        raise ModelError(f"Layer {name!r}: {exc}") from None
+    layer = kind(
+        name=name,
+        inputs=(source.name,),
+        shape=ctx.shape(out_node),
+        out=out,
+        bits=ctx.bits,
+        n1=codes.n1,
+        n2=codes.n2,
+        codes=pack_codes(codes).numpy().copy(),
+        bias=np.array(bias, dtype=np.int64),
+        shift=f_in.frac - codes.n2 - out.frac,
+        relu=relu is not None,
+        acc_bits=acc_bits,
+        **geometry,
+    )
+    ctx.add(layer, node, relu)
+
+
+def _conv_padding(name: str, conv: nn.Conv2d, kernel: int) -> int:
+    padding = conv.padding
+    if padding == "valid":
+        return 0
+    if padding == "same" and (kernel - 1) % 2 == 0:
+        return (kernel - 1) // 2
+    if isinstance(padding, tuple) and len(padding) == 2 and padding[0] == padding[1]:
+        return int(padding[0])
+    raise _unsupported(name, conv, f"padding must be symmetric, not {padding!r}")
+
+
+@lowers(nn.Conv2d)
+def _lower_conv2d(ctx: LoweringContext, node: fx.Node, conv: nn.Conv2d) -> None:
+    name = str(node.target)
+    kernel = _square(name, conv, "kernel_size", conv.kernel_size)
+    stride = _square(name, conv, "stride", conv.stride)
+    _require(conv.groups == 1, name, conv, f"groups must be 1, not {conv.groups}")
+    _require(conv.dilation == (1, 1), name, conv, f"dilation must be 1, not {conv.dilation}")
+    _require(
+        conv.padding_mode == "zeros",
+        name,
+        conv,
+        f"padding_mode must be 'zeros', not {conv.padding_mode!r}",
+    )
+    padding = _conv_padding(name, conv, kernel)
+    _require_rank(ctx.operands(node)[0], 3, name, conv)
+    _lower_weights(ctx, node, conv, Conv2dLayer, stride=stride, padding=padding)
+
+
+@lowers(nn.Linear)
+def _lower_linear(ctx: LoweringContext, node: fx.Node, linear: nn.Linear) -> None:
+    name = str(node.target)
+    _require_rank(ctx.operands(node)[0], 1, name, linear)
+    _lower_weights(ctx, node, linear, LinearLayer)
+
+
+# --- layers without weights ---------------------------------------------------------------
+
+
+def _zero(value: object) -> bool:
+    return value == 0 or value == (0, 0)
+
+
+def _one(value: object) -> bool:
+    return value == 1 or value == (1, 1)
+
+
+@lowers(nn.MaxPool2d)
+def _lower_maxpool(ctx: LoweringContext, node: fx.Node, pool: nn.MaxPool2d) -> None:
+    name = str(node.target)
+    kernel = _square(name, pool, "kernel_size", pool.kernel_size)
+    stride = _square(name, pool, "stride", pool.stride)
+    _require(_zero(pool.padding), name, pool, f"padding must be 0, not {pool.padding!r}")
+    _require(_one(pool.dilation), name, pool, f"dilation must be 1, not {pool.dilation!r}")
+    _require(not pool.ceil_mode, name, pool, "ceil_mode must be False")
+    _require(not pool.return_indices, name, pool, "return_indices must be False")
+    (source,) = ctx.operands(node)
+    _require_rank(source, 3, name, pool)
+    layer = MaxPoolLayer(
+        name, (source.name,), ctx.shape(node), source.out, kernel=kernel, stride=stride
+    )
+    ctx.add(layer, node)
+
+
+@lowers(nn.AvgPool2d)
+def _lower_avgpool(ctx: LoweringContext, node: fx.Node, pool: nn.AvgPool2d) -> None:
+    name = str(node.target)
+    kernel = _square(name, pool, "kernel_size", pool.kernel_size)
+    stride = _square(name, pool, "stride", pool.stride)
+    window = kernel * kernel
+    _require(
+        window & (window - 1) == 0,
+        name,
+        pool,
+        f"the window must have a power-of-two size (a shift), not {kernel}x{kernel}",
+    )
+    _require(_zero(pool.padding), name, pool, f"padding must be 0, not {pool.padding!r}")
+    _require(not pool.ceil_mode, name, pool, "ceil_mode must be False")
+    _require(
+        pool.divisor_override in (None, window),
+        name,
+        pool,
+        f"divisor_override must be None, not {pool.divisor_override!r}",
+    )
+    (source,) = ctx.operands(node)
+    _require_rank(source, 3, name, pool)
+    layer = AvgPoolLayer(
+        name,
+        (source.name,),
+        ctx.shape(node),
+        source.out,
+        kernel=kernel,
+        stride=stride,
+        shift=window.bit_length() - 1,
+    )
+    ctx.add(layer, node)
+
+
+@lowers(nn.Flatten)
+def _lower_flatten(ctx: LoweringContext, node: fx.Node, flatten: nn.Flatten) -> None:
+    name = str(node.target)
+    (source,) = ctx.operands(node)
+    _require(
+        flatten.start_dim == 1 and flatten.end_dim in (-1, len(source.shape)),
+        name,
+        flatten,
+        f"only Flatten(start_dim=1, end_dim=-1), not ({flatten.start_dim}, {flatten.end_dim})",
+    )
+    ctx.add(FlattenLayer(name, (source.name,), ctx.shape(node), source.out), node)
+
+
+@lowers(nn.ReLU)
+def _lower_relu(ctx: LoweringContext, node: fx.Node, relu: nn.ReLU) -> None:
+    """A ReLU that could not be fused: unsigned, same width and scale as its input."""
+    (source,) = ctx.operands(node)
+    out = ActFormat(source.out.bits, False, source.out.frac)
+    ctx.add(ReLULayer(str(node.target), (source.name,), ctx.shape(node), out), node)
+
+
+@lowers(ResidualAdd)
+def _lower_add(ctx: LoweringContext, node: fx.Node, add: ResidualAdd) -> None:
+    """Align both operands to the finer scale ``F``, add, requantise to the output's."""
+    name = str(node.target)
+    a, b = ctx.operands(node, 2)
+    _require(a.shape == b.shape, name, add, f"operand shapes differ: {a.shape} and {b.shape}")
+    common = max(a.out.frac, b.out.frac)
+    align = (common - a.out.frac, common - b.out.frac)
+    relu = ctx.fusable_relu(node)
+    out_node = relu or node
+    out = ctx.calibrate(out_node, signed=relu is None)
+    acc_bits = signed_bits((a.out.max_abs << align[0]) + (b.out.max_abs << align[1]))
+    if acc_bits > MAX_ACCUMULATOR_BITS:
+        raise ModelError(f"Layer {name!r}: the add would need {acc_bits} accumulator bits")
+    layer = AddLayer(
+        name,
+        (a.name, b.name),
+        ctx.shape(out_node),
+        out,
+        align=align,
+        shift=common - out.frac,
+        relu=relu is not None,
+        acc_bits=acc_bits,
+    )
+    ctx.add(layer, node, relu)
+
+
+# --- the walk -----------------------------------------------------------------------------
+
+
+def _describe(node: fx.Node) -> str:
+    target = getattr(node.target, "__name__", None) or str(node.target)
+    return f"node {node.name!r} ({node.op} {target})"
+
+
+def _check_supported(ctx: LoweringContext, graph: fx.Graph) -> None:
+    """Fail before calibration on any node no handler knows."""
+    placeholders = [node for node in graph.nodes if node.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise ModelError(f"The model must take one input tensor, not {len(placeholders)}")
+    for node in graph.nodes:
+        if node.op in ("placeholder", "output"):
+            continue
+        if node.op != "call_module":
+            raise ModelError(
+                f"Cannot lower {_describe(node)}: only calls of supported modules can be "
+                "lowered (use nn.Flatten, nn.ReLU, ResidualAdd ... as modules)"
+            )
+        module = ctx.module(node)
+        if type(module) not in _LOWERINGS:
+            raise _unsupported(
+                str(node.target),
+                module,
+                f"no integer layer for this module type; supported: "
+                f"{sorted(kind.__name__ for kind in _LOWERINGS)}",
+            )
+
+
+def _lower_input(ctx: LoweringContext, node: fx.Node) -> None:
+    stats = ctx.stats[node.name]
+    out = ctx.calibrate(node, signed=stats.minimum < 0)
+    ctx.add(InputLayer(INPUT_NAME, (), stats.shape, out), node)
+
+
+def _walk(ctx: LoweringContext, graph: fx.Graph) -> str:
+    """Lower every node in order; returns the name of the output layer."""
+    output = None
+    for node in graph.nodes:
+        if node in ctx.produced:  # a ReLU fused into the layer before it
+            continue
+        if node.op == "placeholder":
+            _lower_input(ctx, node)
+        elif node.op == "output":
+            result = node.args[0]
+            if not isinstance(result, fx.Node):
+                raise ModelError(f"The model must return one tensor, not {result!r}")
+            output = ctx.produced[result].name
+        else:
+            module = ctx.module(node)
+            _LOWERINGS[type(module)](ctx, node, module)
+    assert output is not None  # every fx graph has an output node
+    return output
+
+
+def lower_model(
+    model: nn.Module,
+    calibration_inputs: torch.Tensor,
+    *,
+    bits: int,
+    n1: Mapping[str, int],
+    config: CalibrationConfig = CalibrationConfig(),
+    meta: dict[str, Any] | None = None,
+) -> IntModel:
+    """Lower a model whose weights lie on their power-of-two grids to an integer model.
+
+    Args:
+        model: the model; every Conv2d and Linear fully quantized, BatchNorm folded.
+        calibration_inputs: float inputs ``(N, C, H, W)`` that choose activation scales.
+        bits: weight code width (2 to 8).
+        n1: largest weight exponent per module name (INQ's, fixed at its start).
+        config: activation width and range rule.
+        meta: provenance stored in :attr:`IntModel.meta` (``bits`` and ``calibration`` are
+            added).
+
+    Returns:
+        The integer model; layer names are the module names, the input is ``"input"``.
+
+    Raises:
+        ModelError: a module or operation without an integer layer, an unsupported option
+            (groups, dilation, padding, pooling window ...), a weight off its grid, a layer
+            without n1, or an accumulator wider than the executor allows.
+        ConfigError: a bad bit-width.
+
+    Example usage::
+
+        int_model = lower_model(model, data.train.x[:512], bits=5, n1=n1)
+        x_int = quantize_input(images.numpy(), int_model.input.out)
+        classes = predict(int_model, x_int)
+    """
+    check_bits(bits)
+    if not isinstance(config, CalibrationConfig):
+        raise TypeError(f"config must be a CalibrationConfig, not {type(config).__name__}")
+    x = _check_calibration_inputs(calibration_inputs)
+    graph_module = _trace(model)
+    ctx = LoweringContext(model, {}, bits, dict(n1), config)
+    _check_supported(ctx, graph_module.graph)
+    ctx.stats = _record(graph_module, x, config)
+    output = _walk(ctx, graph_module.graph)
+    info = {"bits": bits, "calibration": config.to_dict(), **(meta or {})}
+    return IntModel(tuple(ctx.layers), output, info)
+
+
+def _check_calibration_inputs(x: object) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"Calibration inputs must be a floating-point tensor, not {kind}")
+    if x.dim() < 2 or x.shape[0] < 1:
+        raise ConfigError(f"Calibration inputs must be a batch (N, ...), not {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ConfigError("Calibration inputs must be finite")
+    return x.detach()
+
+
+def lower_checkpoint(
+    path: str | os.PathLike[str], config: CalibrationConfig = CalibrationConfig()
+) -> IntModel:
+    """Lower a finished INQ checkpoint, calibrated on the start of its training split.
+
+    Bits and per-layer n1 come from the checkpoint; ``meta`` records the source file and
+    its SHA-256, the model and data set, bits, calibration and the float model's accuracy.
+
+    Raises:
+        CheckpointError: missing, corrupted, or not of kind ``"inq"``.
+        ModelError: as :func:`lower_model`.
+
+    Example usage::
+
+        int_model = lower_checkpoint("runs/inq5.pt", CalibrationConfig(samples=256))
+    """
+    payload = load_checkpoint(path, kinds=("inq",))
+    model, data = load_model(payload)
+    bits = int(payload["inq"]["config"]["bits"])
+    n1 = {name: int(layer["n1"]) for name, layer in payload["inq"]["layers"].items()}
+    meta = {
+        "source": {"path": os.fspath(path), "sha256": file_sha256(path)},
+        "model": payload["model"],
+        "dataset": payload["dataset"],
+        "bits": bits,
+        "calibration": config.to_dict(),
+        "float_accuracy": payload["metrics"]["accuracy"],
+    }
+    calibration = data.train.x[: config.samples]
+    return lower_model(model, calibration, bits=bits, n1=n1, config=config, meta=meta)
