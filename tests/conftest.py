@@ -11,7 +11,7 @@ from inq_hw.train import TrainConfig
 
 #: A digits-cnn narrow enough that a whole INQ run takes a second or two.
 TINY_MODEL = ModelContext("digits-cnn", {"channels": [4, 8, 8]}, "digits", None, 0)
-TINY_TRAIN = TrainConfig(epochs=3, lr=0.05, batch_size=128)
+TINY_TRAIN = TrainConfig(epochs=10, lr=0.05, batch_size=32)
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +29,19 @@ def cli_env() -> dict[str, str]:
 
 
 CLI = [sys.executable, "-m", "inq_hw"]
+
+
+@pytest.fixture(scope="session")
+def tiny_inq(tiny_fp32: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-bit INQ checkpoint of the tiny digits-cnn."""
+    from inq_hw.driver import run_inq
+    from inq_hw.inq import INQConfig
+
+    out = tmp_path_factory.mktemp("inq") / "inq4.pt"
+    run_inq(
+        tiny_fp32,
+        INQConfig(bits=4, schedule=(0.5, 1.0)),
+        TrainConfig(epochs=1, lr=0.05, batch_size=128),
+        out,
+    )
+    return out

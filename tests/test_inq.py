@@ -201,6 +201,7 @@ def test_all_zero_layer_quantizes_to_zero_codes() -> None:
         model[0].weight.zero_()
     inq = IncrementalQuantizer(model, INQConfig(bits=4, schedule=(0.5, 1.0)))
     inq.advance()
+    assert bool(inq.layers[0].frozen.all())  # frozen whole at once: no scale to re-train to
     inq.advance()
     assert torch.equal(model[0].weight.detach(), torch.zeros_like(model[0].weight))
     assert inq.check()

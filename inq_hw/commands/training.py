@@ -6,28 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw.cli import command
+from inq_hw.commands.common import format_table, percent, progress
 from inq_hw.errors import ConfigError
 
-__all__ = ["format_table"]
-
-
-def format_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A plain, aligned text table (numbers right-aligned)."""
-    cells = [headers, *[[_cell(v) for v in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return "" if value is None else str(value)
-
-
-def _percent(value: float) -> str:
-    return f"{100 * value:.2f}%"
+__all__ = ["quantize", "train"]
 
 
 def _model_arg(text: str) -> tuple[str, Any]:
@@ -75,13 +57,6 @@ def _train_config(args: argparse.Namespace) -> Any:
     )
 
 
-def _progress(args: argparse.Namespace) -> Any:
-    from inq_hw.progress import RichProgress
-    from inq_hw.train import is_main_process
-
-    return RichProgress(enabled=not args.no_progress and is_main_process())
-
-
 def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
@@ -120,10 +95,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         args.split_seed,
     )
     config = _train_config(args)
-    with _progress(args) as progress:
-        summary = train_fp32(context, config, args.out, resume=args.resume, progress=progress)
+    with progress(args) as bar:
+        summary = train_fp32(context, config, args.out, resume=args.resume, progress=bar)
     summary["_text"] = (
-        f"{args.model} on {args.dataset}: FP32 test accuracy {_percent(summary['accuracy'])}"
+        f"{args.model} on {args.dataset}: FP32 test accuracy {percent(summary['accuracy'])}"
         f" -> {summary['out']}"
     )
     return summary
@@ -168,9 +143,9 @@ def quantize(args: argparse.Namespace) -> dict[str, Any]:
         skip=tuple(args.skip),
     )
     train_config = _train_config(args)
-    with _progress(args) as progress:
+    with progress(args) as bar:
         summary = run_inq(
-            args.checkpoint, config, train_config, args.out, resume=args.resume, progress=progress
+            args.checkpoint, config, train_config, args.out, resume=args.resume, progress=bar
         )
     summary["_text"] = _quantize_text(summary)
     return summary
@@ -181,8 +156,8 @@ def _quantize_text(summary: dict[str, Any]) -> str:
         [
             row["step"],
             f"{row['portion']:g}",
-            _percent(row["accuracy_quantized"]),
-            _percent(row["accuracy"]),
+            percent(row["accuracy_quantized"]),
+            percent(row["accuracy"]),
         ]
         for row in summary["history"]
     ]
@@ -192,12 +167,12 @@ def _quantize_text(summary: dict[str, Any]) -> str:
     final = format_table(
         ["model", "test accuracy"],
         [
-            ["FP32", _percent(summary["fp32_accuracy"])],
+            ["FP32", percent(summary["fp32_accuracy"])],
             [
                 f"one-shot {summary['bits']}-bit (no re-training)",
-                _percent(summary["one_shot_accuracy"]),
+                percent(summary["one_shot_accuracy"]),
             ],
-            [f"INQ {summary['bits']}-bit ({summary['partition']})", _percent(summary["accuracy"])],
+            [f"INQ {summary['bits']}-bit ({summary['partition']})", percent(summary["accuracy"])],
         ],
     )
     checked = (

@@ -108,6 +108,8 @@ class QuantizedLayer:
         ``bool`` mask of quantized weights.
     values : torch.Tensor
         Power-of-two value of each frozen weight (0 where free).
+    all_zero : bool
+        The layer was all zeros when INQ started; it freezes whole at the first step.
     """
 
     name: str
@@ -116,6 +118,7 @@ class QuantizedLayer:
     n2: int
     frozen: torch.Tensor
     values: torch.Tensor
+    all_zero: bool = False
 
 
 def quantizable_layers(model: nn.Module, skip: Sequence[str] = ()) -> list[tuple[str, nn.Module]]:
@@ -146,7 +149,8 @@ def _initial_n1(name: str, weight: torch.Tensor) -> int:
     if not bool(torch.isfinite(weight).all()):
         raise ConfigError(f"Layer {name!r} has NaN or Inf weights")
     s = float(weight.detach().abs().max()) if weight.numel() else 0.0
-    # An all-zero layer has no scale; any n1 gives all-zero codes. 0 by convention.
+    # An all-zero layer has no scale: n1 = 0 by convention, and the whole layer freezes
+    # at zero in the first step (all codes zero) so re-training cannot give it one.
     return compute_n1(s) if s > 0.0 else 0
 
 
@@ -199,6 +203,7 @@ class IncrementalQuantizer:
             compute_n2(n1, self.config.bits),
             frozen,
             torch.zeros_like(weight.detach()),
+            all_zero=not bool(weight.detach().any()),
         )
 
     @property
@@ -226,7 +231,7 @@ class IncrementalQuantizer:
         portion = self.config.schedule[self.step]
         choose = PARTITIONS[self.config.partition]
         for layer in self.layers:
-            count = portion_count(layer.frozen.numel(), portion)
+            count = portion_count(layer.frozen.numel(), 1.0 if layer.all_zero else portion)
             generator = step_generator(self.config.seed, layer.name, self.step)
             new_frozen = choose(layer.weight, layer.frozen, count, generator)
             newly = new_frozen & ~layer.frozen

@@ -1,0 +1,150 @@
+"""Subcommands on the integer model: ``export``, ``eval`` and ``vectors``."""
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inq_hw.cli import command
+from inq_hw.commands.common import format_table, percent
+
+__all__ = ["evaluate", "export", "vectors"]
+
+
+def _configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="INQ checkpoint written by 'inq-hw quantize'")
+    parser.add_argument("--out", type=Path, required=True, help="package directory to write")
+    parser.add_argument("--a-bits", type=int, default=8, help="activation width, 4..16 (default 8)")
+    parser.add_argument(
+        "--calibration",
+        choices=("maxabs", "percentile"),
+        default="maxabs",
+        help="how activation ranges are chosen (default maxabs)",
+    )
+    parser.add_argument(
+        "--percentile", type=float, default=99.99, help="for --calibration percentile"
+    )
+    parser.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=512,
+        help="training samples used for calibration (default 512)",
+    )
+
+
+@command("export", "Lower an INQ checkpoint to the integer model package.", _configure_export)
+def export(args: argparse.Namespace) -> dict[str, Any]:
+    from inq_hw.intmodel.package import package_hash, save_package
+    from inq_hw.lower import CalibrationConfig, lower_checkpoint
+
+    config = CalibrationConfig(
+        samples=args.calibration_samples,
+        method=args.calibration,
+        percentile=args.percentile,
+        a_bits=args.a_bits,
+    )
+    model = lower_checkpoint(args.checkpoint, config)
+    save_package(model, args.out)
+    rows = [_layer_row(layer) for layer in model.layers]
+    summary: dict[str, Any] = {
+        "out": str(args.out),
+        "package_hash": package_hash(args.out),
+        "layers": [dict(zip(_LAYER_HEADERS, row, strict=True)) for row in rows],
+    }
+    summary["_text"] = f"{format_table(_LAYER_HEADERS, rows)}\n-> {args.out}"
+    return summary
+
+
+_LAYER_HEADERS = ["layer", "kind", "shape", "out format", "n1..n2", "shift", "acc bits"]
+
+
+def _layer_row(layer: Any) -> list[Any]:
+    fmt = layer.out
+    out = f"{'s' if fmt.signed else 'u'}{fmt.bits} f={fmt.frac}"
+    exps = f"{layer.n1}..{layer.n2}" if hasattr(layer, "n1") else ""
+    return [
+        layer.name,
+        layer.kind,
+        "x".join(map(str, layer.shape)),
+        out,
+        exps,
+        getattr(layer, "shift", ""),
+        getattr(layer, "acc_bits", ""),
+    ]
+
+
+def _configure_eval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("package", type=Path, help="package directory written by 'inq-hw export'")
+
+
+@command("eval", "Run the golden integer executor on the test split.", _configure_eval)
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from inq_hw.evaluate import evaluate_package
+
+    summary = evaluate_package(args.package)
+    rows = [
+        ["float INQ model", percent(summary["float_accuracy"])],
+        ["integer model (golden executor)", percent(summary["integer_accuracy"])],
+        [
+            "agreement of predictions",
+            f"{percent(summary['agreement'])} ({summary['disagreements']} differ)",
+        ],
+    ]
+    summary["_text"] = (
+        f"{format_table(['test split, ' + str(summary['samples']) + ' images', ''], rows)}"
+    )
+    return summary
+
+
+def _configure_vectors(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("package", type=Path, help="package directory written by 'inq-hw export'")
+    parser.add_argument(
+        "--samples", type=int, default=64, help="test images to include (default 64)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="default: PACKAGE/vectors.npz")
+
+
+@command(
+    "vectors",
+    "Write test vectors (inputs, expected outputs per layer) for RTL.",
+    _configure_vectors,
+)
+def vectors(args: argparse.Namespace) -> dict[str, Any]:
+    from inq_hw.checkpoint import atomic_write
+    from inq_hw.data import load_dataset
+    from inq_hw.errors import ConfigError
+    from inq_hw.intmodel import quantize_input, run
+    from inq_hw.intmodel.package import load_package, package_hash
+
+    model = load_package(args.package)
+    if args.samples < 1:
+        raise ConfigError(f"Samples must be a positive integer, not {args.samples}")
+    dataset = model.meta["dataset"]
+    data = load_dataset(
+        dataset["name"], data_dir=dataset["data_dir"], split_seed=dataset["split_seed"]
+    )
+    count = min(args.samples, len(data.test))
+    x = quantize_input(data.test.x[:count].numpy(), model.input.out)
+    trace = run(model, x, trace=True)
+    assert isinstance(trace, dict)
+    arrays = {
+        "input": x,
+        "output": trace[model.output],
+        "labels": data.test.y[:count].numpy(),
+        "prediction": trace[model.output].argmax(axis=1),
+    }
+    arrays.update({f"layer/{name}": values for name, values in trace.items()})
+    out = args.out or args.package / "vectors.npz"
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays, package_hash=np.array(package_hash(args.package)))
+
+    atomic_write(out, write)
+    return {
+        "out": str(out),
+        "samples": count,
+        "layers": len(trace),
+        "_text": f"{count} samples, expected outputs of {len(trace)} layers -> {out}",
+    }
