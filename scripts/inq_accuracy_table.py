@@ -18,7 +18,10 @@ from typing import Any
 
 from inq_hw.checkpoint import atomic_write
 from inq_hw.driver import ModelContext, run_inq, train_fp32
+from inq_hw.evaluate import evaluate_package
 from inq_hw.inq import INQConfig, schedule_for_bits
+from inq_hw.intmodel.package import save_package
+from inq_hw.lower import lower_checkpoint
 from inq_hw.train import TrainConfig
 
 FP32 = TrainConfig(epochs=30, lr=0.05)
@@ -36,8 +39,17 @@ def _runs(args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             result = run_inq(fp32_path, config, INQ, args.runs / f"inq{bits}-{partition}.pt")
             result["seconds"] = round(time.perf_counter() - start, 1)
+            package = args.runs / f"pkg{bits}-{partition}"
+            save_package(lower_checkpoint(result["out"]), package)
+            result["integer"] = evaluate_package(package)
             rows.append(result)
-            print(f"{bits}-bit {partition}: {100 * result['accuracy']:.2f}%", flush=True)
+            integer = result["integer"]
+            print(
+                f"{bits}-bit {partition}: float {100 * result['accuracy']:.2f}%, integer "
+                f"{100 * integer['integer_accuracy']:.2f}%, "
+                f"agreement {100 * integer['agreement']:.2f}%",
+                flush=True,
+            )
     return {"fp32": fp32, "inq_train": INQ.to_dict(), "fp32_train": FP32.to_dict(), "runs": rows}
 
 
@@ -57,6 +69,17 @@ def _markdown(results: dict[str, Any]) -> str:
             f"| {100 * by['magnitude']['one_shot_accuracy']:.2f}% "
             f"| {100 * by['magnitude']['accuracy']:.2f}% | {100 * by['random']['accuracy']:.2f}% "
             f"| {100 * (best - fp32):+.2f} |"
+        )
+    lines += [
+        "",
+        "| bits | partition | float INQ | integer (a8, golden executor) | agreement |",
+        "|---|---|---|---|---|",
+    ]
+    for r in runs:
+        i = r["integer"]
+        lines.append(
+            f"| {r['bits']} | {r['partition']} | {100 * i['float_accuracy']:.2f}% "
+            f"| {100 * i['integer_accuracy']:.2f}% | {100 * i['agreement']:.2f}% |"
         )
     return f"FP32 digits-cnn: {100 * fp32:.2f}%\n\n" + "\n".join(lines) + "\n"
 
