@@ -21,7 +21,7 @@ from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from inq_hw.errors import ModelError
-from inq_hw.models import ResidualAdd
+from inq_hw.models import trace_graph
 
 __all__ = ["fold_batchnorm", "has_batchnorm"]
 
@@ -68,27 +68,13 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-class _Tracer(fx.Tracer):
-    """Default leaves, plus :class:`ResidualAdd` so the graph shows residual adds."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, ResidualAdd) or super().is_leaf_module(m, module_qualified_name)
-
-
-def _trace(model: nn.Module) -> fx.Graph:
-    try:
-        return _Tracer().trace(model)
-    except Exception as exc:  # fx fails with many kinds of error on data-dependent code
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"torch.fx cannot trace the model ({reason}), so its BatchNorms cannot be "
-            f"folded: {type(model).__name__}"
-        ) from None
-
-
 def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     """(conv name, BatchNorm name) of every BatchNorm in the model, all checked."""
-    calls = [node for node in _trace(model).nodes if node.op == "call_module"]
+    calls = [
+        node
+        for node in trace_graph(model, "its BatchNorms cannot be folded").nodes
+        if node.op == "call_module"
+    ]
     call_counts = Counter(str(node.target) for node in calls)
     pairs = [
         (_preceding_conv(model, node, call_counts), str(node.target))

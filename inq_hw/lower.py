@@ -58,7 +58,7 @@ from inq_hw.intmodel.layers import (
     ReLULayer,
     WeightLayer,
 )
-from inq_hw.models import ResidualAdd
+from inq_hw.models import ResidualAdd, trace_graph
 from inq_hw.quant import Po2Codes, check_bits, decode_codes, pack_codes, po2_codes
 
 __all__ = [
@@ -188,22 +188,8 @@ class _Recorder(fx.Interpreter):
 # --- tracing ------------------------------------------------------------------------------
 
 
-class _Tracer(fx.Tracer):
-    """Default leaves, plus :class:`ResidualAdd` so the graph shows residual adds."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, ResidualAdd) or super().is_leaf_module(m, module_qualified_name)
-
-
 def _trace(model: nn.Module) -> fx.GraphModule:
-    try:
-        graph = _Tracer().trace(model)
-    except Exception as exc:  # fx fails with many kinds of error on data-dependent code
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"torch.fx cannot trace the model ({reason}), so it cannot be lowered: "
-            f"{type(model).__name__}"
-        ) from None
+    graph = trace_graph(model, "it cannot be lowered")
     for node in list(graph.nodes):
         # Folded BatchNorms are nn.Identity; dropping them lets a ReLU after one fuse.
         if node.op == "call_module" and type(model.get_submodule(str(node.target))) is nn.Identity:

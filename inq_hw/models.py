@@ -28,9 +28,9 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
-from torch import nn
+from torch import fx, nn
 
-from inq_hw.errors import ConfigError
+from inq_hw.errors import ConfigError, ModelError
 
 __all__ = [
     "BasicBlock",
@@ -39,6 +39,7 @@ __all__ = [
     "count_quantizable",
     "model_names",
     "register_model",
+    "trace_graph",
 ]
 
 ModelBuilder = Callable[..., nn.Module]
@@ -52,6 +53,31 @@ class ResidualAdd(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a + b
+
+
+class _Tracer(fx.Tracer):
+    """Default leaves, plus :class:`ResidualAdd` so the graph shows residual adds."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, ResidualAdd) or super().is_leaf_module(m, module_qualified_name)
+
+
+def trace_graph(model: nn.Module, purpose: str) -> fx.Graph:
+    """The torch.fx graph of ``model`` with modules (and :class:`ResidualAdd`) as nodes.
+
+    Raises
+    ------
+    ModelError
+        If fx cannot trace the model; the message says what could then not be done
+        (``purpose``, e.g. "its BatchNorms cannot be folded").
+    """
+    try:
+        return _Tracer().trace(model)
+    except Exception as exc:  # fx fails with many kinds of error on data-dependent code
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"torch.fx cannot trace the model ({reason}), so {purpose}: {type(model).__name__}"
+        ) from None
 
 
 def register_model(name: str) -> Callable[[_Builder], _Builder]:
