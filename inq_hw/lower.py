@@ -89,12 +89,17 @@ class CalibrationConfig:
         The percentile of |x| per tensor for ``method="percentile"``, in (0, 100].
     a_bits : int
         Activation width, 4 to 16.
+    logit_bits : int
+        Width of the network's output integers (the logits), 4 to 32. No layer reads them,
+        so they cost no datapath width; wider than ``a_bits`` by default because coarse
+        8-bit logits tie often, and a tie decides the class by index, not by the model.
     """
 
     samples: int = 512
     method: str = "maxabs"
     percentile: float = 99.99
     a_bits: int = 8
+    logit_bits: int = 16
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -112,6 +117,10 @@ class CalibrationConfig:
         if _not_int(self.a_bits) or not 4 <= self.a_bits <= 16:
             raise ConfigError(
                 f"Activation width must be an integer from 4 to 16, not {self.a_bits!r}"
+            )
+        if _not_int(self.logit_bits) or not 4 <= self.logit_bits <= 32:
+            raise ConfigError(
+                f"Logit width must be an integer from 4 to 32, not {self.logit_bits!r}"
             )
         if self.version != CONFIG_VERSION:
             raise ConfigError(
@@ -279,12 +288,15 @@ class LoweringContext:
         return self.stats[node.name].shape
 
     def calibrate(self, node: fx.Node, *, signed: bool) -> ActFormat:
-        """Format of ``node``'s output: ``a_bits`` bits, exact power-of-two scale."""
+        """Format of ``node``'s output: ``a_bits`` bits (``logit_bits`` for the network's
+        output), exact power-of-two scale."""
         extent = self.stats[node.name].extent
         if not math.isfinite(extent):
             raise ModelError(f"Node {node.name!r} produced NaN or Inf on the calibration set")
-        hi = ActFormat(self.config.a_bits, signed, 0).hi
-        return ActFormat(self.config.a_bits, signed, _frac_for(extent, hi))
+        is_output = any(user.op == "output" for user in node.users)
+        bits = self.config.logit_bits if is_output else self.config.a_bits
+        hi = ActFormat(bits, signed, 0).hi
+        return ActFormat(bits, signed, _frac_for(extent, hi))
 
     def fusable_relu(self, node: fx.Node) -> fx.Node | None:
         """The ``nn.ReLU`` node that is the only user of ``node``, if there is one."""

@@ -132,3 +132,17 @@ def test_lenet5_on_mnist_format_files(capsys: pytest.CaptureFixture[str], tmp_pa
     assert summary["float_accuracy"] > 0.8
     assert summary["agreement"] >= 0.97
     assert abs(summary["integer_accuracy"] - summary["float_accuracy"]) <= 0.01
+
+
+def test_logits_are_wider_than_activations(
+    capsys: pytest.CaptureFixture[str], tiny_inq: Path, tmp_path: Path
+) -> None:
+    package = tmp_path / "pkg"
+    assert cli(capsys, "export", str(tiny_inq), "--out", str(package), "--logit-bits", "12")[0] == 0
+    model = load_package(package)
+    assert model.layer(model.output).out.bits == 12
+    assert {layer.out.bits for layer in model.layers if layer.name != model.output} == {8}
+    code, _, err = cli(
+        capsys, "export", str(tiny_inq), "--out", str(tmp_path / "x"), "--logit-bits", "40"
+    )
+    assert code == 2 and "Logit width must be an integer from 4 to 32, not 40" in err

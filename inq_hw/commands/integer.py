@@ -17,6 +17,9 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="package directory to write")
     parser.add_argument("--a-bits", type=int, default=8, help="activation width, 4..16 (default 8)")
     parser.add_argument(
+        "--logit-bits", type=int, default=16, help="width of the output logits, 4..32 (default 16)"
+    )
+    parser.add_argument(
         "--calibration",
         choices=("maxabs", "percentile"),
         default="maxabs",
@@ -43,6 +46,7 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
         method=args.calibration,
         percentile=args.percentile,
         a_bits=args.a_bits,
+        logit_bits=args.logit_bits,
     )
     model = lower_checkpoint(args.checkpoint, config)
     save_package(model, args.out)
