@@ -1,0 +1,183 @@
+"""Arithmetic building blocks: exact-width adder trees of shifted terms, and requantisation.
+
+The blocks are functions that add logic to an Amaranth ``Module`` and return values, so a
+unit composes them freely; :class:`Requantizer` wraps requantisation as a component for
+tests and reuse.
+
+A :class:`Term` is an integer ``(-1 if negated else 1) · value · 2**shift`` whose ``value``
+is known to lie in ``[lo, hi]``. Adding two terms aligns the one with the larger shift to
+the smaller (a wired shift), adds or subtracts (a negated operand becomes a subtraction,
+so no negation logic is needed where an adder can subtract), and gives the result a
+signal of exactly the width its range needs: bit widths grow only as far as the worst case
+requires. Trailing zero bits never enter an adder.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from amaranth.hdl import Const, Module, Shape, Signal, Value, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from inq_hw.intmodel.arith import ActFormat
+
+__all__ = ["Requantizer", "Term", "act_shape", "adder_tree", "register_levels", "requantize"]
+
+
+def act_shape(fmt: ActFormat) -> Shape:
+    """The Amaranth shape of an activation format."""
+    return signed(fmt.bits) if fmt.signed else unsigned(fmt.bits)
+
+
+def range_shape(lo: int, hi: int) -> Shape:
+    """The narrowest shape holding every integer in ``[lo, hi]``."""
+    return Shape.cast(range(lo, hi + 1)) if lo < hi else Shape.cast(range(lo, lo + 2))
+
+
+@dataclass(frozen=True)
+class Term:
+    """``(-1 if negated else 1) · value · 2**shift`` with ``lo <= value <= hi``."""
+
+    value: Value
+    lo: int
+    hi: int
+    shift: int = 0
+    negated: bool = False
+
+    @property
+    def actual_range(self) -> tuple[int, int]:
+        """Range of the integer the term stands for."""
+        lo, hi = (-self.hi, -self.lo) if self.negated else (self.lo, self.hi)
+        return lo << self.shift, hi << self.shift
+
+
+def _combine(m: Module, a: Term, b: Term) -> Term:
+    """``a + b`` as one adder or subtractor of exact width (see module docstring)."""
+    if b.shift < a.shift:
+        a, b = b, a
+    d = b.shift - a.shift
+    b_value, b_lo, b_hi = Value.cast(b.value) << d, b.lo << d, b.hi << d
+    if a.negated == b.negated:
+        expr, lo, hi, negated = a.value + b_value, a.lo + b_lo, a.hi + b_hi, a.negated
+    elif b.negated:
+        expr, lo, hi, negated = a.value - b_value, a.lo - b_hi, a.hi - b_lo, False
+    else:
+        expr, lo, hi, negated = b_value - a.value, b_lo - a.hi, b_hi - a.lo, False
+    out = Signal(range_shape(lo, hi))
+    m.d.comb += out.eq(expr)
+    return Term(out, lo, hi, a.shift, negated)
+
+
+def _register(m: Module, term: Term, domain: str) -> Term:
+    reg = Signal(Value.cast(term.value).shape())
+    m.d[domain] += reg.eq(term.value)
+    return Term(reg, term.lo, term.hi, term.shift, term.negated)
+
+
+def register_levels(depth: int, stages: int) -> set[int]:
+    """Tree levels (1..depth, after which a register goes) for ``stages`` pipeline stages,
+    spread evenly; stages beyond the depth go after the last level (``depth``)."""
+    if stages <= 0:
+        return set()
+    if depth == 0:
+        return {0}
+    return {max(1, round((i + 1) * depth / stages)) for i in range(min(stages, depth))}
+
+
+def adder_tree(m: Module, terms: Sequence[Term], *, stages: int = 0, domain: str = "sync") -> Term:
+    """Balanced tree summing ``terms``, with ``stages`` pipeline registers.
+
+    Terms are sorted by shift (and sign) so that neighbours with equal shifts are added
+    first, in narrow adders. Each level halves the count; registers go after the levels
+    chosen by :func:`register_levels`. Returns the root; its latency is exactly ``stages``
+    cycles (registers beyond the tree depth are added at the output).
+    """
+    level = sorted(terms, key=lambda t: (t.shift, t.negated))
+    if not level:
+        level = [Term(Const(0, 1), 0, 0)]
+    depth = max(0, (len(level) - 1).bit_length())
+    chosen = register_levels(depth, stages)
+    placed = 0
+    if 0 in chosen:
+        level = [_register(m, t, domain) for t in level]
+        placed += 1
+    for index in range(1, depth + 1):
+        pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
+        level = [_combine(m, *pair) if len(pair) == 2 else pair[0] for pair in pairs]
+        if index in chosen:
+            level = [_register(m, t, domain) for t in level]
+            placed += 1
+    (root,) = level
+    for _ in range(stages - placed):
+        root = _register(m, root, domain)
+    return root
+
+
+def materialise(m: Module, term: Term, width: int) -> Value:
+    """The integer a term stands for, as a signed ``width``-bit value (a final negation
+    only when every operand of the tree was negated)."""
+    out = Signal(signed(width))
+    value = Value.cast(term.value).as_signed() if term.lo < 0 else Value.cast(term.value)
+    m.d.comb += out.eq(-(value << term.shift) if term.negated else value << term.shift)
+    return out
+
+
+def requantize(
+    m: Module, acc: Value, *, shift: int, relu: bool, out: ActFormat, rounding_in_acc: bool = False
+) -> Value:
+    """The golden executor's requantisation on ``acc``: shift right with round half up
+    (``shift > 0``) or left, then ReLU, then saturation to ``out``.
+
+    With ``rounding_in_acc`` the caller has already added ``2**(shift-1)`` to the
+    accumulator (e.g. folded into a constant bias), so the shift is pure wiring.
+    """
+    acc = Value.cast(acc)
+    if shift > 0:
+        rounded = acc if rounding_in_acc else acc + (1 << (shift - 1))
+        shifted = Value.cast(rounded).as_signed() >> shift
+    else:
+        shifted = acc.as_signed() << -shift
+    lo = max(out.lo, 0) if relu else out.lo
+    result = Signal(act_shape(out))
+    with m.If(shifted > out.hi):
+        m.d.comb += result.eq(out.hi)
+    with m.Elif(shifted < lo):
+        m.d.comb += result.eq(lo)
+    with m.Else():
+        m.d.comb += result.eq(shifted)
+    return result
+
+
+class Requantizer(wiring.Component):
+    """Requantisation as a combinational component.
+
+    Parameters
+    ----------
+    acc_bits : int
+        Width of the signed accumulator input.
+    shift : int
+        ``frac_in - n2 - frac_out``; right (round half up) when positive, left otherwise.
+    relu : bool
+        Clamp at zero.
+    out : ActFormat
+        Output format (saturation bounds, signedness, width).
+
+    Members
+    -------
+    i_acc : In(signed(acc_bits))
+    o_data : Out(shape of ``out``)
+    """
+
+    def __init__(self, *, acc_bits: int, shift: int, relu: bool, out: ActFormat) -> None:
+        if isinstance(acc_bits, bool) or not isinstance(acc_bits, int) or not 2 <= acc_bits <= 64:
+            raise ValueError(f"Accumulator width must be an integer from 2 to 64, not {acc_bits!r}")
+        if not isinstance(out, ActFormat):
+            raise TypeError(f"Output format must be an ActFormat, not {out!r}")
+        self.acc_bits, self.shift, self.relu, self.out = acc_bits, shift, relu, out
+        super().__init__({"i_acc": In(signed(acc_bits)), "o_data": Out(act_shape(out))})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        result = requantize(m, self.i_acc, shift=self.shift, relu=self.relu, out=self.out)
+        m.d.comb += self.o_data.eq(result)
+        return m

@@ -1,0 +1,185 @@
+"""Constant-weight layer units: shift-add datapaths and their multiplier twins.
+
+A unit computes, for every output ``o`` of a Linear layer or of one convolution window
+(``Cin·k·k`` inputs), ``acc_o = Σ_i x_i · w_oi + bias_o`` with the weights baked in, then
+(optionally) requantises it exactly as the golden executor does.
+
+* **Shift-add** (``mode="shift-add"``, weights ``±2**k`` or 0): each nonzero weight is a
+  term ``±x_i << k``; the adder tree adds terms with equal shifts first (narrow adds), one
+  wired shift per distinct exponent, and subtracts where the weight is negative. Zero
+  weights cost nothing. The rounding constant of requantisation is folded into the bias.
+* **Multiplier twin** (``mode="multiply"``, any integer weights, e.g. 8-bit uniform):
+  each term is ``x_i * w_oi`` with ``*``; same tree, same ports, same latency. A twin with
+  power-of-two weights is refused: synthesis would fold it back to shifts.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from inq_hw.intmodel.arith import ActFormat, signed_bits
+from inq_hw.intmodel.layers import WeightLayer
+from rtl_gen.arith import Term, act_shape, adder_tree, materialise, range_shape, requantize
+
+__all__ = ["MODES", "ConstDotUnit", "Requant", "is_power_of_two_matrix"]
+
+MODES = ("shift-add", "multiply")
+
+
+class Requant:
+    """Requantisation of a unit's accumulators: ``shift``, ``relu`` and the output format."""
+
+    def __init__(self, *, shift: int, relu: bool, out: ActFormat) -> None:
+        self.shift, self.relu, self.out = shift, relu, out
+
+
+def is_power_of_two_matrix(weights: np.ndarray) -> bool:
+    """True when every weight is 0 or ±2**k."""
+    magnitude = np.abs(weights.astype(object))
+    return all(v == 0 or (v & (v - 1)) == 0 for v in magnitude.ravel())
+
+
+def _validate(weights: np.ndarray, bias: np.ndarray, mode: str, stages: int) -> None:
+    if weights.ndim != 2 or weights.shape[0] < 1 or weights.shape[1] < 1:
+        raise ValueError(
+            f"Weights must be a non-empty (outputs, inputs) matrix, not shape {weights.shape}"
+        )
+    if bias.shape != (weights.shape[0],):
+        raise ValueError(f"Bias must have one value per output, not shape {bias.shape}")
+    if mode not in MODES:
+        raise ValueError(f"Mode must be one of {MODES}, not {mode!r}")
+    if mode == "shift-add" and not is_power_of_two_matrix(weights):
+        raise ValueError("Shift-add mode needs weights that are all 0 or ±2**k")
+    if mode == "multiply" and is_power_of_two_matrix(weights):
+        raise ValueError(
+            "Power-of-two weights make no multiplier baseline (synthesis folds them to shifts)"
+        )
+    if isinstance(stages, bool) or not isinstance(stages, int) or stages < 0:
+        raise ValueError(f"Pipeline stages must be a non-negative integer, not {stages!r}")
+
+
+class ConstDotUnit(wiring.Component):
+    """Constant-weight dot products: ``outputs`` sums of ``inputs`` products, pipelined.
+
+    Parameters
+    ----------
+    weights : numpy.ndarray
+        Integer ``(outputs, inputs)`` matrix (``w_int`` of the integer model for shift-add).
+    bias : numpy.ndarray
+        Integer bias per output, at accumulator scale.
+    in_format : ActFormat
+        Format of every input.
+    mode : str
+        ``"shift-add"`` or ``"multiply"`` (the twin).
+    requant : Requant, optional
+        Requantise to this format; without it the outputs are the accumulators.
+    stages : int
+        Pipeline registers (0 = combinational); the latency in cycles.
+
+    Members
+    -------
+    i_data : In(ArrayLayout(input shape, inputs))
+    i_valid : In(1)
+    o_data : Out(ArrayLayout(output shape, outputs))
+    o_valid : Out(1)
+        ``i_valid`` delayed by the latency.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, a mode that does not fit the weights, negative stages.
+    """
+
+    def __init__(
+        self,
+        *,
+        weights: np.ndarray,
+        bias: np.ndarray,
+        in_format: ActFormat,
+        mode: str = "shift-add",
+        requant: Requant | None = None,
+        stages: int = 0,
+    ) -> None:
+        weights, bias = np.asarray(weights, dtype=object), np.asarray(bias, dtype=object)
+        _validate(weights, bias, mode, stages)
+        self.weights, self.bias, self.in_format = weights, bias, in_format
+        self.mode, self.requant, self.stages = mode, requant, stages
+        self.acc_bits = signed_bits(self.worst_case())
+        out_shape = act_shape(requant.out) if requant else signed(self.acc_bits)
+        super().__init__(
+            {
+                "i_data": In(data.ArrayLayout(act_shape(in_format), weights.shape[1])),
+                "i_valid": In(1),
+                "o_data": Out(data.ArrayLayout(out_shape, weights.shape[0])),
+                "o_valid": Out(1),
+            }
+        )
+
+    @classmethod
+    def from_layer(
+        cls, layer: WeightLayer, in_format: ActFormat, *, stages: int = 0, requantise: bool = True
+    ) -> "ConstDotUnit":
+        """The shift-add unit of an integer-model layer (a Linear, or one conv window)."""
+        weights = layer.weights_int().reshape(layer.codes.shape[0], -1)
+        requant = Requant(shift=layer.shift, relu=layer.relu, out=layer.out) if requantise else None
+        return cls(
+            weights=weights, bias=layer.bias, in_format=in_format, requant=requant, stages=stages
+        )
+
+    @property
+    def latency(self) -> int:
+        return self.stages
+
+    def worst_case(self) -> int:
+        """``max_o |bias_o| + Σ_i |w_oi| · max|x|``: the accumulator bound."""
+        max_x = self.in_format.max_abs
+        return max(
+            abs(int(b)) + sum(abs(int(w)) for w in row) * max_x
+            for row, b in zip(self.weights, self.bias, strict=True)
+        )
+
+    def _rounding(self) -> int:
+        return 1 << (self.requant.shift - 1) if self.requant and self.requant.shift > 0 else 0
+
+    def _terms(self, m: Module, row: Sequence[int], bias: int) -> list[Term]:
+        lo_x, hi_x = self.in_format.lo, self.in_format.hi
+        terms = []
+        for x, w in zip(self.i_data, (int(v) for v in row), strict=True):
+            if w == 0:
+                continue
+            if self.mode == "shift-add":
+                terms.append(Term(x, lo_x, hi_x, shift=abs(w).bit_length() - 1, negated=w < 0))
+            else:
+                lo, hi = min(lo_x * w, hi_x * w), max(lo_x * w, hi_x * w)
+                product = Signal(range_shape(lo, hi))
+                m.d.comb += product.eq(x * Const(w, signed(abs(w).bit_length() + 1)))
+                terms.append(Term(product, lo, hi))
+        constant = bias + self._rounding()
+        if constant:
+            shift = (constant & -constant).bit_length() - 1
+            value = constant >> shift
+            terms.append(Term(Const(value, range_shape(value, value)), value, value, shift=shift))
+        return terms
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        width = signed_bits(self.worst_case() + self._rounding())
+        for o, (row, bias) in enumerate(zip(self.weights, self.bias, strict=True)):
+            root = adder_tree(m, self._terms(m, list(row), int(bias)), stages=self.stages)
+            acc = materialise(m, root, width)
+            if self.requant is None:
+                m.d.comb += self.o_data[o].eq(acc)
+            else:
+                q = self.requant
+                y = requantize(m, acc, shift=q.shift, relu=q.relu, out=q.out, rounding_in_acc=True)
+                m.d.comb += self.o_data[o].eq(y)
+        valid = self.i_valid
+        for _ in range(self.stages):
+            delayed = Signal()
+            m.d.sync += delayed.eq(valid)
+            valid = delayed
+        m.d.comb += self.o_valid.eq(valid)
+        return m
