@@ -81,7 +81,9 @@ def register_levels(depth: int, stages: int) -> set[int]:
         return set()
     if depth == 0:
         return {0}
-    return {max(1, round((i + 1) * depth / stages)) for i in range(min(stages, depth))}
+    if stages >= depth:
+        return set(range(1, depth + 1))
+    return {max(1, round((i + 1) * depth / stages)) for i in range(stages)}
 
 
 def adder_tree(m: Module, terms: Sequence[Term], *, stages: int = 0, domain: str = "sync") -> Term:
