@@ -23,6 +23,18 @@ Weights must already lie exactly on their layer's power-of-two grid (a finished 
 the bias becomes an integer in accumulator units ``2**(n2 - frac_in)``, rounded half up
 like every other rounding in the datapath. A ReLU that is the only user of a convolution,
 linear layer or residual add is fused into it.
+
+8-bit uniform baselines (ARCHITECTURE.md, "Baselines"): given the FP32 model the INQ run
+started from (``baseline_model``; :func:`lower_checkpoint` finds it through the INQ
+checkpoint's ``source`` and checks its SHA-256), every weight layer also carries the same
+layer with 8-bit uniform weights, so rtl_gen can build the multiplier twin from the package
+alone. With W the FP32 weights and b the FP32 bias, ``k`` is the smallest integer with
+``max|W|/2**k <= 127``, ``baseline_weights = clip(round_half_up(W/2**k), -127, 127)``
+(int8), ``baseline_bias = round_half_up(b·2**(frac_in - k))``, ``baseline_shift =
+frac_in - k - frac_out`` with the po2 layer's formats, and ``baseline_acc_bits`` from the
+worst case (:mod:`inq_hw.intmodel.baseline`). Without the FP32 source the package has no
+baselines and ``meta["baseline"]`` is ``None``, with the reason in
+``meta["baseline_reason"]``.
 """
 
 import math
@@ -30,6 +42,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -37,6 +50,7 @@ import torch
 from torch import fx, nn
 
 from inq_hw.checkpoint import file_sha256, load_checkpoint
+from inq_hw.data import Dataset
 from inq_hw.driver import load_model
 from inq_hw.errors import ConfigError, ModelError
 from inq_hw.intmodel.arith import (
@@ -45,6 +59,7 @@ from inq_hw.intmodel.arith import (
     accumulator_bits,
     signed_bits,
 )
+from inq_hw.intmodel.baseline import BASELINE_BITS, baseline_fields
 from inq_hw.intmodel.layers import (
     AddLayer,
     AvgPoolLayer,
@@ -244,6 +259,8 @@ class LoweringContext:
         Largest weight exponent per module name.
     config : CalibrationConfig
         Activation width and range rule.
+    baseline_model : torch.nn.Module or None
+        The FP32 model whose weights give every weight layer its 8-bit baseline.
     layers : list of Layer
         The integer layers so far, in execution order.
     produced : dict
@@ -255,6 +272,7 @@ class LoweringContext:
     bits: int
     n1: Mapping[str, int]
     config: CalibrationConfig
+    baseline_model: nn.Module | None = None
     layers: list[Layer] = field(default_factory=list)
     produced: dict[fx.Node, Layer] = field(default_factory=dict)
 
@@ -398,6 +416,40 @@ def _weight_abs_sums(codes: Po2Codes) -> list[int]:
     return [sum(c << (span - i) for i, c in enumerate(row)) for row in counts.tolist()]
 
 
+def _baseline(
+    ctx: LoweringContext,
+    name: str,
+    module: nn.Conv2d | nn.Linear,
+    f_in: ActFormat,
+    out: ActFormat,
+    n2: int,
+) -> dict[str, Any]:
+    """The ``baseline_*`` fields of layer ``name`` from the baseline model's twin module."""
+    if ctx.baseline_model is None:
+        return {}
+    try:
+        twin = ctx.baseline_model.get_submodule(name)
+    except AttributeError:
+        raise ModelError(f"The baseline model has no module {name!r}") from None
+    if type(twin) is not type(module) or twin.weight.shape != module.weight.shape:
+        raise ModelError(
+            f"Module {name!r} of the baseline model ({type(twin).__name__}) does not match "
+            f"the lowered one ({type(module).__name__}, weight {tuple(module.weight.shape)})"
+        )
+    bias = None if twin.bias is None else twin.bias.detach().double().numpy()
+    try:
+        return baseline_fields(
+            twin.weight.detach().double().numpy(),
+            bias,
+            frac_in=f_in.frac,
+            frac_out=out.frac,
+            input_max_abs=f_in.max_abs,
+            zero_exp=n2,
+        )
+    except ConfigError as exc:
+        raise ModelError(f"Layer {name!r}, 8-bit baseline: {exc}") from None
+
+
 def _lower_weights(
     ctx: LoweringContext,
     node: fx.Node,
@@ -421,6 +473,7 @@ def _lower_weights(
         )
     except ConfigError as exc:
         raise ModelError(f"Layer {name!r}: {exc}") from None
+    extra: dict[str, Any] = {**geometry, **_baseline(ctx, name, module, f_in, out, codes.n2)}
     layer = kind(
         name=name,
         inputs=(source.name,),
@@ -434,7 +487,7 @@ def _lower_weights(
         shift=f_in.frac - codes.n2 - out.frac,
         relu=relu is not None,
         acc_bits=acc_bits,
-        **geometry,
+        **extra,
     )
     ctx.add(layer, node, relu)
 
@@ -650,6 +703,7 @@ def lower_model(
     n1: Mapping[str, int],
     config: CalibrationConfig = CalibrationConfig(),
     meta: dict[str, Any] | None = None,
+    baseline_model: nn.Module | None = None,
 ) -> IntModel:
     """Lower a model whose weights lie on their power-of-two grids to an integer model.
 
@@ -661,6 +715,9 @@ def lower_model(
         config: activation width and range rule.
         meta: provenance stored in :attr:`IntModel.meta` (``bits`` and ``calibration`` are
             added).
+        baseline_model: the FP32 model ``model`` was quantized from (BatchNorm folded);
+            when given, every weight layer also carries its 8-bit uniform baseline, made
+            from the same-named module's weights and bias.
 
     Returns:
         The integer model; layer names are the module names, the input is ``"input"``.
@@ -668,7 +725,8 @@ def lower_model(
     Raises:
         ModelError: a module or operation without an integer layer, an unsupported option
             (groups, dilation, padding, pooling window ...), a weight off its grid, a layer
-            without n1, or an accumulator wider than the executor allows.
+            without n1, or an accumulator wider than the executor allows; a baseline model
+            whose modules do not match, or whose weights are not finite.
         ConfigError: a bad bit-width.
 
     Example usage::
@@ -682,7 +740,11 @@ def lower_model(
         raise TypeError(f"config must be a CalibrationConfig, not {type(config).__name__}")
     x = _check_calibration_inputs(calibration_inputs)
     graph_module = _trace(model)
-    ctx = LoweringContext(model, {}, bits, dict(n1), config)
+    if baseline_model is not None and not isinstance(baseline_model, nn.Module):
+        raise TypeError(
+            f"baseline_model must be an nn.Module or None, not {type(baseline_model).__name__}"
+        )
+    ctx = LoweringContext(model, {}, bits, dict(n1), config, baseline_model)
     _check_supported(ctx, graph_module.graph)
     ctx.stats = _record(graph_module, x, config)
     output = _walk(ctx, graph_module.graph)
@@ -708,6 +770,11 @@ def lower_checkpoint(
 
     Bits and per-layer n1 come from the checkpoint; ``meta`` records the source file and
     its SHA-256, the model and data set, bits, calibration and the float model's accuracy.
+    The FP32 checkpoint the INQ run started from (its ``source``) gives every weight layer
+    its 8-bit baseline when it is still there, unchanged (its SHA-256 is checked; a
+    relative path is also looked for beside ``path``); ``meta["baseline"]`` records it.
+    Otherwise the package has no baselines, ``meta["baseline"]`` is ``None`` and
+    ``meta["baseline_reason"]`` says why.
 
     Raises:
         CheckpointError: missing, corrupted, or not of kind ``"inq"``.
@@ -729,5 +796,40 @@ def lower_checkpoint(
         "calibration": config.to_dict(),
         "float_accuracy": payload["metrics"]["accuracy"],
     }
+    baseline_model, found = _fp32_source(path, payload, data)
+    if baseline_model is None:
+        meta.update(baseline=None, baseline_reason=found)
+    else:
+        meta["baseline"] = {"weight_bits": BASELINE_BITS, "source": found}
     calibration = data.train.x[: config.samples]
-    return lower_model(model, calibration, bits=bits, n1=n1, config=config, meta=meta)
+    return lower_model(
+        model,
+        calibration,
+        bits=bits,
+        n1=n1,
+        config=config,
+        meta=meta,
+        baseline_model=baseline_model,
+    )
+
+
+def _fp32_source(
+    path: str | os.PathLike[str], payload: dict[str, Any], data: Dataset
+) -> tuple[nn.Module | None, Any]:
+    """The FP32 model an INQ checkpoint came from and where it was found, or ``None`` and
+    why not. A relative source path is tried as given, then beside the INQ checkpoint."""
+    source = payload.get("source")
+    if not isinstance(source, dict) or not {"path", "sha256"} <= source.keys():
+        return None, "the INQ checkpoint records no FP32 source"
+    given = Path(source["path"])
+    candidates = [given]
+    if not given.is_absolute():
+        candidates.append(Path(path).parent / given.name)
+    existing = [c for c in candidates if c.is_file()]
+    if not existing:
+        return None, f"the FP32 source checkpoint {source['path']} is not found"
+    for candidate in existing:
+        if file_sha256(candidate) == source["sha256"]:
+            fp32, _ = load_model(load_checkpoint(candidate, kinds=("fp32",)), data)
+            return fp32, {"path": os.fspath(candidate), "sha256": source["sha256"]}
+    return None, f"the FP32 source checkpoint {source['path']} has changed since the INQ run"

@@ -1,9 +1,11 @@
 """The integer model: the contract between software and hardware.
 
 :mod:`~inq_hw.intmodel.arith` (number formats and the shared arithmetic),
-:mod:`~inq_hw.intmodel.layers` (frozen dataclasses), :mod:`~inq_hw.intmodel.execute` (the
-bit-exact golden executor) and :mod:`~inq_hw.intmodel.package` (the validated package on
-disk). Nothing here imports PyTorch models; rtl_gen, sim and the cost model read this.
+:mod:`~inq_hw.intmodel.layers` (frozen dataclasses), :mod:`~inq_hw.intmodel.baseline` (the
+8-bit uniform baseline of each weight layer, the multiplier twin's weights),
+:mod:`~inq_hw.intmodel.execute` (the bit-exact golden executor) and
+:mod:`~inq_hw.intmodel.package` (the validated package on disk). Nothing here imports
+PyTorch models; rtl_gen, sim and the cost model read this.
 """
 
 from inq_hw.intmodel.arith import (
@@ -13,6 +15,7 @@ from inq_hw.intmodel.arith import (
     requantize,
     round_shift,
 )
+from inq_hw.intmodel.baseline import BASELINE_BITS, baseline_exponent, baseline_fields
 from inq_hw.intmodel.execute import predict, run
 from inq_hw.intmodel.layers import (
     LAYER_KINDS,
@@ -26,6 +29,7 @@ from inq_hw.intmodel.layers import (
     LinearLayer,
     MaxPoolLayer,
     ReLULayer,
+    WeightArithmetic,
     WeightLayer,
 )
 from inq_hw.intmodel.package import (
@@ -36,6 +40,7 @@ from inq_hw.intmodel.package import (
 )
 
 __all__ = [
+    "BASELINE_BITS",
     "LAYER_KINDS",
     "ActFormat",
     "AddLayer",
@@ -48,8 +53,11 @@ __all__ = [
     "LinearLayer",
     "MaxPoolLayer",
     "ReLULayer",
+    "WeightArithmetic",
     "WeightLayer",
     "accumulator_bits",
+    "baseline_exponent",
+    "baseline_fields",
     "load_package",
     "package_hash",
     "predict",

@@ -5,17 +5,22 @@ implements: products are exact, accumulators are exact (their width is checked a
 lowering), requantisation rounds half up and saturates. Convolutions use im2col and a
 matrix product; where the accumulator fits 52 bits the product runs in float64 BLAS,
 which is exact there (every partial sum is an integer below 2**53), else in int64.
+
+``weights="baseline"`` runs every weight layer on its 8-bit uniform baseline instead of its
+power-of-two weights (:mod:`~inq_hw.intmodel.baseline`): the multiplier twin's arithmetic,
+with the same activation formats and the same rounding. Handlers of weight layers receive
+the :class:`~inq_hw.intmodel.layers.WeightArithmetic` to compute with as a third argument.
 """
 
 import weakref
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from inq_hw.errors import ConfigError
 from inq_hw.intmodel.arith import requantize, round_shift
 from inq_hw.intmodel.layers import (
+    WEIGHT_SETS,
     AddLayer,
     AvgPoolLayer,
     Conv2dLayer,
@@ -26,6 +31,7 @@ from inq_hw.intmodel.layers import (
     LinearLayer,
     MaxPoolLayer,
     ReLULayer,
+    WeightArithmetic,
     WeightLayer,
 )
 from inq_hw.intmodel.validate import validate_model
@@ -33,7 +39,7 @@ from inq_hw.intmodel.validate import validate_model
 __all__ = ["predict", "run"]
 
 _EXACT_FLOAT_BITS = 52
-Handler = Callable[[Any, list[np.ndarray]], np.ndarray]
+Handler = Callable[..., np.ndarray]
 _HANDLERS: dict[type[Layer], Handler] = {}
 
 
@@ -63,9 +69,9 @@ def _im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> tuple[np.n
     return patches, ho, wo
 
 
-def _accumulate(layer: WeightLayer, patches: np.ndarray) -> np.ndarray:
-    weights = layer.weights_int().reshape(layer.codes.shape[0], -1)
-    return _matmul(patches, weights.T, layer.acc_bits) + layer.bias
+def _accumulate(arith: WeightArithmetic, patches: np.ndarray) -> np.ndarray:
+    weights = arith.weights.reshape(arith.weights.shape[0], -1)
+    return _matmul(patches, weights.T, arith.acc_bits) + arith.bias
 
 
 @_executes(InputLayer)
@@ -74,19 +80,19 @@ def _input(layer: InputLayer, inputs: list[np.ndarray]) -> np.ndarray:
 
 
 @_executes(Conv2dLayer)
-def _conv(layer: Conv2dLayer, inputs: list[np.ndarray]) -> np.ndarray:
+def _conv(layer: Conv2dLayer, inputs: list[np.ndarray], arith: WeightArithmetic) -> np.ndarray:
     x = inputs[0]
     kernel = layer.codes.shape[-1]
     patches, ho, wo = _im2col(x, kernel, layer.stride, layer.padding)
-    acc = _accumulate(layer, patches)
-    y = requantize(acc, shift=layer.shift, relu=layer.relu, out=layer.out)
+    acc = _accumulate(arith, patches)
+    y = requantize(acc, shift=arith.shift, relu=layer.relu, out=layer.out)
     return y.reshape(x.shape[0], ho, wo, layer.codes.shape[0]).transpose(0, 3, 1, 2)
 
 
 @_executes(LinearLayer)
-def _linear(layer: LinearLayer, inputs: list[np.ndarray]) -> np.ndarray:
-    acc = _accumulate(layer, inputs[0])
-    return requantize(acc, shift=layer.shift, relu=layer.relu, out=layer.out)
+def _linear(layer: LinearLayer, inputs: list[np.ndarray], arith: WeightArithmetic) -> np.ndarray:
+    acc = _accumulate(arith, inputs[0])
+    return requantize(acc, shift=arith.shift, relu=layer.relu, out=layer.out)
 
 
 @_executes(MaxPoolLayer)
@@ -139,7 +145,12 @@ def _check_input(model: IntModel, x: np.ndarray) -> np.ndarray:
 
 
 def run(
-    model: IntModel, x: np.ndarray, *, trace: bool = False, batch_size: int = 1024
+    model: IntModel,
+    x: np.ndarray,
+    *,
+    trace: bool = False,
+    batch_size: int = 1024,
+    weights: str = "po2",
 ) -> np.ndarray | dict[str, np.ndarray]:
     """Run ``model`` on integer inputs ``x`` of shape ``(N, *input shape)``.
 
@@ -147,34 +158,59 @@ def run(
     name (the input included), for finding the first layer where hardware differs. Runs
     ``batch_size`` samples at a time to bound memory. The model is validated as a graph
     (:func:`~inq_hw.intmodel.validate.validate_model`) the first time it is run.
+    ``weights="baseline"`` computes every weight layer with its 8-bit uniform baseline
+    (the multiplier twin) instead of its power-of-two weights.
 
     Example usage::
 
         logits = run(model, quantize_input(images, model.input.out))
         classes = logits.argmax(axis=1)   # ties: the lowest index, as in hardware
+        twin = run(model, quantize_input(images, model.input.out), weights="baseline")
 
     Raises
     ------
     ConfigError
-        Inputs of the wrong shape or type, or outside the input format's range.
+        Inputs of the wrong shape or type, or outside the input format's range; an unknown
+        ``weights``, or ``"baseline"`` for a model without baselines.
     PackageError
         The model is inconsistent (shapes, shifts, an understated accumulator).
     """
+    arithmetic = _arithmetic(model, weights)
     if model not in _VALIDATED:
         validate_model(model)
         _VALIDATED.add(model)
     x = _check_input(model, np.asarray(x))
     starts = range(0, max(len(x), 1), batch_size)
-    chunks = [_run_batch(model, x[i : i + batch_size]) for i in starts]
+    chunks = [_run_batch(model, x[i : i + batch_size], arithmetic) for i in starts]
     values = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
     return values if trace else values[model.output]
 
 
-def _run_batch(model: IntModel, x: np.ndarray) -> dict[str, np.ndarray]:
+def _arithmetic(model: IntModel, weights: str) -> dict[str, WeightArithmetic]:
+    """Each weight layer's arithmetic for the weight set ``weights``, by layer name."""
+    if weights not in WEIGHT_SETS:
+        raise ConfigError(f"Weights must be one of {WEIGHT_SETS}, not {weights!r}")
+    if weights == "baseline":
+        lacking = [layer.name for layer in model.weight_layers() if not layer.has_baseline]
+        if lacking:
+            raise ConfigError(
+                f"The model has no 8-bit baseline (lowered without its FP32 source?) for "
+                f"layer(s) {lacking}"
+            )
+    return {layer.name: layer.arithmetic(weights) for layer in model.weight_layers()}
+
+
+def _run_batch(
+    model: IntModel, x: np.ndarray, arithmetic: dict[str, WeightArithmetic]
+) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = {}
     for layer in model.layers:
         operands = [x] if isinstance(layer, InputLayer) else [values[n] for n in layer.inputs]
-        values[layer.name] = _HANDLERS[type(layer)](layer, operands)
+        handler = _HANDLERS[type(layer)]
+        if isinstance(layer, WeightLayer):
+            values[layer.name] = handler(layer, operands, arithmetic[layer.name])
+        else:
+            values[layer.name] = handler(layer, operands)
     return values
 
 

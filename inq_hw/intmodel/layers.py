@@ -6,6 +6,24 @@ it reads (``inputs``), its output shape (without the batch dimension) and the
 packed b-bit power-of-two codes of :mod:`inq_hw.quant`, the bias as an integer at
 accumulator scale, the requantisation shift and the accumulator width. Layer kinds are
 registered by name with :func:`layer_kind` so the package reader needs no if/elif chain.
+
+Every weight layer may also carry its **8-bit uniform baseline** (ARCHITECTURE.md,
+"Baselines"): the same layer with constant 8-bit non-power-of-two weights, from which
+rtl_gen builds the multiplier twin and which the golden executor can run
+(``run(..., weights="baseline")``). With W the layer's FP32 weights (the checkpoint the INQ
+run started from, BatchNorm folded like the INQ model) and b its float bias:
+
+* ``baseline_exp = k``, the smallest integer with ``max|W| / 2**k <= 127``;
+* ``baseline_weights = clip(round_half_up(W / 2**k), -127, 127)`` as ``int8``, the codes'
+  shape (so ``max|baseline_weights|`` lies in [64, 127]: all 8 bits are used);
+* the accumulator is in units ``2**(k - frac_in)``, and
+  ``baseline_bias = round_half_up(b · 2**(frac_in - k))`` as ``int64``;
+* ``baseline_shift = frac_in - k - frac_out``, with the po2 layer's input and output
+  formats, requantised by the same rule (round half up, ReLU, saturation);
+* ``baseline_acc_bits`` from the worst case ``|bias| + Σ|w| · max|x_int|``.
+
+The five fields are all present or all ``None`` (a package lowered without its FP32
+source); :mod:`inq_hw.intmodel.baseline` computes them.
 """
 
 from dataclasses import dataclass, field, fields
@@ -20,6 +38,7 @@ from inq_hw.quant import compute_n2, unpack_codes
 
 __all__ = [
     "LAYER_KINDS",
+    "WEIGHT_SETS",
     "AddLayer",
     "AvgPoolLayer",
     "Conv2dLayer",
@@ -30,9 +49,22 @@ __all__ = [
     "LinearLayer",
     "MaxPoolLayer",
     "ReLULayer",
+    "WeightArithmetic",
     "WeightLayer",
     "layer_kind",
 ]
+
+#: Which weights a weight layer computes with: its power-of-two codes or its baseline.
+WEIGHT_SETS = ("po2", "baseline")
+#: Largest magnitude of a baseline weight: 8-bit, symmetric (negation never overflows).
+BASELINE_MAX = 127
+_BASELINE_FIELDS = (
+    "baseline_weights",
+    "baseline_bias",
+    "baseline_exp",
+    "baseline_shift",
+    "baseline_acc_bits",
+)
 
 LAYER_KINDS: dict[str, type["Layer"]] = {}
 _L = TypeVar("_L", bound=type["Layer"])
@@ -80,12 +112,15 @@ class Layer:
             raise ConfigError(f"Layer {self.name!r}: shape must be positive, not {self.shape}")
 
     def params(self) -> dict[str, Any]:
-        """JSON-ready scalar fields of the subclass (arrays and common fields excluded)."""
+        """JSON-ready scalar fields of the subclass (arrays, common fields and optional
+        fields that are ``None`` excluded)."""
         common = {"name", "inputs", "shape", "out"}
         return {
-            f.name: getattr(self, f.name)
+            f.name: value
             for f in fields(self)
-            if f.name not in common and not isinstance(getattr(self, f.name), np.ndarray)
+            if f.name not in common
+            and not isinstance(value := getattr(self, f.name), np.ndarray)
+            and not (value is None and f.default is None)
         }
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -121,6 +156,18 @@ class WeightLayer(Layer):
         ReLU fused after requantisation.
     acc_bits : int
         Accumulator width from the worst case; it cannot overflow.
+    baseline_weights : numpy.ndarray or None
+        ``int8`` 8-bit uniform weights in [-127, 127], weight shape, in units
+        ``2**baseline_exp`` (module docstring). Keyword-only, like the other baseline fields.
+    baseline_bias : numpy.ndarray or None
+        ``int64`` bias per output in the baseline's accumulator units
+        ``2**(baseline_exp - frac_in)``.
+    baseline_exp : int or None
+        Exponent ``k`` of the baseline's weight step ``2**k``.
+    baseline_shift : int or None
+        The baseline's requantisation shift ``frac_in - baseline_exp - frac_out``.
+    baseline_acc_bits : int or None
+        The baseline's accumulator width from its worst case.
     """
 
     bits: int
@@ -131,6 +178,11 @@ class WeightLayer(Layer):
     shift: int
     relu: bool
     acc_bits: int
+    baseline_weights: np.ndarray | None = field(default=None, kw_only=True, repr=False)
+    baseline_bias: np.ndarray | None = field(default=None, kw_only=True, repr=False)
+    baseline_exp: int | None = field(default=None, kw_only=True)
+    baseline_shift: int | None = field(default=None, kw_only=True)
+    baseline_acc_bits: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -146,6 +198,51 @@ class WeightLayer(Layer):
             )
         # Validates the code range and the zero-code canonical form.
         unpack_codes(torch.from_numpy(self.codes.astype(np.int64)), bits=self.bits, n1=self.n1)
+        self._check_baseline()
+
+    @property
+    def has_baseline(self) -> bool:
+        """Whether the layer carries its 8-bit uniform baseline."""
+        return self.baseline_weights is not None
+
+    def _check_baseline(self) -> None:
+        present = [name for name in _BASELINE_FIELDS if getattr(self, name) is not None]
+        if not present:
+            return
+        if len(present) != len(_BASELINE_FIELDS):
+            missing = [name for name in _BASELINE_FIELDS if name not in present]
+            raise ConfigError(
+                f"Layer {self.name!r}: the baseline fields are all present or all None, "
+                f"but {missing} are missing"
+            )
+        for name in ("baseline_exp", "baseline_shift", "baseline_acc_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ConfigError(f"Layer {self.name!r}: {name} must be an integer, not {value!r}")
+            object.__setattr__(self, name, int(value))
+        weights, bias = self.baseline_weights, self.baseline_bias
+        if not isinstance(weights, np.ndarray) or weights.dtype != np.int8:
+            raise ConfigError(f"Layer {self.name!r}: baseline_weights must be an int8 array")
+        if not isinstance(bias, np.ndarray) or bias.dtype != np.int64:
+            raise ConfigError(f"Layer {self.name!r}: baseline_bias must be an int64 array")
+        if weights.shape != self.codes.shape:
+            raise ConfigError(
+                f"Layer {self.name!r}: baseline_weights shape {weights.shape} does not match "
+                f"the codes' {self.codes.shape}"
+            )
+        if bias.shape != self.bias.shape:
+            raise ConfigError(
+                f"Layer {self.name!r}: baseline_bias shape {bias.shape} does not match the "
+                f"bias' {self.bias.shape}"
+            )
+        largest = int(np.abs(weights.astype(np.int64)).max(initial=0))
+        if largest > BASELINE_MAX or 0 < largest <= BASELINE_MAX // 2:
+            # The step is the smallest power of two that fits max|W| into 127, so the
+            # largest weight rounds to 64..127; anything else is another step or damage.
+            raise ConfigError(
+                f"Layer {self.name!r}: the largest baseline weight magnitude must lie in "
+                f"[{BASELINE_MAX // 2 + 1}, {BASELINE_MAX}] (or all be 0), not {largest}"
+            )
 
     def weights_int(self) -> np.ndarray:
         """Weights as integers ``±2**(e - n2)`` (0 for zero codes), ``int64``, weight shape."""
@@ -157,6 +254,60 @@ class WeightLayer(Layer):
         )
         signed = np.where(codes.sign.numpy(), -magnitude, magnitude)
         return np.where(codes.zero.numpy(), 0, signed).astype(np.int64)
+
+    def baseline_weights_int(self) -> np.ndarray:
+        """The 8-bit uniform baseline weights as ``int64``, weight shape.
+
+        Raises
+        ------
+        ConfigError
+            If the layer carries no baseline.
+        """
+        if self.baseline_weights is None:
+            raise ConfigError(f"Layer {self.name!r} carries no 8-bit baseline")
+        return self.baseline_weights.astype(np.int64)
+
+    def arithmetic(self, weights: str = "po2") -> "WeightArithmetic":
+        """What the layer computes with: its po2 weights or its baseline (``WEIGHT_SETS``).
+
+        Raises
+        ------
+        ConfigError
+            An unknown weight set, or ``"baseline"`` for a layer without one.
+        """
+        if weights == "po2":
+            return WeightArithmetic(self.weights_int(), self.bias, self.shift, self.acc_bits)
+        if weights != "baseline":
+            raise ConfigError(f"Weights must be one of {WEIGHT_SETS}, not {weights!r}")
+        baseline = self.baseline_weights_int()
+        assert self.baseline_bias is not None and self.baseline_shift is not None
+        assert self.baseline_acc_bits is not None  # all present with the weights
+        return WeightArithmetic(
+            baseline, self.baseline_bias, self.baseline_shift, self.baseline_acc_bits
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class WeightArithmetic:
+    """The integers one weight layer computes with: ``acc = Σ x·weights + bias``, then a
+    requantisation by ``shift``; ``acc_bits`` bounds the accumulator.
+
+    Members
+    -------
+    weights : numpy.ndarray
+        ``int64`` integer weights, weight shape.
+    bias : numpy.ndarray
+        ``int64`` bias per output at accumulator scale.
+    shift : int
+        Requantisation shift (right when positive).
+    acc_bits : int
+        Accumulator width.
+    """
+
+    weights: np.ndarray = field(repr=False)
+    bias: np.ndarray = field(repr=False)
+    shift: int
+    acc_bits: int
 
 
 @layer_kind("conv2d")

@@ -3,7 +3,11 @@
 A package is a directory. ``model.json`` (sorted keys, indent 2, so it diffs well) holds the
 schema name and version, the output layer, provenance ``meta`` and one object per layer:
 ``kind``, the dataclass fields as JSON values and ``arrays``, the names of the layer's
-integer arrays in ``tensors.npz`` (``"003.codes"``: layer index and field). It also holds the
+integer arrays in ``tensors.npz`` (``"003.codes"``: layer index and field). Optional fields
+(a weight layer's 8-bit baseline, :mod:`~inq_hw.intmodel.layers`) that are ``None`` are left
+out of both files, so a package lowered without its FP32 source, or written before
+baselines existed, has none and still loads; present, they are checked like every other
+field (all or none, dtypes, shapes, shift, accumulator width). It also holds the
 SHA-256 of ``tensors.npz``, so the two files are tied together. ``tensors.npz`` is built by
 hand (fixed timestamps, sorted members, stored) so the same model gives the same bytes, and
 :func:`package_hash` can key caches of builds by design.
@@ -72,7 +76,12 @@ MODEL_FILE = "model.json"
 TENSORS_FILE = "tensors.npz"
 
 _TOP_KEYS = {"schema", "version", "output", "meta", "layers", "tensors"}
-_ARRAY_DTYPES = {"codes": np.dtype(np.uint8), "bias": np.dtype(np.int64)}
+_ARRAY_DTYPES = {
+    "codes": np.dtype(np.uint8),
+    "bias": np.dtype(np.int64),
+    "baseline_weights": np.dtype(np.int8),
+    "baseline_bias": np.dtype(np.int64),
+}
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _JSON_SCALARS: dict[Any, tuple[type, str]] = {
     int: (int, "an integer"),
@@ -189,6 +198,11 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+def _omitted(layer: Layer, name: str) -> bool:
+    """An optional field (default ``None``) that is ``None``: written nowhere."""
+    return getattr(layer, name) is None and _optional_fields(type(layer)).get(name, False)
+
+
 def _encode(model: IntModel) -> tuple[bytes, bytes]:
     """The bytes of ``model.json`` and ``tensors.npz``."""
     entries: list[dict[str, Any]] = []
@@ -199,7 +213,7 @@ def _encode(model: IntModel) -> tuple[bytes, bytes]:
         entry.update(
             (f.name, _to_json(getattr(layer, f.name)))
             for f in fields(layer)
-            if f.name not in layer_arrays
+            if f.name not in layer_arrays and not _omitted(layer, f.name)
         )
         if layer_arrays:
             keys = {name: f"{index:03d}.{name}" for name in layer_arrays}
@@ -318,8 +332,20 @@ def _read_npz(data: bytes) -> dict[str, np.ndarray]:
 
 
 def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in fields(cls)}
+    """Field name → type, ``X | None`` of an optional field unwrapped to ``X``."""
+    hints, optional = typing.get_type_hints(cls), _optional_fields(cls)
+    types = {}
+    for f in fields(cls):
+        hint = hints[f.name]
+        if optional[f.name]:
+            (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+        types[f.name] = hint
+    return types
+
+
+def _optional_fields(cls: type) -> dict[str, bool]:
+    """Field name → whether it is optional (defaults to ``None``) and may be absent."""
+    return {f.name: f.default is None for f in fields(cls)}
 
 
 def _from_json(value: Any, hint: Any, where: str) -> Any:
@@ -342,14 +368,26 @@ def _from_json(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def _expect_keys_between(
+    mapping: dict[str, Any], required: set[str], optional: set[str], where: str
+) -> None:
+    """All of ``required`` and any of ``optional`` (the optional ones present checked later)."""
+    _expect_keys(mapping, required | (mapping.keys() & optional), where)
+
+
 def _take_arrays(
-    refs: Any, names: list[str], arrays: dict[str, np.ndarray], used: set[str], where: str
+    refs: Any,
+    names: list[str],
+    optional: set[str],
+    arrays: dict[str, np.ndarray],
+    used: set[str],
+    where: str,
 ) -> dict[str, np.ndarray]:
     """The layer's arrays named by its ``arrays`` object, with their dtypes checked."""
     _expect_type(refs, dict, "an object", f"{where}: arrays")
-    _expect_keys(refs, set(names), f"{where}: arrays")
+    _expect_keys_between(refs, set(names) - optional, optional, f"{where}: arrays")
     taken = {}
-    for name in names:
+    for name in (name for name in names if name in refs):
         key = refs[name]
         _expect_type(key, str, "a string", f"{where}: arrays.{name}")
         if key not in arrays:
@@ -381,13 +419,18 @@ def _build_layer(index: int, entry: Any, arrays: dict[str, np.ndarray], used: se
             f"{where}: unknown layer kind {_show(kind)} (known: {sorted(LAYER_KINDS)})"
         )
     types = _field_types(cls)
+    optional = {f for f, is_optional in _optional_fields(cls).items() if is_optional}
     array_fields = [f for f, t in types.items() if t is np.ndarray]
-    scalar_fields = [f for f in types if f not in array_fields]
-    _expect_keys(entry, {"kind", *scalar_fields, *(["arrays"] if array_fields else [])}, where)
+    scalar_fields = [f for f in types if f not in array_fields and f not in optional]
+    scalar_fields += [f for f in types if f not in array_fields and f in optional and f in entry]
+    required = {"kind", *scalar_fields, *(["arrays"] if array_fields else [])}
+    _expect_keys_between(entry, required, optional - set(array_fields), where)
     try:
         values = {f: _from_json(entry[f], types[f], f"{where}: {f}") for f in scalar_fields}
         if array_fields:
-            values.update(_take_arrays(entry["arrays"], array_fields, arrays, used, where))
+            values.update(
+                _take_arrays(entry["arrays"], array_fields, optional, arrays, used, where)
+            )
         return cls(**values)
     except _CONSTRUCTION_ERRORS as exc:
         raise PackageError(f"{where}: {exc}") from None

@@ -40,7 +40,9 @@ def validate_model(model: IntModel) -> None:
     Shapes along every edge (convolution, pooling and flatten arithmetic, linear fan-in,
     equal add operands), formats that pass through pooling, ``2**shift == kernel**2`` for
     average pooling, ``n2`` from ``n1`` and the bit-width, the requantisation shift
-    ``frac_in - n2 - frac_out`` and an accumulator at least as wide as the worst case.
+    ``frac_in - n2 - frac_out`` and an accumulator at least as wide as the worst case; for
+    a layer with an 8-bit baseline also its shift ``frac_in - baseline_exp - frac_out`` and
+    its accumulator width.
 
     Raises
     ------
@@ -133,6 +135,30 @@ def _check_weights(layer: WeightLayer, source: Layer) -> None:
     need = accumulator_bits(_weight_abs_sums(layer), layer.bias, source.out.max_abs)
     if not need <= layer.acc_bits <= MAX_ACCUMULATOR_BITS:
         _fail(layer, f"acc_bits is {layer.acc_bits}, but the worst case needs {need}")
+    if layer.has_baseline:
+        _check_baseline(layer, source)
+
+
+def _check_baseline(layer: WeightLayer, source: Layer) -> None:
+    """The 8-bit baseline's shift and accumulator (dtypes, shapes and range: the layer)."""
+    assert layer.baseline_weights is not None and layer.baseline_bias is not None
+    exp, shift = layer.baseline_exp, layer.baseline_shift
+    assert exp is not None and shift is not None and layer.baseline_acc_bits is not None
+    expected = source.out.frac - exp - layer.out.frac
+    if shift != expected:
+        _fail(
+            layer,
+            f"baseline_shift is {shift}, but frac_in - baseline_exp - frac_out = "
+            f"{source.out.frac} - ({exp}) - {layer.out.frac} = {expected}",
+        )
+    weights = np.abs(layer.baseline_weights.astype(np.int64))
+    sums = weights.reshape(weights.shape[0], -1).sum(axis=1).astype(object)
+    need = accumulator_bits(sums, layer.baseline_bias, source.out.max_abs)
+    if not need <= layer.baseline_acc_bits <= MAX_ACCUMULATOR_BITS:
+        _fail(
+            layer,
+            f"baseline_acc_bits is {layer.baseline_acc_bits}, but the worst case needs {need}",
+        )
 
 
 @_checks(InputLayer)

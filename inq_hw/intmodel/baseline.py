@@ -1,0 +1,131 @@
+"""The 8-bit uniform baseline of a weight layer: the weights of its multiplier twin.
+
+ARCHITECTURE.md, "Baselines": every design has a multiplier twin from the same generator,
+with constant 8-bit uniform (non-power-of-two) weights; constant power-of-two weights would
+be no baseline, because synthesis folds them to shifts. The twin is derived from the FP32
+weights W that the INQ run started from (BatchNorm folded like the INQ model) and their
+float bias b, and keeps the po2 layer's input and output formats (``frac_in``,
+``frac_out``):
+
+* step ``2**k``, ``k`` the smallest integer with ``max|W| / 2**k <= 127`` (for an all-zero
+  W, whose step is arbitrary, ``k`` is the po2 layer's ``n2``);
+* ``baseline_weights = clip(round_half_up(W / 2**k), -127, 127)`` as ``int8``; the range is
+  symmetric, and the largest magnitude always lies in [64, 127];
+* products ``x_int · w`` are in units ``2**(k - frac_in)``, and
+  ``baseline_bias = round_half_up(b · 2**(frac_in - k))`` as ``int64``;
+* ``baseline_shift = frac_in - k - frac_out``, requantised like every layer (round half up,
+  ReLU, saturation; :mod:`~inq_hw.intmodel.arith`);
+* ``baseline_acc_bits`` from the worst case ``|bias| + Σ|w| · max|x_int|``
+  (:func:`~inq_hw.intmodel.arith.accumulator_bits`).
+
+So the twin is a functional integer layer too: the golden executor runs it with
+``run(model, x, weights="baseline")``. All rounding is exact (no float error): the weights
+by an exact split into integer and fraction, the bias with fractions.
+"""
+
+import math
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from inq_hw.errors import ConfigError
+from inq_hw.intmodel.arith import accumulator_bits
+from inq_hw.intmodel.layers import BASELINE_MAX
+
+__all__ = ["BASELINE_BITS", "BASELINE_MAX", "baseline_exponent", "baseline_fields"]
+
+#: Width of a baseline weight.
+BASELINE_BITS = 8
+
+
+def baseline_exponent(max_abs: float) -> int:
+    """The smallest integer ``k`` with ``max_abs / 2**k <= 127``, exactly.
+
+    Raises
+    ------
+    ConfigError
+        ``max_abs`` is not a positive finite number.
+    """
+    if not math.isfinite(max_abs) or max_abs <= 0:
+        raise ConfigError(
+            f"The largest weight magnitude must be positive and finite, not {max_abs}"
+        )
+    m = Fraction(max_abs)
+    # m = f·2**E with f in [0.5, 1) gives m / 2**(E-7) = 128·f in [64, 128): one off at most.
+    k = math.frexp(max_abs)[1] - 7
+    while m / Fraction(2) ** k > BASELINE_MAX:
+        k += 1
+    while m / Fraction(2) ** (k - 1) <= BASELINE_MAX:
+        k -= 1
+    return k
+
+
+def _round_half_up_scaled(values: np.ndarray, exponent: int) -> np.ndarray:
+    """``floor(v·2**exponent + 1/2)`` elementwise, exact for float64 ``values``.
+
+    ``ldexp`` is exact (no overflow or underflow in the ranges used here), and so are
+    ``floor`` and the subtraction that leaves the fraction, so no sum is ever rounded.
+    """
+    scaled = np.ldexp(values, -exponent) if exponent else values
+    whole = np.floor(scaled)
+    return (whole + (scaled - whole >= 0.5)).astype(np.int64)
+
+
+def _bias_int(bias: np.ndarray, exponent: int) -> np.ndarray:
+    """``round_half_up(b·2**exponent)`` per output, in exact Python integers."""
+    scale = Fraction(2) ** exponent
+    values = [math.floor(Fraction(float(b)) * scale + Fraction(1, 2)) for b in bias]
+    return np.array(values, dtype=object)
+
+
+def baseline_fields(
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    frac_in: int,
+    frac_out: int,
+    input_max_abs: int,
+    zero_exp: int,
+) -> dict[str, Any]:
+    """The five ``baseline_*`` fields of a weight layer (see the module docstring).
+
+    Args:
+        weights: the FP32 weights, the layer's weight shape.
+        bias: the float bias per output (``None``: zero).
+        frac_in: fraction bits of the layer's input format.
+        frac_out: fraction bits of the layer's output format.
+        input_max_abs: largest input magnitude (the input format's ``max_abs``).
+        zero_exp: ``k`` for an all-zero ``weights`` (the po2 layer's ``n2``).
+
+    Returns:
+        Keyword arguments for :class:`~inq_hw.intmodel.layers.WeightLayer`.
+
+    Raises:
+        ConfigError: a NaN or Inf weight or bias, or an accumulator wider than the
+            executor allows.
+
+    Example usage::
+
+        fields = baseline_fields(w, b, frac_in=4, frac_out=3, input_max_abs=255, zero_exp=-6)
+        layer = dataclasses.replace(layer, **fields)
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    b = np.zeros(w.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64)
+    if b.shape != (w.shape[0],):
+        raise ConfigError(f"The bias must have one value per output, not shape {b.shape}")
+    if not (np.isfinite(w).all() and np.isfinite(b).all()):
+        raise ConfigError("The FP32 weights or bias hold a NaN or Inf")
+    largest = float(np.abs(w).max(initial=0.0))
+    exp = baseline_exponent(largest) if largest > 0 else zero_exp
+    q = np.clip(_round_half_up_scaled(w, exp), -BASELINE_MAX, BASELINE_MAX).astype(np.int8)
+    bias_int = _bias_int(b, frac_in - exp)
+    abs_sums = np.abs(q.astype(np.int64)).reshape(q.shape[0], -1).sum(axis=1)
+    acc_bits = accumulator_bits(abs_sums.astype(object), bias_int, input_max_abs)
+    return {
+        "baseline_weights": q,
+        "baseline_bias": bias_int.astype(np.int64),
+        "baseline_exp": exp,
+        "baseline_shift": frac_in - exp - frac_out,
+        "baseline_acc_bits": acc_bits,
+    }
