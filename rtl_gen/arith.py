@@ -63,7 +63,9 @@ def _combine(m: Module, a: Term, b: Term) -> Term:
         expr, lo, hi, negated = a.value - b_value, a.lo - b_hi, a.hi - b_lo, False
     else:
         expr, lo, hi, negated = b_value - a.value, b_lo - a.hi, b_hi - a.lo, False
-    out = Signal(range_shape(lo, hi))
+    # keep: without it Yosys merges the tree into $macc cells, which become LUT compressor
+    # trees instead of carry chains (iCE40: 1.55 LUT4 per adder bit instead of 1.10).
+    out = Signal(range_shape(lo, hi), attrs={"keep": 1})
     m.d.comb += out.eq(expr)
     return Term(out, lo, hi, a.shift, negated)
 
