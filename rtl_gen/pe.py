@@ -29,6 +29,7 @@ The accumulator is ``acc_bits`` wide and wraps like any two's complement registe
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
@@ -116,7 +117,45 @@ def _accumulate(
         m.d.sync += acc.eq(0)
 
 
-class ShiftMAC(wiring.Component):
+class _MAC(wiring.Component):
+    """What both PEs share: their parameters, read back as properties."""
+
+    _act_bits: int
+    _act_signed: bool
+    _weight_bits: int
+    _acc_bits: int
+
+    @property
+    def act_bits(self) -> int:
+        return self._act_bits
+
+    @property
+    def act_signed(self) -> bool:
+        return self._act_signed
+
+    @property
+    def weight_bits(self) -> int:
+        return self._weight_bits
+
+    @property
+    def acc_bits(self) -> int:
+        return self._acc_bits
+
+
+def _mac_signature(
+    act_bits: int, act_signed: bool, acc_bits: int, weight_port: str, weight_shape: Shape
+) -> dict[str, Any]:
+    """Ports of a PE: activation, weight (``weight_port``), valid, clear, accumulator."""
+    return {
+        "i_act": In(_act_shape(act_bits, act_signed)),
+        weight_port: In(weight_shape),
+        "i_valid": In(1),
+        "i_clear": In(1),
+        "o_acc": Out(signed(acc_bits)),
+    }
+
+
+class ShiftMAC(_MAC):
     """Shift-accumulate PE with a runtime power-of-two weight code.
 
     Each cycle with ``i_valid`` high, the activation is shifted left by
@@ -164,30 +203,8 @@ class ShiftMAC(wiring.Component):
         least = shift_mac_min_acc_bits(act_bits=act_bits, weight_bits=weight_bits)
         self._acc_bits = _check_int("Accumulator width", acc_bits, least)
         super().__init__(
-            {
-                "i_act": In(_act_shape(act_bits, act_signed)),
-                "i_code": In(unsigned(weight_bits)),
-                "i_valid": In(1),
-                "i_clear": In(1),
-                "o_acc": Out(signed(acc_bits)),
-            }
+            _mac_signature(act_bits, act_signed, acc_bits, "i_code", unsigned(weight_bits))
         )
-
-    @property
-    def act_bits(self) -> int:
-        return self._act_bits
-
-    @property
-    def act_signed(self) -> bool:
-        return self._act_signed
-
-    @property
-    def weight_bits(self) -> int:
-        return self._weight_bits
-
-    @property
-    def acc_bits(self) -> int:
-        return self._acc_bits
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -204,7 +221,7 @@ class ShiftMAC(wiring.Component):
         return m
 
 
-class MultMAC(wiring.Component):
+class MultMAC(_MAC):
     """Multiply-accumulate PE with a runtime signed integer weight: the baseline twin of
     :class:`ShiftMAC`, with the same ports (``i_weight`` instead of ``i_code``) and timing.
 
@@ -247,30 +264,8 @@ class MultMAC(wiring.Component):
         least = mult_mac_min_acc_bits(act_bits=act_bits, weight_bits=weight_bits)
         self._acc_bits = _check_int("Accumulator width", acc_bits, least)
         super().__init__(
-            {
-                "i_act": In(_act_shape(act_bits, act_signed)),
-                "i_weight": In(signed(weight_bits)),
-                "i_valid": In(1),
-                "i_clear": In(1),
-                "o_acc": Out(signed(acc_bits)),
-            }
+            _mac_signature(act_bits, act_signed, acc_bits, "i_weight", signed(weight_bits))
         )
-
-    @property
-    def act_bits(self) -> int:
-        return self._act_bits
-
-    @property
-    def act_signed(self) -> bool:
-        return self._act_signed
-
-    @property
-    def weight_bits(self) -> int:
-        return self._weight_bits
-
-    @property
-    def acc_bits(self) -> int:
-        return self._acc_bits
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
