@@ -1,0 +1,181 @@
+"""Subcommand ``cost``: the shift-add design against its multiplier twin, per layer.
+
+``--target analytic`` prices operation counts with a technology table (fast, no tools);
+``generic``, ``ice40`` and ``ecp5`` synthesise rtl_gen's units with Yosys (cached). Prints
+a table (shift-add, baseline, shift-add / baseline) and writes the figures as JSON.
+
+Example usage::
+
+    inq-hw cost build/inq5                         # analytic, 45 nm Horowitz table
+    inq-hw cost build/inq5 --target ice40 --jobs 2 --json
+"""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from inq_hw.checkpoint import atomic_write
+from inq_hw.cli import command
+from inq_hw.commands.common import format_table, progress
+
+__all__ = ["TARGETS", "cost"]
+
+TARGETS = ("analytic", "generic", "ice40", "ecp5")
+_SYNTH_METRICS = {
+    "generic": ("gates", "transistors", "ff"),
+    "ice40": ("lut", "carry", "ff", "dsp", "bram"),
+    "ecp5": ("lut", "carry", "ff", "dsp", "bram"),
+}
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("package", type=Path, help="package directory written by 'inq-hw export'")
+    parser.add_argument("--target", default="analytic", help=f"one of {', '.join(TARGETS)}")
+    parser.add_argument(
+        "--baseline", default="mult8", help="mult8 (default) or, analytic only, fp32"
+    )
+    parser.add_argument("--tech", type=Path, default=None, help="technology table (JSON/TOML)")
+    parser.add_argument("--out", type=Path, default=None, help="default: PACKAGE/cost-TARGET.json")
+    parser.add_argument("--pipeline", type=int, default=0, help="pipeline stages per unit")
+    parser.add_argument(
+        "--max-outputs", type=int, default=None, help="synthesise at most N outputs per layer"
+    )
+    parser.add_argument("--jobs", type=int, default=None, help="parallel syntheses (CPU count)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per tool run")
+    parser.add_argument("--cache", type=Path, default=None, help="synthesis cache directory")
+    parser.add_argument("--abc", default="fast", help="generic ABC script: fast or full")
+    parser.add_argument(
+        "--fmax", action="store_true", help="place and route registered units (nextpnr)"
+    )
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from inq_hw.cost import CostError
+
+    if args.target not in TARGETS:
+        raise CostError(f"Target must be one of {TARGETS}, not {args.target!r}")
+    allowed = ("mult8", "fp32") if args.target == "analytic" else ("mult8",)
+    if args.baseline not in allowed:
+        raise CostError(
+            f"Baseline for target {args.target!r} must be one of {allowed}, not {args.baseline!r}"
+        )
+
+
+def _analytic(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]]]:
+    from inq_hw.cost import HOROWITZ_45NM, analyze, load_table
+    from inq_hw.intmodel import load_package
+
+    table = load_table(args.tech) if args.tech else HOROWITZ_45NM
+    result = analyze(load_package(args.package), table)
+    rows: list[list[Any]] = []
+    for layer in [*result.layers, None]:
+        name = layer.name if layer else "network"
+        for metric in ("energy_pj", "area_um2"):
+            if (
+                layer is not None
+                and metric == "area_um2"
+                and layer.kind not in ("conv2d", "linear")
+            ):
+                continue
+            ours = getattr(
+                layer.designs["shift-add"] if layer else result.total("shift-add"), metric
+            )
+            theirs = getattr(
+                layer.designs[args.baseline] if layer else result.total(args.baseline), metric
+            )
+            rows.append([name, metric, _num(ours), _num(theirs), _ratio(ours, theirs)])
+    memory = result.memory
+    rows.append(
+        [
+            "network",
+            "weight_bits",
+            memory["shift-add"]["bits"],
+            memory[args.baseline]["bits"],
+            _ratio(memory["shift-add"]["bits"], memory[args.baseline]["bits"]),
+        ]
+    )
+    return result.to_dict(), rows
+
+
+def _synth(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]]]:
+    from inq_hw.cost.designs import layer_jobs
+    from inq_hw.cost.synth import default_cache_dir, synthesize_all
+    from inq_hw.intmodel import load_package
+
+    model = load_package(args.package)
+    options = {
+        "cache_dir": args.cache or default_cache_dir(),
+        "timeout_s": args.timeout,
+        "abc": args.abc,
+        "fmax": args.fmax,
+    }
+    sides = {}
+    with progress(args) as bar:
+        for design, baseline in (("shift-add", None), (args.baseline, args.baseline)):
+            pairs = layer_jobs(
+                model, baseline=baseline, stages=args.pipeline, max_outputs=args.max_outputs
+            )
+            results = synthesize_all(
+                [job for job, _ in pairs], args.target, workers=args.jobs, progress=bar, **options
+            )
+            sides[design] = [(params, r) for (_, params), r in zip(pairs, results, strict=True)]
+    layers, rows = [], []
+    for (params, ours), (_, theirs) in zip(sides["shift-add"], sides[args.baseline], strict=True):
+        name = params["layer"]
+        if params["outputs_synthesised"] != params["outputs_total"]:
+            name += f" ({params['outputs_synthesised']}/{params['outputs_total']} outputs)"
+        for metric in _SYNTH_METRICS[args.target]:
+            a, b = getattr(ours, metric), getattr(theirs, metric)
+            rows.append([name, metric, a, b, _ratio(a, b)])
+        if args.fmax and ours.fmax_mhz is not None:
+            rows.append(
+                [
+                    name,
+                    "fmax_mhz",
+                    _num(ours.fmax_mhz),
+                    _num(theirs.fmax_mhz),
+                    _ratio(ours.fmax_mhz, theirs.fmax_mhz),
+                ]
+            )
+        layers.append(
+            {
+                "layer": params["layer"],
+                "params": params,
+                "shift-add": ours.to_dict(),
+                args.baseline: theirs.to_dict(),
+            }
+        )
+    return {"layers": layers}, rows
+
+
+def _num(value: float | None) -> Any:
+    return None if value is None else round(value, 1)
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None:
+        return "-"
+    return f"{ours / theirs:.3f}" if theirs else ("1.000" if not ours else "inf")
+
+
+@command("cost", "Area and energy of the shift-add design against its multiplier twin.", _configure)
+def cost(args: argparse.Namespace) -> dict[str, Any]:
+    _validate(args)
+    figures, rows = _analytic(args) if args.target == "analytic" else _synth(args)
+    out = args.out or args.package / f"cost-{args.target}.json"
+    summary = {
+        "package": str(args.package),
+        "target": args.target,
+        "baseline": args.baseline,
+        **figures,
+    }
+    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    atomic_write(out, lambda tmp: _write_text(tmp, text))
+    header = ["layer", "metric", "shift-add", args.baseline, "shift-add / " + args.baseline]
+    table = format_table(header, rows)
+    return {**summary, "out": str(out), "_text": f"{table}\n-> {out}"}
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text)

@@ -1,0 +1,238 @@
+"""Analytic cost model: tables, scaling, counts against rtl_gen's trees, CLI, bad input."""
+
+import collections
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment, Value
+
+import rtl_gen.arith
+from inq_hw.cli import main
+from inq_hw.cost import HOROWITZ_45NM, CostError, TechTableError, analyze, load_table
+from inq_hw.cost.check import compare_rankings
+from inq_hw.cost.tables import table_from_dict
+from inq_hw.intmodel import IntModel, WeightLayer
+from inq_hw.intmodel.package import load_package
+from rtl_gen.generate import build_designs
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main([*argv, "--no-progress"])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def package(tiny_inq: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pkg") / "pkg"
+    assert main(["export", str(tiny_inq), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def _rtl_adder_widths(model: IntModel, layer: str, baseline: str | None) -> list[int]:
+    """Widths of the adders rtl_gen really builds, recorded while the unit elaborates."""
+    (design,) = build_designs(model, unit=f"layer:{layer}", baseline=baseline)
+    widths: list[int] = []
+    combine = rtl_gen.arith._combine
+
+    def record(*args: Any) -> Any:
+        term = combine(*args)
+        widths.append(Value.cast(term.value).shape().width)
+        return term
+
+    with mock.patch.object(rtl_gen.arith, "_combine", record):
+        Fragment.get(design.component, None)
+    return sorted(widths)
+
+
+def test_adder_counts_match_the_trees_rtl_gen_builds(package: Path) -> None:
+    model = load_package(package)
+    cost = analyze(model)
+    for layer in cost.layers:
+        if layer.kind not in ("conv2d", "linear"):
+            continue
+        built = _rtl_adder_widths(model, layer.name, None)
+        counted = collections.Counter(layer.counts["adds_by_width"])
+        assert collections.Counter(built) == counted, layer.name
+        twin = _rtl_adder_widths(model, layer.name, "mult8")
+        assert layer.designs["mult8"].adds == len(twin)
+        assert layer.designs["mult8"].add_bits == sum(twin)
+
+
+def test_energies_follow_the_table(package: Path) -> None:
+    model = load_package(package)
+    cost = analyze(model)
+    fc = next(layer for layer in cost.layers if layer.name == "classifier.fc")
+    expected = sum(
+        n * HOROWITZ_45NM.energy("int_add", w) for w, n in fc.counts["adds_by_width"].items()
+    )
+    assert fc.designs["shift-add"].energy_pj == pytest.approx(expected)
+    assert fc.designs["shift-add"].mults == 0
+    layer = model.layer("classifier.fc")
+    assert isinstance(layer, WeightLayer) and layer.baseline_weights is not None
+    mults = int(np.count_nonzero(layer.baseline_weights))
+    assert fc.designs["mult8"].mults == mults
+    assert fc.designs["fp32"].energy_pj == pytest.approx(layer.codes.size * (3.7 + 0.9))
+    conv1 = cost.layers[0]
+    assert conv1.positions == int(np.prod(model.layers[1].shape[1:]))
+    assert conv1.counts["weights"] * conv1.counts["bits"] == conv1.designs["shift-add"].weight_bits
+    ratios = cost.ratios("mult8")
+    assert 0 < ratios["energy_pj"] < 1 and 0 < ratios["area_um2"] < 1  # type: ignore[operator]
+    assert ratios["weight_bits"] == pytest.approx(4 / 8)
+    doc = json.loads(json.dumps(cost.to_dict()))
+    assert doc["sources"]["int_add"] and doc["ratios"]["fp32"]["weight_bits"] == pytest.approx(
+        4 / 32
+    )
+
+
+def test_scaling_rules() -> None:
+    table = HOROWITZ_45NM
+    assert table.energy("int_add", 8) == pytest.approx(0.03)
+    assert table.energy("int_add", 12) == pytest.approx(0.05 * 12 / 16)  # nearest: 16 bits
+    assert table.area("int_add", 64) == pytest.approx(137 * 2)
+    assert table.energy("int_mult", 8, 8) == pytest.approx(0.2)
+    assert table.energy("int_mult", 8, 4) == pytest.approx(0.1)  # ∝ n·m
+    assert table.area("fp_mult", 32) == 7700
+    assert table.barrel_shifter(8, 8) == pytest.approx(8 * 3 * 1.862)  # n · log2 S muxes
+    assert table.memory_read(64, 4 << 10)[0] == 10.0
+    assert table.memory_read(64, 1 << 19)[0] == 100.0
+    assert table.memory_read(64, 1 << 30)[0] == 1300.0
+    with pytest.raises(CostError, match="fp_add at \\[16, 32\\] bits, not 64"):
+        table.energy("fp_add", 64)
+
+
+def test_user_table_round_trips_through_json_and_toml(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(HOROWITZ_45NM.to_dict()))
+    table = load_table(path)
+    assert table.energy("int_mult", 32, 32) == 3.1 and table.sources() == HOROWITZ_45NM.sources()
+    figs = "\n".join(
+        f"[[operations.{op}]]\nbits = {b}\nenergy_pj = 1.0\narea_um2 = 2.0\n"
+        'capacity_bytes = 99999\nsource = "me"'
+        for op, b in [
+            ("int_add", 8), ("int_mult", 8), ("fp_add", 32), ("fp_mult", 32),
+            ("mux2", 1), ("register", 1), ("sram_read", 64),
+        ]
+    )  # fmt: skip
+    toml = tmp_path / "t.toml"
+    toml.write_text(f'format = "inq-hw-tech"\nversion = 1\nname = "mine"\nnode_nm = 7\n{figs}\n')
+    mine = load_table(toml)
+    assert mine.name == "mine" and mine.energy("int_add", 16) == 2.0
+
+
+def _corrupt(change: Any) -> dict[str, Any]:
+    obj = json.loads(json.dumps(HOROWITZ_45NM.to_dict()))
+    change(obj)
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda o: o["operations"].pop("int_mult"), "required operation 'int_mult'"),
+        (lambda o: o["operations"]["int_add"][1].update(energy_pj=-1), r"int_add\[1\].energy_pj"),
+        (lambda o: o["operations"]["fp_add"][0].pop("source"), r"fp_add\[0\].source"),
+        (lambda o: o["operations"]["int_add"][0].update(bits="8"), "bits must be a positive"),
+        (lambda o: o["operations"].update(int_div=[]), "unknown operation 'int_div'"),
+        (lambda o: o.update(version=2), "format and version"),
+        (lambda o: o["operations"]["sram_read"][0].pop("capacity_bytes"), "capacity_bytes"),
+        (
+            lambda o: (
+                o["operations"]["mux2"][0].pop("energy_pj")
+                and o["operations"]["mux2"][0].pop("area_um2")
+            ),
+            "needs energy_pj or area_um2",
+        ),
+    ],
+)
+def test_corrupted_table_is_refused(change: Any, message: str) -> None:
+    with pytest.raises(TechTableError, match=message):
+        table_from_dict(_corrupt(change), origin="t.json")
+
+
+def test_unreadable_table_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(TechTableError, match=r"bad\.json is not valid JSON"):
+        load_table(bad)
+    with pytest.raises(TechTableError, match="Cannot read"):
+        load_table(tmp_path / "missing.toml")
+
+
+def test_package_without_baseline_is_refused(package: Path) -> None:
+    model = load_package(package)
+    layers = [
+        dataclasses.replace(
+            layer,
+            baseline_weights=None,
+            baseline_bias=None,
+            baseline_exp=None,
+            baseline_shift=None,
+            baseline_acc_bits=None,
+        )
+        if isinstance(layer, WeightLayer)
+        else layer
+        for layer in model.layers
+    ]
+    with pytest.raises(CostError, match="no 8-bit baseline for layer"):
+        analyze(IntModel(layers=tuple(layers), output=model.output))
+
+
+def test_cli_analytic_writes_json(
+    capsys: pytest.CaptureFixture[str], package: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cost.json"
+    code, text, err = cli(capsys, "cost", str(package), "--out", str(out))
+    assert code == 0, err
+    assert "shift-add / mult8" in text and "classifier.fc" in text and "energy_pj" in text
+    doc = json.loads(out.read_text())
+    assert doc["target"] == "analytic" and len(doc["layers"]) >= 4
+    code, text, err = cli(
+        capsys, "cost", str(package), "--baseline", "fp32", "--json", "--out", str(out)
+    )
+    assert code == 0, err and json.loads(text)["baseline"] == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "asic"], "Target must be one of"),
+        (["--target", "generic", "--baseline", "fp32"], "Baseline for target 'generic'"),
+        (["--baseline", "mult4"], "Baseline for target 'analytic'"),
+    ],
+)
+def test_cli_bad_options(
+    capsys: pytest.CaptureFixture[str], package: Path, args: list[str], message: str
+) -> None:
+    code, _, err = cli(capsys, "cost", str(package), *args)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_cli_corrupted_table(
+    capsys: pytest.CaptureFixture[str], package: Path, tmp_path: Path
+) -> None:
+    table = tmp_path / "t.json"
+    table.write_text(
+        json.dumps(_corrupt(lambda o: o["operations"]["int_add"][0].update(area_um2=0)))
+    )
+    code, _, err = cli(capsys, "cost", str(package), "--tech", str(table))
+    assert code == 2 and "int_add[0].area_um2 must be a positive number, not 0" in err
+
+
+def test_compare_rankings() -> None:
+    same = compare_rankings({"a": 1.0, "b": 4.0, "c": 9.0}, {"a": 10.0, "b": 40.0, "c": 90.0})
+    assert same["same_ranking"] and same["spearman"] == pytest.approx(1.0)
+    assert same["spread"] == pytest.approx(1.0)
+    swapped = compare_rankings({"a": 1.0, "b": 4.0, "c": 9.0}, {"a": 90.0, "b": 40.0, "c": 10.0})
+    assert not swapped["same_ranking"] and swapped["spearman"] == pytest.approx(-1.0)
+    assert swapped["spread"] == pytest.approx(90.0 / (10.0 / 9.0))
+    with pytest.raises(CostError, match="same layers"):
+        compare_rankings({"a": 1.0}, {"b": 1.0})
