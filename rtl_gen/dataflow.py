@@ -1,0 +1,349 @@
+"""The streaming dataflow top: a whole integer model as one engine per layer.
+
+:func:`build_dataflow` walks a package's chain of layers and builds an engine for each
+(:mod:`rtl_gen.engines`): convolutions with line buffers and a sliding window, max pooling,
+stand-alone ReLU, Linear layers; Flatten is wiring (the next Linear reads the pixel beats in
+flatten order). Each weight layer's dot products run on an unrolled constant-weight unit or,
+folded, on a unit that takes several cycles per result (:mod:`rtl_gen.folded`); the
+*folding* per layer trades logic for cycles. The top reads the image one pixel (all
+channels) per beat in raster order and gives one beat per image: the integer logits and
+the argmax class (the lowest index among equal maxima, as ``numpy.argmax``).
+
+The multiplier twin (``baseline="mult8"``) is the same top with every weight layer on its
+8-bit uniform weights and ``*``.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from inq_hw.errors import ConfigError
+from inq_hw.intmodel.arith import ActFormat
+from inq_hw.intmodel.layers import (
+    Conv2dLayer,
+    FlattenLayer,
+    InputLayer,
+    IntModel,
+    Layer,
+    LinearLayer,
+    MaxPoolLayer,
+    ReLULayer,
+    WeightLayer,
+)
+from inq_hw.intmodel.package import load_package, package_hash
+from rtl_gen.arith import act_shape
+from rtl_gen.engines import (
+    ConvEngine,
+    LinearEngine,
+    MaxPoolEngine,
+    ReLUEngine,
+    UnrolledDot,
+    beat_signature,
+)
+from rtl_gen.export import Design, write_designs
+from rtl_gen.folded import FoldedDot
+from rtl_gen.names import verilog_identifier
+from rtl_gen.timing import (
+    ConvTiming,
+    EngineTiming,
+    FoldedDotTiming,
+    LinearTiming,
+    PassTiming,
+    PipelineTiming,
+    PoolTiming,
+    Timing,
+    UnrolledDotTiming,
+    measure,
+)
+from rtl_gen.units import ConstDotUnit, Requant
+
+__all__ = ["DataflowTop", "build_dataflow", "dataflow_design", "generate_dataflow"]
+
+BASELINES = ("mult8",)
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """One engine and its control model, with what the manifest says of it."""
+
+    engine: wiring.Component
+    timing: EngineTiming
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """The stream between two engines: beats per image, integers per beat, format, and
+    the ``(C, H, W)`` shape when it is a feature map."""
+
+    beats: int
+    elems: int
+    fmt: ActFormat
+    chw: tuple[int, int, int] | None
+
+
+def _weights(layer: WeightLayer, baseline: str | None) -> tuple[Any, Any, int, str]:
+    """Weight matrix, bias, requantisation shift and mode of the layer or its twin."""
+    if baseline is None:
+        weights = layer.weights_int().reshape(layer.codes.shape[0], -1)
+        return weights, layer.bias, layer.shift, "shift-add"
+    if not layer.has_baseline:
+        raise ConfigError(f"The package has no 8-bit baseline for layer {layer.name!r}")
+    twin = layer.arithmetic("baseline")
+    return twin.weights.reshape(layer.codes.shape[0], -1), twin.bias, twin.shift, "multiply"
+
+
+def _dot(
+    layer: WeightLayer, in_format: ActFormat, baseline: str | None, fold: int
+) -> tuple[wiring.Component, UnrolledDotTiming | FoldedDotTiming]:
+    weights, bias, shift, mode = _weights(layer, baseline)
+    requant = Requant(shift=shift, relu=layer.relu, out=layer.out)
+    if fold == 1:
+        unit = ConstDotUnit(
+            weights=weights, bias=bias, in_format=in_format, mode=mode, requant=requant
+        )
+        return UnrolledDot(unit), UnrolledDotTiming()
+    folded = FoldedDot(
+        weights=weights, bias=bias, in_format=in_format, mode=mode, requant=requant, fold=fold
+    )
+    return folded, FoldedDotTiming(folded.cycles)
+
+
+def _check_fold(layer: WeightLayer, fold: int) -> int:
+    outputs = layer.codes.shape[0]
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 1 <= fold <= outputs:
+        raise ConfigError(
+            f"Folding of layer {layer.name!r} must be an integer from 1 to {outputs}, not {fold!r}"
+        )
+    return fold
+
+
+def _conv_stage(
+    layer: Conv2dLayer, geo: _Geometry, baseline: str | None, fold: int
+) -> tuple[_Stage, _Geometry]:
+    if geo.chw is None:
+        raise ConfigError(f"Convolution {layer.name!r} needs a feature map as its input")
+    c, h, w = geo.chw
+    k = layer.codes.shape[-1]
+    dot, dot_timing = _dot(layer, geo.fmt, baseline, fold)
+    engine = ConvEngine(
+        dot=dot,
+        in_format=geo.fmt,
+        channels=c,
+        size=(h, w),
+        kernel=k,
+        stride=layer.stride,
+        padding=layer.padding,
+    )
+    timing = ConvTiming(dot_timing, (h, w), k, layer.stride, layer.padding)
+    info = {"layer": layer.name, "kind": "conv2d", "fold": fold, "window_inputs": c * k * k}
+    out = _Geometry(layer.shape[1] * layer.shape[2], layer.shape[0], layer.out, layer.shape)  # type: ignore[arg-type]
+    return _Stage(engine, timing, info), out
+
+
+def _linear_stage(
+    layer: LinearLayer, geo: _Geometry, baseline: str | None, fold: int
+) -> tuple[_Stage, _Geometry]:
+    dot, dot_timing = _dot(layer, geo.fmt, baseline, fold)
+    engine = LinearEngine(dot=dot, in_format=geo.fmt, beats=geo.beats, elems=geo.elems)
+    info = {"layer": layer.name, "kind": "linear", "fold": fold, "inputs": geo.beats * geo.elems}
+    out = _Geometry(1, layer.shape[0], layer.out, None)
+    return _Stage(engine, LinearTiming(dot_timing, geo.beats), info), out
+
+
+def _pool_stage(layer: MaxPoolLayer, geo: _Geometry) -> tuple[_Stage, _Geometry]:
+    if geo.chw is None:
+        raise ConfigError(f"Pooling {layer.name!r} needs a feature map as its input")
+    if layer.kernel != layer.stride:
+        raise ConfigError(
+            f"The dataflow top pools with kernel == stride only; {layer.name!r} has "
+            f"kernel {layer.kernel} and stride {layer.stride}"
+        )
+    c, h, w = geo.chw
+    engine = MaxPoolEngine(fmt=geo.fmt, channels=c, size=(h, w), kernel=layer.kernel)
+    info = {"layer": layer.name, "kind": "maxpool", "fold": 1}
+    out = _Geometry(layer.shape[1] * layer.shape[2], c, layer.out, layer.shape)  # type: ignore[arg-type]
+    return _Stage(engine, PoolTiming((h, w), layer.kernel), info), out
+
+
+def _relu_stage(layer: ReLULayer, geo: _Geometry) -> tuple[_Stage, _Geometry]:
+    engine = ReLUEngine(in_format=geo.fmt, out=layer.out, elems=geo.elems)
+    info = {"layer": layer.name, "kind": "relu", "fold": 1}
+    return _Stage(engine, PassTiming(), info), _Geometry(geo.beats, geo.elems, layer.out, geo.chw)
+
+
+def _chain(model: IntModel) -> list[Layer]:
+    """The layers in order, checking that each reads only the one before it."""
+    layers = list(model.layers)
+    for before, layer in zip(layers, layers[1:], strict=False):
+        if layer.inputs != (before.name,):
+            raise ConfigError(
+                f"The dataflow top needs a chain of layers; {layer.name!r} reads "
+                f"{list(layer.inputs)}, not only {before.name!r}"
+            )
+    if layers[-1].name != model.output:
+        raise ConfigError(f"The model's output {model.output!r} is not its last layer")
+    return layers
+
+
+def _input_geometry(layer: InputLayer) -> _Geometry:
+    if len(layer.shape) == 3:
+        c, h, w = layer.shape
+        return _Geometry(h * w, c, layer.out, (c, h, w))
+    return _Geometry(1, layer.shape[0], layer.out, None)
+
+
+def _stages(
+    model: IntModel, baseline: str | None, folding: Mapping[str, int]
+) -> tuple[list[_Stage], _Geometry, _Geometry]:
+    layers = _chain(model)
+    unknown = set(folding) - {layer.name for layer in model.weight_layers()}
+    if unknown:
+        raise ConfigError(f"Folding names layers that are not weight layers: {sorted(unknown)}")
+    first = geo = _input_geometry(model.input)
+    stages = []
+    for layer in layers[1:]:
+        fold = _check_fold(layer, folding.get(layer.name, 1)) if isinstance(layer, WeightLayer) else 1
+        if isinstance(layer, Conv2dLayer):
+            stage, geo = _conv_stage(layer, geo, baseline, fold)
+        elif isinstance(layer, LinearLayer):
+            stage, geo = _linear_stage(layer, geo, baseline, fold)
+        elif isinstance(layer, MaxPoolLayer):
+            stage, geo = _pool_stage(layer, geo)
+        elif isinstance(layer, ReLULayer):
+            stage, geo = _relu_stage(layer, geo)
+        elif isinstance(layer, FlattenLayer):
+            geo = _Geometry(geo.beats, geo.elems, layer.out, None)
+            continue
+        else:
+            raise ConfigError(
+                f"The dataflow top has no engine for {layer.kind} layers ({layer.name!r})"
+            )
+        stages.append(stage)
+    if geo.beats != 1:
+        raise ConfigError("The dataflow top needs a model whose output is a vector")
+    return stages, first, geo
+
+
+class DataflowTop(wiring.Component):
+    """The whole network as a streaming pipeline (see module docstring).
+
+    Members
+    -------
+    i : In(stream of input pixels: ``C`` integers per beat, raster order)
+    o : Out(stream of one beat per image: ``{logits: ArrayLayout, label: unsigned}``)
+    """
+
+    def __init__(self, stages: list[_Stage], first: _Geometry, last: _Geometry) -> None:
+        self.stages, self.first, self.last = stages, first, last
+        self.out_layout = data.StructLayout(
+            {
+                "logits": data.ArrayLayout(act_shape(last.fmt), last.elems),
+                "label": unsigned(max(1, ceil_log2(last.elems))),
+            }
+        )
+        super().__init__(
+            {"i": In(beat_signature(first.fmt, first.elems)), "o": Out(stream.Signature(self.out_layout))}
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        engines = [stage.engine for stage in self.stages]
+        for n, engine in enumerate(engines):
+            m.submodules[f"engine{n}"] = engine
+        wiring.connect(m, wiring.flipped(self.i), engines[0].i)
+        for a, b in zip(engines, engines[1:], strict=False):
+            wiring.connect(m, a.o, b.i)
+        last = engines[-1].o
+        logits = last.payload
+        m.d.comb += [
+            self.o.valid.eq(last.valid),
+            last.ready.eq(self.o.ready),
+            self.o.payload.logits.eq(logits),
+            self.o.payload.label.eq(_argmax(m, logits)),
+        ]
+        return m
+
+    def timing(self) -> Timing:
+        """Latency and interval without stalls, from the engines' control models."""
+        return measure(PipelineTiming([stage.timing for stage in self.stages]), self.first.beats)
+
+
+def _argmax(m: Module, values: Any) -> Signal:
+    """Index of the first maximum: a chain of comparisons, strict ``>``."""
+    best_value, best_index = values[0], Signal(unsigned(max(1, ceil_log2(len(values)))))
+    m.d.comb += best_index.eq(0)
+    for n in range(1, len(values)):
+        value = Signal.like(values[0], name=f"max{n}")
+        index = Signal.like(best_index, name=f"argmax{n}")
+        greater = values[n] > best_value
+        m.d.comb += [
+            value.eq(Mux(greater, values[n], best_value)),
+            index.eq(Mux(greater, n, best_index)),
+        ]
+        best_value, best_index = value, index
+    return best_index
+
+
+def build_dataflow(
+    model: IntModel, *, baseline: str | None = None, folding: Mapping[str, int] | None = None
+) -> DataflowTop:
+    """The dataflow top of ``model``; ``folding`` maps weight-layer names to a fold (1 =
+    unrolled, ``f`` = each result over several cycles with ``ceil(Cout/f)`` outputs per
+    cycle).
+
+    Raises:
+        ConfigError: A layer the top cannot stream, a bad fold, an unknown baseline.
+    """
+    if baseline is not None and baseline not in BASELINES:
+        raise ConfigError(f"Baseline must be one of {BASELINES}, not {baseline!r}")
+    stages, first, last = _stages(model, baseline, dict(folding or {}))
+    return DataflowTop(stages, first, last)
+
+
+def dataflow_design(
+    model: IntModel,
+    *,
+    baseline: str | None = None,
+    folding: Mapping[str, int] | None = None,
+    source_hash: str | None = None,
+) -> Design:
+    """The top as a :class:`~rtl_gen.export.Design` whose parameters state the stream
+    formats, the folding, the latency and the interval (cycles per image)."""
+    top = build_dataflow(model, baseline=baseline, folding=folding)
+    timing = top.timing()
+    first, last = top.first, top.last
+    params = {
+        "kind": "dataflow",
+        "mode": "multiply" if baseline else "shift-add",
+        "baseline": baseline,
+        "engines": [stage.info for stage in top.stages],
+        "input": {**first.fmt.to_dict(), "beats": first.beats, "elems": first.elems},
+        "output": {**last.fmt.to_dict(), "elems": last.elems, "label_bits": top.out_layout.size - last.elems * last.fmt.bits},
+        "latency_cycles": timing.latency,
+        "interval_cycles": timing.interval,
+    }
+    name = verilog_identifier("dataflow_mult8" if baseline else "dataflow_shiftadd", taken=set())
+    return Design(top=name, component=top, latency=timing.latency, params=params, source_hash=source_hash)
+
+
+def generate_dataflow(
+    package: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    baseline: str | None = None,
+    folding: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """Load a package, build its dataflow top and write it to ``out_dir``; the manifest."""
+    model = load_package(package)
+    design = dataflow_design(
+        model, baseline=baseline, folding=folding, source_hash=package_hash(package)
+    )
+    return write_designs([design], Path(out_dir))

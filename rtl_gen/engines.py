@@ -1,0 +1,354 @@
+"""Streaming layer engines of the dataflow top, joined by valid/ready streams.
+
+Every engine has an input stream ``i`` and an output stream ``o``
+(:class:`amaranth.lib.stream.Signature`; a transfer happens in a cycle where ``valid`` and
+``ready`` are both high). A *beat* is one pixel with all its channels (feature maps, in
+raster order) or a whole vector (after a Linear layer). Every engine registers its output
+in a one-beat *slot*: ``o.valid`` comes from a register, so valid never depends on ready;
+the slot takes a new beat in a cycle where it is empty or being emptied, which is also
+when the engine may advance. A stall downstream therefore holds every engine upstream in
+place, beat for beat: nothing is lost or duplicated, whatever the stall pattern.
+
+The dot products (convolution windows, Linear layers) go through a *dot stage* with a
+stream on each side: :class:`UnrolledDot` (a constant-weight unit, one result per cycle,
+combinational from ``i`` to ``o``) or a folded one (:mod:`rtl_gen.folded`, several cycles
+per result). An engine offers a window to its dot stage with ``pending``; the dot stage's
+result goes into the engine's slot.
+
+:mod:`rtl_gen.timing` mirrors each engine's control cycle for cycle; the manifest's
+latency and interval come from it, and the RTL tests check them.
+"""
+
+from collections.abc import Sequence
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from inq_hw.intmodel.arith import ActFormat
+from rtl_gen.arith import act_shape
+from rtl_gen.units import ConstDotUnit
+
+__all__ = [
+    "ConvEngine",
+    "LinearEngine",
+    "MaxPoolEngine",
+    "ReLUEngine",
+    "UnrolledDot",
+    "beat_signature",
+    "window_order",
+]
+
+
+def beat_signature(fmt: ActFormat, elems: int) -> stream.Signature:
+    """A stream of beats of ``elems`` integers of format ``fmt``."""
+    return stream.Signature(data.ArrayLayout(act_shape(fmt), elems))
+
+
+def output_slot(m: Module, o: stream.Interface, offer_valid: Value, offer: Value) -> Value:
+    """The one-beat output register; returns ``free`` (the slot takes a beat this cycle).
+
+    ``offer`` is taken when ``offer_valid`` and the slot is empty or being emptied.
+    """
+    free = Signal()
+    m.d.comb += free.eq(~o.valid | o.ready)
+    with m.If(offer_valid & free):
+        m.d.sync += [o.valid.eq(1), o.payload.eq(offer)]
+    with m.Elif(o.ready):
+        m.d.sync += o.valid.eq(0)
+    return free
+
+
+def _flag_table(flags: Sequence[bool]) -> Array:
+    return Array(Const(int(f), 1) for f in flags)
+
+
+class UnrolledDot(wiring.Component):
+    """A constant-weight unit as a dot stage: one result per cycle, no state.
+
+    Parameters
+    ----------
+    unit : ConstDotUnit
+        Combinational (``stages=0``), with requantisation.
+
+    Members
+    -------
+    i : In(stream of the unit's inputs, one vector per beat)
+    o : Out(stream of the unit's outputs); ``o.valid = i.valid``, ``i.ready = o.ready``.
+    """
+
+    def __init__(self, unit: ConstDotUnit) -> None:
+        if unit.stages != 0 or unit.requant is None:
+            raise ValueError("A dot stage needs a combinational unit with requantisation")
+        self.unit = unit
+        n_out, n_in = unit.weights.shape
+        super().__init__(
+            {
+                "i": In(beat_signature(unit.in_format, n_in)),
+                "o": Out(beat_signature(unit.requant.out, n_out)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.unit = unit = self.unit
+        m.d.comb += [
+            unit.i_data.eq(self.i.payload),
+            unit.i_valid.eq(self.i.valid),
+            self.o.payload.eq(unit.o_data),
+            self.o.valid.eq(self.i.valid),
+            self.i.ready.eq(self.o.ready),
+        ]
+        return m
+
+
+def window_order(channels: int, kernel: int, padded_width: int) -> list[tuple[int, int]]:
+    """``(tap, channel)`` of each window input in ``(C, kh, kw)`` order (im2col's): tap 0
+    is the newest pixel, the window's bottom-right corner."""
+    return [
+        ((kernel - 1 - kh) * padded_width + (kernel - 1 - kw), ci)
+        for ci in range(channels)
+        for kh in range(kernel)
+        for kw in range(kernel)
+    ]
+
+
+def conv_tables(
+    size: tuple[int, int], kernel: int, stride: int, padding: int
+) -> tuple[list[bool], list[bool], list[bool], list[bool]]:
+    """Per padded row and column: is it padding, does a window end there."""
+    (h, w), k, s, p = size, kernel, stride, padding
+    pad_r = [r < p or r >= h + p for r in range(h + 2 * p)]
+    pad_c = [c < p or c >= w + p for c in range(w + 2 * p)]
+    emit_r = [r >= k - 1 and (r - k + 1) % s == 0 for r in range(h + 2 * p)]
+    emit_c = [c >= k - 1 and (c - k + 1) % s == 0 for c in range(w + 2 * p)]
+    return pad_r, pad_c, emit_r, emit_c
+
+
+class ConvEngine(wiring.Component):
+    """A convolution: line buffers, a sliding window with zero padding, a dot stage.
+
+    The engine walks the padded image in raster order, one position per cycle: a padding
+    position shifts a zero into the window without reading the input; an image position
+    takes one input beat. Once a window is complete it is offered to the dot stage, and
+    the walk continues while the dot stage takes it.
+
+    Parameters
+    ----------
+    dot : wiring.Component
+        The dot stage (``Cin·k·k`` inputs in (C, kh, kw) order, ``Cout`` outputs).
+    in_format : ActFormat
+    channels : int
+        ``Cin``.
+    size : (int, int)
+        Input height and width.
+    kernel, stride, padding : int
+
+    Members
+    -------
+    i : In(stream of pixels, Cin integers each)
+    o : Out(stream of output pixels, Cout integers each)
+    """
+
+    def __init__(
+        self,
+        *,
+        dot: wiring.Component,
+        in_format: ActFormat,
+        channels: int,
+        size: tuple[int, int],
+        kernel: int,
+        stride: int,
+        padding: int,
+    ) -> None:
+        self.dot, self.channels, self.size = dot, channels, size
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.padded = (size[0] + 2 * padding, size[1] + 2 * padding)
+        dot_in = dot.signature.members["i"].signature.members["payload"].shape
+        if dot_in.length != channels * kernel * kernel:
+            raise ValueError(f"Dot stage takes {dot_in.length} inputs, not Cin·k·k")
+        super().__init__(
+            {
+                "i": In(beat_signature(in_format, channels)),
+                "o": Out(dot.signature.members["o"].signature),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.dot = dot = self.dot
+        (hp, wp), k = self.padded, self.kernel
+        pad_r, pad_c, emit_r, emit_c = conv_tables(self.size, k, self.stride, self.padding)
+        r, c = Signal(range(hp)), Signal(range(wp))
+        pad = Signal()
+        m.d.comb += pad.eq(_flag_table(pad_r)[r] | _flag_table(pad_c)[c])
+        layout = self.i.payload.shape()
+        taps = [Signal(layout, name=f"tap{j}") for j in range((k - 1) * wp + k)]
+        pending = Signal()
+        serve, advance = Signal(), Signal()
+        m.d.comb += [
+            serve.eq(pending & dot.i.ready),
+            advance.eq((pad | self.i.valid) & (~pending | serve)),
+            self.i.ready.eq(~pad & (~pending | serve)),
+            dot.i.valid.eq(pending),
+        ]
+        for n, (tap, ci) in enumerate(window_order(self.channels, k, wp)):
+            m.d.comb += dot.i.payload[n].eq(taps[tap][ci])
+        with m.If(advance):
+            pixel = Mux(pad, 0, self.i.payload.as_value())
+            m.d.sync += taps[0].eq(pixel)
+            m.d.sync += [taps[j].eq(taps[j - 1]) for j in range(1, len(taps))]
+            m.d.sync += pending.eq(_flag_table(emit_r)[r] & _flag_table(emit_c)[c])
+            last_c = c == wp - 1
+            m.d.sync += c.eq(Mux(last_c, 0, c + 1))
+            with m.If(last_c):
+                m.d.sync += r.eq(Mux(r == hp - 1, 0, r + 1))
+        with m.Elif(serve):
+            m.d.sync += pending.eq(0)
+        m.d.comb += dot.o.ready.eq(output_slot(m, self.o, dot.o.valid, dot.o.payload.as_value()))
+        return m
+
+
+class LinearEngine(wiring.Component):
+    """A Linear layer: collects the beats of one input vector, then a dot stage.
+
+    The input arrives as ``beats`` beats of ``elems`` integers (a flattened ``(C, H, W)``
+    feature map is ``H·W`` pixels of ``C``); the engine wires them to the dot stage in
+    flatten order, input ``c·beats + p`` being element ``c`` of beat ``p``.
+
+    Members
+    -------
+    i : In(stream of ``elems`` integers)
+    o : Out(stream of one output vector per image)
+    """
+
+    def __init__(
+        self, *, dot: wiring.Component, in_format: ActFormat, beats: int, elems: int
+    ) -> None:
+        dot_in = dot.signature.members["i"].signature.members["payload"].shape
+        if dot_in.length != beats * elems:
+            raise ValueError(f"Dot stage takes {dot_in.length} inputs, not {beats}·{elems}")
+        self.dot, self.beats, self.elems = dot, beats, elems
+        super().__init__(
+            {
+                "i": In(beat_signature(in_format, elems)),
+                "o": Out(dot.signature.members["o"].signature),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.dot = dot = self.dot
+        layout = self.i.payload.shape()
+        buffer = [Signal(layout, name=f"beat{p}") for p in range(self.beats)]
+        count = Signal(range(self.beats))
+        pending, serve, advance = Signal(), Signal(), Signal()
+        m.d.comb += [
+            serve.eq(pending & dot.i.ready),
+            advance.eq(self.i.valid & (~pending | serve)),
+            self.i.ready.eq(~pending | serve),
+            dot.i.valid.eq(pending),
+        ]
+        for c in range(self.elems):
+            for p in range(self.beats):
+                m.d.comb += dot.i.payload[c * self.beats + p].eq(buffer[p][c])
+        with m.If(advance):
+            m.d.sync += buffer[-1].eq(self.i.payload)
+            m.d.sync += [buffer[p].eq(buffer[p + 1]) for p in range(self.beats - 1)]
+            m.d.sync += pending.eq(count == self.beats - 1)
+            m.d.sync += count.eq(Mux(count == self.beats - 1, 0, count + 1))
+        with m.Elif(serve):
+            m.d.sync += pending.eq(0)
+        m.d.comb += dot.o.ready.eq(output_slot(m, self.o, dot.o.valid, dot.o.payload.as_value()))
+        return m
+
+
+def pool_tables(size: int, kernel: int) -> tuple[list[int], list[bool], list[bool], list[bool]]:
+    """Per input row (or column): output index, first and last of its window, in range."""
+    out = size // kernel
+    index = [min(x // kernel, max(out - 1, 0)) for x in range(size)]
+    first = [x % kernel == 0 for x in range(size)]
+    last = [x % kernel == kernel - 1 for x in range(size)]
+    used = [x < out * kernel for x in range(size)]
+    return index, first, last, used
+
+
+class MaxPoolEngine(wiring.Component):
+    """Max pooling with ``kernel == stride`` and no padding; rows and columns beyond the
+    last whole window are read and dropped (PyTorch's floor).
+
+    One partial maximum per output column is kept while the rows of a window go by.
+
+    Members
+    -------
+    i : In(stream of pixels, C integers)
+    o : Out(stream of pooled pixels, C integers, the same format)
+    """
+
+    def __init__(self, *, fmt: ActFormat, channels: int, size: tuple[int, int], kernel: int) -> None:
+        if size[0] < kernel or size[1] < kernel:
+            raise ValueError(f"A {kernel}x{kernel} pool needs at least {kernel} rows and columns")
+        self.fmt, self.channels, self.size, self.kernel = fmt, channels, size, kernel
+        super().__init__(
+            {"i": In(beat_signature(fmt, channels)), "o": Out(beat_signature(fmt, channels))}
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        (h, w), k = self.size, self.kernel
+        r, c = Signal(range(h)), Signal(range(w))
+        col_index, col_first, col_last, col_used = pool_tables(w, k)
+        _, row_first, row_last, row_used = pool_tables(h, k)
+        layout = self.i.payload.shape()
+        partial = [Signal(layout, name=f"partial{x}") for x in range(w // k)]
+        ox = Signal(range(max(w // k, 2)))
+        m.d.comb += ox.eq(Array(Const(v, ox.shape()) for v in col_index)[c])
+        used = _flag_table(row_used)[r] & _flag_table(col_used)[c]
+        first = _flag_table(row_first)[r] & _flag_table(col_first)[c]
+        last = _flag_table(row_last)[r] & _flag_table(col_last)[c]
+        current = Array(partial)[ox]
+        best = Signal(layout)
+        for ch in range(self.channels):
+            x, p = self.i.payload[ch], current[ch]
+            m.d.comb += best[ch].eq(Mux(first | (x > p), x, p))
+        fire = self.i.valid & used & last
+        free = output_slot(m, self.o, fire, best.as_value())
+        m.d.comb += self.i.ready.eq(free)
+        with m.If(self.i.valid & free):
+            with m.If(used):
+                with m.Switch(ox):
+                    for x, sig in enumerate(partial):
+                        with m.Case(x):
+                            m.d.sync += sig.eq(best)
+            m.d.sync += c.eq(Mux(c == w - 1, 0, c + 1))
+            with m.If(c == w - 1):
+                m.d.sync += r.eq(Mux(r == h - 1, 0, r + 1))
+        return m
+
+
+class ReLUEngine(wiring.Component):
+    """Elementwise ``clip(x, 0, out.hi)`` (a stand-alone ReLU layer), one beat per cycle.
+
+    Members
+    -------
+    i : In(stream of ``elems`` integers of ``in_format``)
+    o : Out(stream of ``elems`` integers of ``out``)
+    """
+
+    def __init__(self, *, in_format: ActFormat, out: ActFormat, elems: int) -> None:
+        self.out_format = out
+        super().__init__(
+            {"i": In(beat_signature(in_format, elems)), "o": Out(beat_signature(out, elems))}
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        hi = self.out_format.hi
+        result = Signal(self.o.payload.shape())
+        for n in range(len(result)):
+            x = self.i.payload[n]
+            m.d.comb += result[n].eq(Mux(x < 0, 0, Mux(x > hi, hi, x)))
+        free = output_slot(m, self.o, self.i.valid, result.as_value())
+        m.d.comb += self.i.ready.eq(free)
+        return m
+

@@ -1,0 +1,214 @@
+"""A folded dot stage: a layer's outputs computed a group at a time, weights in a ROM.
+
+With ``fold = F``, the ``N`` outputs are split into ``F`` groups of ``G = ceil(N / F)``
+lanes. The stage holds its input vector and, one group per cycle, computes ``G`` full dot
+products with weights read from a ROM of ``F`` words: in shift-add mode each weight is its
+``b``-bit power-of-two code (``zero << (b-1) | sign << (b-2) | index``, ``inq_hw.quant``),
+decoded into a barrel shift by ``2**(b-2) - 1 - index`` (the complement of the index, as in
+:class:`rtl_gen.pe.ShiftMAC`) and a sign; in the multiplier twin each weight is its 8-bit
+integer and the lane multiplies. Each ROM word also holds the group's biases (with the
+requantisation's rounding constant folded in). Requantisation is the golden executor's.
+
+The logic is ``G`` lanes instead of ``N`` (a lane with runtime weights costs more than one
+with constant weights, so the saving is less than ``F``-fold); a result takes ``F`` cycles
+plus one to hand over.
+
+Timing (mirrored by :class:`rtl_gen.timing.FoldedDotTiming`): ``i.ready`` is high when
+idle and the previous result is gone or going; a transfer on ``i`` at cycle ``t`` starts
+the groups at ``t+1 .. t+F``; ``o.valid`` rises at ``t+F+1`` and holds until ``o.ready``.
+"""
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from inq_hw.intmodel.arith import ActFormat, signed_bits
+from rtl_gen.arith import Term, adder_tree, materialise, range_shape, requantize
+from rtl_gen.engines import beat_signature
+from rtl_gen.units import MODES, Requant, is_power_of_two_matrix
+
+__all__ = ["FoldedDot", "weight_code"]
+
+_MULT_WEIGHT_BITS = 8
+
+
+def weight_code(weight: int, code_bits: int) -> int:
+    """The ``code_bits``-bit code of an integer weight ``0`` or ``±2**k``.
+
+    Raises:
+        ValueError: The weight is not 0 or ±2**k, or its shift does not fit the code.
+    """
+    if weight == 0:
+        return 1 << (code_bits - 1)
+    k = abs(weight).bit_length() - 1
+    top = (1 << (code_bits - 2)) - 1
+    if abs(weight) != 1 << k or k > top:
+        raise ValueError(f"Weight {weight} is not ±2**k with k <= {top} ({code_bits}-bit code)")
+    return (int(weight < 0) << (code_bits - 2)) | (top - k)
+
+
+class FoldedDot(wiring.Component):
+    """``N`` requantised dot products of ``K`` inputs over ``fold`` cycles.
+
+    Parameters
+    ----------
+    weights, bias : numpy.ndarray
+        ``(N, K)`` integer weights and ``N`` biases (accumulator units).
+    in_format : ActFormat
+    mode : str
+        ``"shift-add"`` (weights 0 or ±2**k, stored as codes) or ``"multiply"`` (8-bit).
+    requant : Requant
+    fold : int
+        Groups, 2 to ``N``.
+    code_bits : int, optional
+        Width ``b`` of the shift-add codes; default the narrowest that holds every shift.
+
+    Members
+    -------
+    i : In(stream of ``K`` integers)
+    o : Out(stream of ``N`` integers of ``requant.out``)
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or fold, weights that do not fit the mode or the code width.
+    """
+
+    def __init__(
+        self,
+        *,
+        weights: np.ndarray,
+        bias: np.ndarray,
+        in_format: ActFormat,
+        mode: str,
+        requant: Requant,
+        fold: int,
+        code_bits: int | None = None,
+    ) -> None:
+        weights = np.asarray(weights, dtype=np.int64)
+        self.n_out, self.n_in = weights.shape
+        if mode not in MODES:
+            raise ValueError(f"Mode must be one of {MODES}, not {mode!r}")
+        if isinstance(fold, bool) or not isinstance(fold, int) or not 2 <= fold <= self.n_out:
+            raise ValueError(f"Fold must be an integer from 2 to {self.n_out}, not {fold!r}")
+        if mode == "shift-add" and not is_power_of_two_matrix(weights):
+            raise ValueError("Shift-add mode needs weights that are all 0 or ±2**k")
+        if mode == "multiply" and np.abs(weights).max(initial=0) > 128:
+            raise ValueError("Multiplier weights must fit 8 signed bits")
+        self.weights, self.bias = weights, np.asarray(bias, dtype=np.int64)
+        self.in_format, self.mode, self.requant, self.fold = in_format, mode, requant, fold
+        self.lanes = -(-self.n_out // fold)
+        self.code_bits = code_bits or self._narrowest_code()
+        self.rounding = 1 << (requant.shift - 1) if requant.shift > 0 else 0
+        biases = self.bias + self.rounding
+        self.bias_bits = signed_bits(int(np.abs(biases).max(initial=0)))
+        self.words = self._rom_words()
+        super().__init__(
+            {
+                "i": In(beat_signature(in_format, self.n_in)),
+                "o": Out(beat_signature(requant.out, self.n_out)),
+            }
+        )
+
+    @property
+    def cycles(self) -> int:
+        """Cycles of work per result (one group per cycle)."""
+        return self.fold
+
+    def _narrowest_code(self) -> int:
+        if self.mode == "multiply":
+            return _MULT_WEIGHT_BITS
+        top = int(np.abs(self.weights).max(initial=1)).bit_length() - 1
+        return 2 + max(0, top).bit_length()
+
+    def _weight_field(self, weight: int) -> int:
+        if self.mode == "multiply":
+            return weight & ((1 << _MULT_WEIGHT_BITS) - 1)
+        return weight_code(weight, self.code_bits)
+
+    def _rom_words(self) -> list[int]:
+        """Word ``g``: lane ``l``'s weight for input ``i`` at field ``l·K + i``, then the
+        lanes' biases (rounding constant included); lanes past ``N`` have zero weights."""
+        words = []
+        cb, bb, k = self.code_bits, self.bias_bits, self.n_in
+        for g in range(self.fold):
+            word = 0
+            for lane in range(self.lanes):
+                o = g * self.lanes + lane
+                row = self.weights[o] if o < self.n_out else np.zeros(k, dtype=np.int64)
+                bias = int(self.bias[o]) + self.rounding if o < self.n_out else 0
+                for i, w in enumerate(row):
+                    word |= self._weight_field(int(w)) << ((lane * k + i) * cb)
+                word |= (bias & ((1 << bb) - 1)) << (self.lanes * k * cb + lane * bb)
+            words.append(word)
+        return words
+
+    def _term(self, m: Module, x: object, field: object) -> Term:
+        """One product of a lane, with its exact range."""
+        lo_x, hi_x = self.in_format.lo, self.in_format.hi
+        if self.mode == "multiply":
+            weight = Signal(signed(_MULT_WEIGHT_BITS))
+            m.d.comb += weight.eq(field)
+            corners = [x_end * w_end for x_end in (lo_x, hi_x) for w_end in (-128, 127)]
+            lo, hi = min(corners), max(corners)
+            product = Signal(range_shape(lo, hi))
+            m.d.comb += product.eq(x * weight)  # type: ignore[operator]
+            return Term(product, lo, hi)
+        b = self.code_bits
+        top = (1 << (b - 2)) - 1
+        bound = max(-lo_x, hi_x) << top
+        shifted = x << ~field[: b - 2] if b > 2 else x  # type: ignore[index,operator]
+        term = Signal(range_shape(-bound, bound))
+        m.d.comb += term.eq(Mux(field[b - 1], 0, Mux(field[b - 2], -shifted, shifted)))  # type: ignore[index]
+        return Term(term, -bound, bound)
+
+    def _lane(self, m: Module, word: Signal, x: object, lane: int) -> Signal:
+        cb, k = self.code_bits, self.n_in
+        terms = [
+            self._term(m, x[i], word[(lane * k + i) * cb :][:cb])  # type: ignore[index]
+            for i in range(k)
+        ]
+        bias_field = word[self.lanes * k * cb + lane * self.bias_bits :][: self.bias_bits]
+        bias = Signal(signed(self.bias_bits))
+        m.d.comb += bias.eq(bias_field)
+        limit = (1 << (self.bias_bits - 1)) - 1
+        terms.append(Term(bias, -limit - 1, limit))
+        root = adder_tree(m, terms)
+        acc = materialise(m, root, signed_bits(max(map(abs, root.actual_range))))
+        q = self.requant
+        return requantize(m, acc, shift=q.shift, relu=q.relu, out=q.out, rounding_in_acc=True)
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        width = self.lanes * (self.n_in * self.code_bits + self.bias_bits)
+        m.submodules.rom = rom = Memory(shape=unsigned(width), depth=self.fold, init=self.words)
+        read = rom.read_port(domain="comb")
+        hold = Signal(self.i.payload.shape())
+        results = Signal(self.o.payload.shape())
+        phase = Signal(range(self.fold + 1))  # 0 idle, p: group p-1
+        done = Signal()
+        m.d.comb += [
+            self.i.ready.eq((phase == 0) & (~done | self.o.ready)),
+            self.o.valid.eq(done),
+            self.o.payload.eq(results),
+            read.addr.eq(phase - 1),
+        ]
+        with m.If(done & self.o.ready):
+            m.d.sync += done.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [hold.eq(self.i.payload), phase.eq(1)]
+        with m.Elif(phase != 0):
+            m.d.sync += phase.eq(Mux(phase == self.fold, 0, phase + 1))
+            with m.If(phase == self.fold):
+                m.d.sync += done.eq(1)
+        lane_out = [self._lane(m, read.data, hold, lane) for lane in range(self.lanes)]
+        with m.Switch(phase):
+            for g in range(self.fold):
+                with m.Case(g + 1):
+                    for lane, y in enumerate(lane_out):
+                        o = g * self.lanes + lane
+                        if o < self.n_out:
+                            m.d.sync += results[o].eq(y)
+        return m

@@ -1,0 +1,249 @@
+"""Cycle-exact control models of the dataflow engines, and the top's latency and interval.
+
+Each model keeps only an engine's control state (counters, ``pending``, the output slot,
+a folded dot stage's phase) and steps it one clock cycle at a time by exactly the rules of
+:mod:`rtl_gen.engines` and :mod:`rtl_gen.folded`; data never enters. Chained, they give
+the cycle of every transfer of the whole top for any pattern of input gaps and output
+stalls, in microseconds per image, and so the latency and the initiation interval the
+manifest states (the RTL testbenches measure both and compare).
+
+A cycle is evaluated as the hardware does: ``ready`` signals are combinational from the
+output back to the input (each engine's ``i.ready`` depends on its state and its
+``o.ready``), ``valid`` signals are registers; then every engine steps.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rtl_gen.engines import conv_tables, pool_tables
+
+__all__ = [
+    "ConvTiming",
+    "FoldedDotTiming",
+    "LinearTiming",
+    "PassTiming",
+    "PipelineTiming",
+    "PoolTiming",
+    "UnrolledDotTiming",
+    "measure",
+]
+
+
+class UnrolledDotTiming:
+    """No state: ``o.valid = i.valid``, ``i.ready = o.ready``."""
+
+    def i_ready(self, o_ready: bool) -> bool:
+        return o_ready
+
+    def o_valid(self, i_valid: bool) -> bool:
+        return i_valid
+
+    def step(self, i_valid: bool, o_ready: bool) -> None:
+        pass
+
+
+class FoldedDotTiming:
+    """A folded dot stage (:class:`rtl_gen.folded.FoldedDot`): takes a vector when idle,
+    works ``cycles`` cycles, then holds its result until it is taken."""
+
+    def __init__(self, cycles: int) -> None:
+        self.cycles, self.phase, self.done = cycles, 0, False  # phase > 0: busy
+
+    def i_ready(self, o_ready: bool) -> bool:
+        return self.phase == 0 and (not self.done or o_ready)
+
+    def o_valid(self, i_valid: bool) -> bool:
+        return self.done
+
+    def step(self, i_valid: bool, o_ready: bool) -> None:
+        start = i_valid and self.i_ready(o_ready)
+        if self.done and o_ready:
+            self.done = False
+        if start:
+            self.phase = 1
+        elif self.phase:
+            if self.phase == self.cycles:
+                self.phase, self.done = 0, True
+            else:
+                self.phase += 1
+
+
+DotTiming = UnrolledDotTiming | FoldedDotTiming
+
+
+class _Slotted:
+    """The one-beat output slot every engine has."""
+
+    slot = False
+
+    def out_valid(self) -> bool:
+        return self.slot
+
+    def _free(self, out_ready: bool) -> bool:
+        return not self.slot or out_ready
+
+    def _update_slot(self, take: bool, out_ready: bool) -> None:
+        self.slot = take or (self.slot and not out_ready)
+
+
+class _WindowTiming(_Slotted):
+    """Common part of the engines that offer a vector to a dot stage."""
+
+    def __init__(self, dot: DotTiming) -> None:
+        self.dot, self.pending = dot, False
+
+    def _serve(self, out_ready: bool) -> bool:
+        return self.pending and self.dot.i_ready(self._free(out_ready))
+
+    def _step_dot(self, out_ready: bool) -> bool:
+        """Step the dot stage and the slot; return ``serve``."""
+        free = self._free(out_ready)
+        serve = self._serve(out_ready)
+        take = self.dot.o_valid(self.pending) and free
+        self.dot.step(self.pending, free)
+        self._update_slot(take, out_ready)
+        return serve
+
+
+class ConvTiming(_WindowTiming):
+    """:class:`rtl_gen.engines.ConvEngine`."""
+
+    def __init__(
+        self, dot: DotTiming, size: tuple[int, int], kernel: int, stride: int, padding: int
+    ) -> None:
+        super().__init__(dot)
+        self.pad_r, self.pad_c, self.emit_r, self.emit_c = conv_tables(
+            size, kernel, stride, padding
+        )
+        self.r = self.c = 0
+
+    def _pad(self) -> bool:
+        return self.pad_r[self.r] or self.pad_c[self.c]
+
+    def in_ready(self, out_ready: bool) -> bool:
+        return not self._pad() and (not self.pending or self._serve(out_ready))
+
+    def step(self, in_valid: bool, out_ready: bool) -> None:
+        can = not self.pending or self._serve(out_ready)
+        advance = (self._pad() or in_valid) and can
+        serve = self._step_dot(out_ready)
+        if advance:
+            self.pending = self.emit_r[self.r] and self.emit_c[self.c]
+            self.c += 1
+            if self.c == len(self.pad_c):
+                self.c, self.r = 0, (self.r + 1) % len(self.pad_r)
+        elif serve:
+            self.pending = False
+
+
+class LinearTiming(_WindowTiming):
+    """:class:`rtl_gen.engines.LinearEngine`."""
+
+    def __init__(self, dot: DotTiming, beats: int) -> None:
+        super().__init__(dot)
+        self.beats, self.count = beats, 0
+
+    def in_ready(self, out_ready: bool) -> bool:
+        return not self.pending or self._serve(out_ready)
+
+    def step(self, in_valid: bool, out_ready: bool) -> None:
+        advance = in_valid and self.in_ready(out_ready)
+        serve = self._step_dot(out_ready)
+        if advance:
+            self.pending = self.count == self.beats - 1
+            self.count = (self.count + 1) % self.beats
+        elif serve:
+            self.pending = False
+
+
+class PoolTiming(_Slotted):
+    """:class:`rtl_gen.engines.MaxPoolEngine`."""
+
+    def __init__(self, size: tuple[int, int], kernel: int) -> None:
+        self.h, self.w = size
+        _, _, self.row_last, self.row_used = pool_tables(self.h, kernel)
+        _, _, self.col_last, self.col_used = pool_tables(self.w, kernel)
+        self.r = self.c = 0
+
+    def in_ready(self, out_ready: bool) -> bool:
+        return self._free(out_ready)
+
+    def step(self, in_valid: bool, out_ready: bool) -> None:
+        free = self._free(out_ready)
+        r, c = self.r, self.c
+        fire = in_valid and self.row_used[r] and self.col_used[c]
+        fire = fire and self.row_last[r] and self.col_last[c]
+        self._update_slot(fire and free, out_ready)
+        if in_valid and free:
+            self.c = (c + 1) % self.w
+            if self.c == 0:
+                self.r = (r + 1) % self.h
+
+
+class PassTiming(_Slotted):
+    """An elementwise engine (:class:`rtl_gen.engines.ReLUEngine`)."""
+
+    def in_ready(self, out_ready: bool) -> bool:
+        return self._free(out_ready)
+
+    def step(self, in_valid: bool, out_ready: bool) -> None:
+        free = self._free(out_ready)
+        self._update_slot(in_valid and free, out_ready)
+
+
+EngineTiming = ConvTiming | LinearTiming | PoolTiming | PassTiming
+
+
+@dataclass
+class PipelineTiming:
+    """A chain of engine models: ``cycle(in_valid, out_ready)`` steps all of them one
+    cycle and returns ``(input transfer, output transfer)``."""
+
+    engines: Sequence[EngineTiming]
+
+    def cycle(self, in_valid: bool, out_ready: bool) -> tuple[bool, bool]:
+        readies = [out_ready]
+        for engine in reversed(self.engines):
+            readies.append(engine.in_ready(readies[-1]))
+        readies.reverse()  # readies[n]: engine n's i.ready; readies[-1]: the top's o.ready
+        valids = [in_valid, *(engine.out_valid() for engine in self.engines)]
+        for n, engine in enumerate(self.engines):
+            engine.step(valids[n], readies[n + 1])
+        return valids[0] and readies[0], valids[-1] and out_ready
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latency and interval of a top, without stalls.
+
+    ``latency``: cycles from the transfer of an image's first input beat to the transfer
+    of its result, pipeline empty before. ``interval``: cycles between the results of
+    consecutive images fed back to back (steady state). ``beats``: input beats per image.
+    """
+
+    latency: int
+    interval: int
+    beats: int
+
+
+def measure(pipeline: PipelineTiming, beats: int, images: int = 6) -> Timing:
+    """Run ``images`` back-to-back images without stalls; raise ``RuntimeError`` if the
+    intervals have not settled to one value by the last three images."""
+    sent, first_in, outputs = 0, None, []
+    limit = 1000 + 100 * images * beats * 64
+    for cycle in range(limit):
+        took, gave = pipeline.cycle(sent < beats * images, True)
+        if took:
+            first_in = cycle if first_in is None else first_in
+            sent += 1
+        if gave:
+            outputs.append(cycle)
+            if len(outputs) == images:
+                break
+    else:
+        raise RuntimeError(f"The pipeline gave {len(outputs)} of {images} results")
+    gaps = [b - a for a, b in zip(outputs, outputs[1:], strict=False)]
+    if len(set(gaps[-3:])) != 1:
+        raise RuntimeError(f"Intervals did not settle: {gaps}")
+    assert first_in is not None
+    return Timing(latency=outputs[0] - first_in, interval=gaps[-1], beats=beats)
