@@ -42,7 +42,7 @@ from inq_hw.cost.tables import HOROWITZ_45NM, TechTable
 from inq_hw.intmodel import IntModel, Layer, WeightLayer
 from inq_hw.intmodel.layers import AddLayer, AvgPoolLayer, Conv2dLayer, MaxPoolLayer
 
-__all__ = ["DESIGNS", "DesignCost", "LayerCost", "NetworkCost", "adder_widths", "analyze"]
+__all__ = ["DESIGNS", "DesignCost", "LayerCost", "NetworkCost", "analyze", "tree_widths"]
 
 #: The designs priced for every layer: the shift-add unit and its two twins.
 DESIGNS = ("shift-add", "mult8", "fp32")
@@ -182,70 +182,56 @@ def _range_width(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(lo < 0, signed, np.maximum(_bit_length(hi), 1))
 
 
-def adder_widths(
-    lo: np.ndarray, hi: np.ndarray, shift: np.ndarray, negated: np.ndarray, valid: np.ndarray
-) -> np.ndarray:
-    """Widths of every adder of the trees :func:`rtl_gen.arith.adder_tree` builds, one tree
-    per row: term ``(-1)**negated · v · 2**shift`` with ``lo <= v <= hi`` where ``valid``.
-
-    All arguments are ``(rows, terms)`` arrays. Rows are sorted here by ``(shift,
-    negated)``, stably, invalid terms last; pairs of neighbours are combined level by level
-    with ``rtl_gen.arith._combine``'s range arithmetic. Sorted rows stay sorted after each
-    level, so the left operand always has the smaller shift.
-    """
-    key = np.where(valid, shift.astype(np.int64) * 2 + negated, np.iinfo(np.int64).max)
-    order = np.argsort(key, axis=1, kind="stable")
-    take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
-    lo, hi, shift = take(lo).astype(float), take(hi).astype(float), take(shift)
-    negated, valid = take(negated), take(valid)
-    widths: list[np.ndarray] = []
-    while lo.shape[1] > 1:
-        if lo.shape[1] % 2:
-            lo, hi, shift, negated, valid = (_pad(a) for a in (lo, hi, shift, negated, valid))
-        a, b = slice(0, None, 2), slice(1, None, 2)
-        both = valid[:, b]  # valid terms are packed first: b valid implies a valid
-        d = shift[:, b] - shift[:, a]
-        b_lo, b_hi = np.ldexp(lo[:, b], d), np.ldexp(hi[:, b], d)
-        same = negated[:, a] == negated[:, b]
-        sub_b = ~same & negated[:, b]
-        new_lo = np.where(same, lo[:, a] + b_lo, np.where(sub_b, lo[:, a] - b_hi, b_lo - hi[:, a]))
-        new_hi = np.where(same, hi[:, a] + b_hi, np.where(sub_b, hi[:, a] - b_lo, b_hi - lo[:, a]))
-        widths.append(_range_width(new_lo[both], new_hi[both]))
-        lo, hi = np.where(both, new_lo, lo[:, a]), np.where(both, new_hi, hi[:, a])
-        negated = np.where(both, negated[:, a] & same, negated[:, a])
-        shift, valid = shift[:, a], valid[:, a]
-    return np.concatenate(widths) if widths else np.zeros(0, dtype=np.int64)
-
-
-def _pad(a: np.ndarray) -> np.ndarray:
-    return np.pad(a, ((0, 0), (0, 1)))
-
-
-def _constant_term(constants: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``ConstDotUnit``'s constant term per row: value ``c >> tz(c)`` at shift ``tz(c)``."""
-    c = constants.astype(np.int64)
-    tz = np.where(c != 0, _bit_length((c & -c).astype(float)) - 1, 0)
-    value = (c >> tz).astype(float)
-    return (
-        value[:, None],
-        value[:, None],
-        tz[:, None],
-        np.zeros_like(c, bool)[:, None],
-        (c != 0)[:, None],
-    )
-
-
-def _unit_widths(
-    lo: np.ndarray,
-    hi: np.ndarray,
+def tree_widths(
+    true_lo: np.ndarray,
+    true_hi: np.ndarray,
     shift: np.ndarray,
     negated: np.ndarray,
     valid: np.ndarray,
-    constants: np.ndarray,
 ) -> np.ndarray:
-    const = _constant_term(constants)
-    parts = zip((lo, hi, shift, negated, valid), const, strict=True)
-    return adder_widths(*(np.concatenate(p, axis=1) for p in parts))
+    """Widths of every adder of the trees :func:`rtl_gen.arith.adder_tree` builds, one tree
+    per row of terms already in its order (sorted by shift and sign, valid terms first).
+
+    ``true_lo``/``true_hi`` bound each term's value in absolute units (``±v · 2**shift``).
+    ``_combine``'s range arithmetic is interval addition aligned to the smaller shift, the
+    magnitude being kept while every operand is negated; so the adder over a block of
+    terms is as wide as the block's summed interval (negated when all of it is), in units
+    of its first term's shift. Blocks are summed pairwise, level by level: an adder exists
+    where the block's right half holds a valid term. Exact while sums stay below 2**53.
+    """
+    rows, m = true_lo.shape
+    padded = (rows, 1 << max(0, (m - 1).bit_length()))
+    lo, hi = np.zeros(padded), np.zeros(padded)
+    plus, count = np.zeros(padded, np.int32), np.zeros(padded, np.int32)
+    first = np.zeros(padded, np.int64)
+    np.multiply(true_lo, valid, out=lo[:, :m])
+    np.multiply(true_hi, valid, out=hi[:, :m])
+    plus[:, :m], count[:, :m], first[:, :m] = valid & ~negated, valid, shift
+    widths = []
+    while lo.shape[1] > 1:
+        adder = count[:, 1::2] > 0  # valid terms are packed first: the left half has one too
+        lo, hi = lo[:, ::2] + lo[:, 1::2], hi[:, ::2] + hi[:, 1::2]
+        plus, count, first = (
+            plus[:, ::2] + plus[:, 1::2],
+            count[:, ::2] + count[:, 1::2],
+            first[:, ::2],
+        )
+        block_lo = np.ldexp(lo[adder], -first[adder])
+        block_hi = np.ldexp(hi[adder], -first[adder])
+        all_negated = plus[adder] == 0
+        block_lo, block_hi = (
+            np.where(all_negated, -block_hi, block_lo),
+            np.where(all_negated, -block_lo, block_hi),
+        )
+        widths.append(_range_width(block_lo, block_hi))
+    return np.concatenate(widths).astype(np.int64) if widths else np.zeros(0, np.int64)
+
+
+def _constant(constants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ConstDotUnit``'s constant term per row: its shift ``tz(c)`` and whether it exists."""
+    c = constants.astype(np.int64)
+    tz = np.where(c != 0, _bit_length((c & -c).astype(float)) - 1, 0)
+    return tz, c != 0
 
 
 # --- per-layer counters ------------------------------------------------------------------
@@ -274,37 +260,67 @@ def _rounding(shift: int) -> int:
 
 
 def _adds_cost(widths: np.ndarray, table: TechTable, positions: int) -> tuple[float, float]:
-    values, counts = np.unique(widths, return_counts=True)
-    energy = sum(
-        int(n) * table.energy("int_add", int(w)) for w, n in zip(values, counts, strict=True)
-    )
-    area = sum(int(n) * table.area("int_add", int(w)) for w, n in zip(values, counts, strict=True))
+    counts = np.bincount(widths)
+    used = np.flatnonzero(counts)
+    energy = sum(int(counts[w]) * table.energy("int_add", int(w)) for w in used)
+    area = sum(int(counts[w]) * table.area("int_add", int(w)) for w in used)
     return energy * positions, area
 
 
+def _code_fields(layer: WeightLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nonzero, negative and shift ``e - n2`` of every weight, ``(outputs, inputs)``, from
+    the packed codes (``zero << (b-1) | sign << (b-2) | index``; shift = n1 - n2 - index)."""
+    codes = layer.codes.reshape(layer.codes.shape[0], -1)
+    bits = layer.bits
+    nonzero = (codes >> (bits - 1)) & 1 == 0
+    negative = (codes >> (bits - 2)) & 1 == 1
+    shift = (layer.n1 - layer.n2) - (codes & ((1 << (bits - 2)) - 1)).astype(np.int16)
+    return nonzero, negative, shift
+
+
 def _shift_add(layer: WeightLayer, lo_x: int, hi_x: int) -> np.ndarray:
-    w = layer.weights_int().reshape(layer.codes.shape[0], -1)
-    magnitude = np.abs(w)
-    shift = np.where(w != 0, _bit_length(magnitude.astype(float)) - 1, 0)
-    full = np.full(w.shape, 1.0)
+    """Adder widths of the shift-add unit: terms sorted by (shift, sign), stably, then
+    the bias-and-rounding constant after the inputs of its key (it is the last term)."""
+    nonzero, negative, shift = _code_fields(layer)
     constants = layer.bias + _rounding(layer.shift)
-    return _unit_widths(full * lo_x, full * hi_x, shift, w < 0, w != 0, constants)
+    tz, has_const = _constant(constants)
+    sentinel = np.int16(np.iinfo(np.int16).max)
+    key = np.where(nonzero, shift * 2 + negative, sentinel).astype(np.int16)
+    const_key = np.where(has_const, tz * 2, sentinel).astype(np.int16)
+    position = (key <= const_key[:, None]).sum(axis=1)
+    ordered = np.sort(np.concatenate([key, const_key[:, None]], axis=1), axis=1)
+    valid, neg, sh = ordered != sentinel, (ordered & 1) == 1, (ordered >> 1).astype(np.int64)
+    scale = np.ldexp(1.0, np.where(valid, sh, 0))
+    true_lo = np.where(neg, -hi_x, lo_x) * scale
+    true_hi = np.where(neg, -lo_x, hi_x) * scale
+    rows = np.flatnonzero(has_const)
+    true_lo[rows, position[rows]] = true_hi[rows, position[rows]] = constants[rows]
+    return tree_widths(true_lo, true_hi, sh, neg, valid)
 
 
 def _twin(layer: WeightLayer, lo_x: int, hi_x: int) -> tuple[np.ndarray, int]:
+    """Adder widths of the multiplier twin: products in input order (all at shift 0, none
+    negated), zero weights dropped, then the constant."""
     if not layer.has_baseline:
         raise CostError(
             f"The package has no 8-bit baseline for layer {layer.name!r}; re-export it "
             "with its FP32 source"
         )
     twin = layer.arithmetic("baseline")
-    w = twin.weights.reshape(layer.codes.shape[0], -1).astype(float)
-    lo, hi = np.minimum(lo_x * w, hi_x * w), np.maximum(lo_x * w, hi_x * w)
-    zeros = np.zeros(w.shape, np.int64)
-    widths = _unit_widths(
-        lo, hi, zeros, zeros.astype(bool), w != 0, twin.bias + _rounding(twin.shift)
-    )
-    return widths, int(np.count_nonzero(w))
+    w = twin.weights.reshape(layer.codes.shape[0], -1)
+    order = np.argsort(w == 0, axis=1, kind="stable")
+    w = np.take_along_axis(w, order, axis=1).astype(float)
+    constants = twin.bias + _rounding(twin.shift)
+    _, has_const = _constant(constants)
+    lo = np.concatenate([np.minimum(lo_x * w, hi_x * w), constants[:, None]], axis=1)
+    hi = np.concatenate([np.maximum(lo_x * w, hi_x * w), constants[:, None]], axis=1)
+    valid = np.concatenate([w != 0, np.zeros((len(w), 1), bool)], axis=1)
+    n_valid = valid.sum(axis=1)
+    rows = np.flatnonzero(has_const)
+    lo[rows, n_valid[rows]], hi[rows, n_valid[rows]] = constants[rows], constants[rows]
+    valid[rows, n_valid[rows]] = True
+    shift = np.zeros(lo.shape, np.int64)
+    return tree_widths(lo, hi, shift, np.zeros(lo.shape, bool), valid), int(np.count_nonzero(w))
 
 
 def _design(
@@ -344,8 +360,8 @@ def _weight_layer(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
     rows, n_in = layer.codes.shape[0], int(np.prod(layer.codes.shape[1:]))
     weights, positions = rows * n_in, _positions(layer)
     shift_widths = _shift_add(layer, x.lo, x.hi)
-    w = layer.weights_int()
-    nonzero = int(np.count_nonzero(w))
+    is_nonzero, _, shifts = _code_fields(layer)
+    nonzero = int(np.count_nonzero(is_nonzero))
     exponents = 1 << (layer.bits - 2)
     shifter = (
         table.barrel_shifter(x.bits, exponents, "energy_pj"),
@@ -389,7 +405,7 @@ def _weight_layer(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
         pe_mac_energy_pj=fp[0] + fp_add[0] + table.energy("register", _FLOAT_BITS),
         pe_mac_area_um2=fp[1] + fp_add[1] + table.area("register", _FLOAT_BITS),
     )
-    values, counts = np.unique(shift_widths, return_counts=True)
+    histogram = np.bincount(shift_widths)
     counts_ = {
         "inputs": n_in,
         "outputs": rows,
@@ -398,8 +414,8 @@ def _weight_layer(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
         "macs": nonzero * positions,
         "bits": layer.bits,
         "in_bits": x.bits,
-        "const_shifts": int(np.count_nonzero(np.abs(w) > 1)),
-        "adds_by_width": {int(v): int(n) for v, n in zip(values, counts, strict=True)},
+        "const_shifts": int(np.count_nonzero(is_nonzero & (shifts > 0))),
+        "adds_by_width": {int(w): int(histogram[w]) for w in np.flatnonzero(histogram)},
     }
     return LayerCost(layer.name, layer.kind, positions, counts_, designs)
 
