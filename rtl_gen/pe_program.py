@@ -325,6 +325,16 @@ def _requant(shift: int, relu: bool, out: ActFormat, sum_bits: int) -> dict[str,
     }
 
 
+def _arith(layer: WeightLayer, weights: str) -> tuple[int, int, np.ndarray]:
+    """``(shift, acc_bits, bias)`` of a weight set, without decoding the weights (as
+    :meth:`WeightLayer.arithmetic` does, which is slow for large layers)."""
+    if weights == "po2":
+        return layer.shift, layer.acc_bits, layer.bias
+    assert layer.baseline_shift is not None and layer.baseline_acc_bits is not None
+    assert layer.baseline_bias is not None
+    return layer.baseline_shift, layer.baseline_acc_bits, layer.baseline_bias
+
+
 def _lane_values(layer: WeightLayer, weights: str, bits: int) -> np.ndarray:
     """``(Cout, K)`` lane values: packed codes, or baseline integers as ``bits``-bit
     two's complement."""
@@ -372,15 +382,15 @@ def _matmul(
     out_hw: tuple[int, int],
 ) -> None:
     cfg, source = b.config, b.model.layer(layer.inputs[0])
-    arith = layer.arithmetic(b.weights)
+    shift, _, bias = _arith(layer, b.weights)
     (h, w), (ho, wo) = in_hw, out_hw
     cout, pixels = layer.codes.shape[0], ho * wo
     w_base, b_base = _pack_weights(b, layer), len(b.bias)
-    b.bias.extend(int(v) for v in arith.bias)
+    b.bias.extend(int(v) for v in bias)
     one, tile = _move(1, wo, stride, w), _move(cfg.rows, wo, stride, w)
     values = {
         "op": OP_MATMUL,
-        **_requant(arith.shift, layer.relu, layer.out, cfg.acc_bits + 1),
+        **_requant(shift, layer.relu, layer.out, cfg.acc_bits + 1),
         "in_base": b.region(source.name).base,
         "out_base": b.region(layer.name).base,
         "w_base": w_base,
@@ -560,7 +570,7 @@ def _check_layers(model: IntModel, config: ArrayConfig, weights: str) -> None:
 def _check_shifts(layer: Layer, config: ArrayConfig, weights: str) -> None:
     shift = None
     if isinstance(layer, WeightLayer):
-        shift = layer.arithmetic(weights).shift
+        shift = _arith(layer, weights)[0]
     elif isinstance(layer, AddLayer):
         shift = layer.shift
         if max(layer.align) > config.max_align:
@@ -578,7 +588,7 @@ def _check_shifts(layer: Layer, config: ArrayConfig, weights: str) -> None:
 def _acc_need(model: IntModel, layer: Layer, weights: str) -> int:
     """Accumulator bits a layer needs on the array (0 for none)."""
     if isinstance(layer, WeightLayer):
-        return layer.arithmetic(weights).acc_bits
+        return _arith(layer, weights)[1]
     if isinstance(layer, AddLayer):
         return layer.acc_bits
     if isinstance(layer, AvgPoolLayer):
@@ -760,7 +770,7 @@ def fit_config(model: IntModel, *, rows: int, cols: int, pe: str = "shift") -> A
 
 def _layer_shift(layer: Layer, weights: str) -> int:
     if isinstance(layer, WeightLayer):
-        return layer.arithmetic(weights).shift
+        return _arith(layer, weights)[0]
     if isinstance(layer, AddLayer):
         return layer.shift
     return 0

@@ -19,11 +19,12 @@ tiles, a tile draining its ``N`` valid outputs one per cycle through the single 
 port (``Σ N = Cout·P``), ``E`` vector outputs. The last write of a layer overlaps the
 next instruction's fetch.
 
-Energy and area come from a small per-operation table (:class:`CostTable`): Horowitz'
-45 nm figures (ISSCC 2014) scaled by bit-width as ARCHITECTURE.md prescribes (adder ∝ n,
-multiplier ∝ n·m, barrel shifter ∝ n·log n) and the NanGate 45 nm open cell library for
-multiplexers and flip-flops. The project's analytic cost model (``inq_hw.cost``) did not
-exist when this was written; once it does, it should supply these numbers.
+Energy and area are priced by the project's technology tables
+(:class:`inq_hw.cost.tables.TechTable`, default :data:`~inq_hw.cost.tables.HOROWITZ_45NM`:
+Horowitz ISSCC 2014 at 45 nm, scaled by bit-width: adder ∝ n, multiplier ∝ n·m, barrel
+shifter ∝ n·log n; NanGate cells for multiplexers and registers) from the counts above.
+Memory writes are priced as reads; idle PEs are not clock-gated (every PE accumulates in
+every compute cycle).
 
 Example usage::
 
@@ -33,21 +34,21 @@ Example usage::
     energy = estimate_energy(report)          # pJ per inference, by category
 """
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from inq_hw.cost.tables import HOROWITZ_45NM, TechTable
 from rtl_gen.pe_program import OP_END, OP_MATMUL, OP_VECTOR, ArrayConfig, Instruction, Program
 
 __all__ = [
     "FETCH_CYCLES",
-    "CostTable",
     "CycleReport",
     "LayerCycles",
     "estimate_area",
     "estimate_energy",
+    "pe_op_energy",
     "predict",
 ]
 
@@ -203,119 +204,76 @@ def predict(program: Program) -> CycleReport:
 # --- energy and area ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CostTable:
-    """Per-operation energy (pJ) and area (µm²) at 45 nm, with their sources.
-
-    * Integer add: 0.03 pJ and 36 µm² for 8 bits (Horowitz, "Computing's energy problem",
-      ISSCC 2014, Fig. 1.1.9); scaled ∝ n.
-    * Integer multiply: 0.2 pJ and 282 µm² for 8×8 bits (same source); scaled ∝ n·m.
-    * Multiplexer (2:1) and D flip-flop: NanGate 45 nm Open Cell Library areas MUX2_X1
-      1.862 µm², DFF_X1 4.522 µm² against FA_X1 4.256 µm²; their energy is the adder
-      bit's scaled by that area ratio (an assumption: switched capacitance ∝ area). A
-      barrel shifter of n bits and s stages is n·s multiplexers (∝ n·log n).
-    * SRAM read or write: 10 pJ per 64-bit access of an 8 KB array, 20 pJ at 32 KB,
-      100 pJ at 1 MB (Horowitz); fitted as ``(10/64) pJ · sqrt(bytes / 8 KB)`` per bit
-      (within 13% of all three points). Area: 0.346 µm² per 6T bit cell (Intel 45 nm,
-      Mistry et al., IEDM 2007) times 2 for the periphery (an assumption).
-
-    These are order-of-magnitude figures for comparing design points, not sign-off.
-    """
-
-    add_pj_per_bit: float = 0.03 / 8
-    add_um2_per_bit: float = 36 / 8
-    mult_pj_per_bit2: float = 0.2 / 64
-    mult_um2_per_bit2: float = 282 / 64
-    mux_to_fa_area: float = 1.862 / 4.256
-    dff_to_fa_area: float = 4.522 / 4.256
-    sram_pj_per_bit_8kb: float = 10 / 64
-    sram_um2_per_bit: float = 0.346 * 2
-    source: str = field(
-        default="Horowitz ISSCC 2014 (45 nm); NanGate 45 nm OCL; Mistry IEDM 2007",
-        compare=False,
-    )
-
-    def add(self, bits: int) -> float:
-        return self.add_pj_per_bit * bits
-
-    def mux(self, bits: int) -> float:
-        return self.add_pj_per_bit * self.mux_to_fa_area * bits
-
-    def reg(self, bits: int) -> float:
-        return self.add_pj_per_bit * self.dff_to_fa_area * bits
-
-    def mult(self, n: int, m: int) -> float:
-        return self.mult_pj_per_bit2 * n * m
-
-    def sram_bit(self, depth: int, width: int) -> float:
-        """Energy per bit accessed in a ``depth × width`` SRAM."""
-        return self.sram_pj_per_bit_8kb * math.sqrt(max(depth * width / 8, 1) / 8192)
+def _shifter(config: ArrayConfig, table: TechTable, quantity: str) -> float:
+    """The PE's barrel shifter over the code's 2**(b-2) shift amounts (none for b = 2)."""
+    amounts = 1 << max(config.weight_bits - 2, 0)
+    if amounts == 1:
+        return 0.0
+    return table.barrel_shifter(_shifted_bits(config), amounts, quantity)
 
 
-DEFAULT_TABLE = CostTable()
+def _shifted_bits(config: ArrayConfig) -> int:
+    return config.act_bits + (1 << max(config.weight_bits - 2, 0)) - 1
 
 
-def _shifter_stages(config: ArrayConfig) -> int:
-    return max(config.weight_bits - 2, 0)
-
-
-def pe_op_energy(config: ArrayConfig, table: CostTable = DEFAULT_TABLE) -> float:
-    """pJ of one PE accumulate: shifter or multiplier, the add/subtract, the register."""
+def _pe(config: ArrayConfig, table: TechTable, quantity: str) -> float:
+    """One PE: shifter and zero select, or multiplier; the add/subtract with its operand
+    select, and the accumulator register."""
+    scaled = table.energy if quantity == "energy_pj" else table.area
     acc = config.acc_bits
-    tail = table.add(acc) + table.mux(acc) + table.reg(acc)  # adder, ±/clear select, register
+    tail = scaled("int_add", acc) + scaled("mux2", acc) + scaled("register", acc)
     if config.pe == "mult":
-        return table.mult(config.act_bits, config.weight_bits) + tail
-    width = config.act_bits + (1 << max(config.weight_bits - 2, 0)) - 1
-    return table.mux(width * _shifter_stages(config)) + table.mux(width) + tail
+        return scaled("int_mult", config.act_bits, config.weight_bits) + tail
+    return _shifter(config, table, quantity) + scaled("mux2", _shifted_bits(config)) + tail
 
 
-def estimate_energy(report: CycleReport, table: CostTable = DEFAULT_TABLE) -> dict[str, float]:
+def pe_op_energy(config: ArrayConfig, table: TechTable = HOROWITZ_45NM) -> float:
+    """pJ of one PE accumulate (:func:`_pe`)."""
+    return _pe(config, table, "energy_pj")
+
+
+def _access(table: TechTable, word_bits: int, depth: int) -> float:
+    """pJ of one access of a ``depth × word_bits`` memory (a write priced as a read)."""
+    return table.memory_read(word_bits, -(-depth * word_bits // 8))[0]
+
+
+def estimate_energy(report: CycleReport, table: TechTable = HOROWITZ_45NM) -> dict[str, float]:
     """pJ per inference by category (``pe``, ``act_mem``, ``weight_mem``, ``bias_mem``,
-    ``program_mem``, ``vector``) and ``total``."""
+    ``program_mem``, ``vector``) and ``total``, priced by a technology table
+    (:mod:`inq_hw.cost.tables`; default Horowitz 45 nm)."""
     cfg = report.config
-    act = table.sram_bit(cfg.act_depth, cfg.act_bits) * cfg.act_bits
-    lanes = cfg.cols * cfg.weight_bits
+    acc = cfg.acc_bits
     energy = {
         "pe": report.total("pe_ops") * pe_op_energy(cfg, table),
-        "act_mem": (report.total("act_reads") + report.total("act_writes")) * act,
+        "act_mem": (report.total("act_reads") + report.total("act_writes"))
+        * _access(table, cfg.act_bits, cfg.act_depth),
         "weight_mem": report.total("weight_reads")
-        * table.sram_bit(cfg.weight_depth, lanes)
-        * lanes,
-        "bias_mem": report.total("bias_reads")
-        * table.sram_bit(cfg.bias_depth, cfg.acc_bits)
-        * cfg.acc_bits,
+        * _access(table, cfg.cols * cfg.weight_bits, cfg.weight_depth),
+        "bias_mem": report.total("bias_reads") * _access(table, acc, cfg.bias_depth),
         "program_mem": report.total("program_reads")
-        * table.sram_bit(cfg.program_depth, cfg.word_bits)
-        * cfg.word_bits,
-        # One add (reduce or bias) and a requantising shift per vector op.
-        "vector": report.total("vector_ops") * (table.add(cfg.acc_bits) + table.mux(cfg.acc_bits)),
+        * _access(table, cfg.word_bits, cfg.program_depth),
+        # One add (reduce or bias) and one requantising shift per vector operation.
+        "vector": report.total("vector_ops")
+        * (table.energy("int_add", acc) + table.energy("mux2", acc)),
     }
     energy["total"] = sum(energy.values())
     return energy
 
 
-def estimate_area(config: ArrayConfig, table: CostTable = DEFAULT_TABLE) -> dict[str, float]:
-    """µm² by category (``pes``, ``drain_mux``, ``memories``) and ``total``; the
-    controller's counters are not counted (they do not scale with R×C)."""
-    acc, pes = config.acc_bits, config.rows * config.cols
-    fa, mux = table.add_um2_per_bit, table.add_um2_per_bit * table.mux_to_fa_area
-    reg = table.add_um2_per_bit * table.dff_to_fa_area
-    tail = acc * (fa + mux + reg)
-    if config.pe == "mult":
-        datapath = table.mult_um2_per_bit2 * config.act_bits * config.weight_bits
-    else:
-        width = config.act_bits + (1 << max(config.weight_bits - 2, 0)) - 1
-        datapath = mux * width * (_shifter_stages(config) + 1)
+def estimate_area(config: ArrayConfig, table: TechTable = HOROWITZ_45NM) -> dict[str, float]:
+    """µm² by category (``pes``, ``drain_mux``, ``memories``: SRAM cells only) and
+    ``total``; the controller's counters are not counted (they do not grow with R×C)."""
+    pes = config.rows * config.cols
     bits = (
         config.act_depth * config.act_bits
         + config.weight_depth * config.cols * config.weight_bits
-        + config.bias_depth * acc
+        + config.bias_depth * config.acc_bits
         + config.program_depth * config.word_bits
     )
     area = {
-        "pes": pes * (datapath + tail),
-        "drain_mux": max(pes - 1, 0) * acc * mux,
-        "memories": bits * table.sram_um2_per_bit,
+        "pes": pes * _pe(config, table, "area_um2"),
+        "drain_mux": table.area("mux2", max(pes - 1, 0) * config.acc_bits),
+        "memories": table.area("sram_bit", bits),
     }
     area["total"] = sum(area.values())
     return area

@@ -44,12 +44,12 @@ def on_grid_model(model: nn.Module, x: torch.Tensor, bits: int) -> IntModel:
 
 
 def zoo_model(
-    name: str, channels: int, size: int, bits: int, **options: object
+    name: str, in_channels: int, size: int, bits: int, **options: object
 ) -> tuple[IntModel, np.ndarray]:
     """A zoo model with random weights, lowered; and 64 integer inputs."""
     torch.manual_seed(0)
-    model = build_model(name, in_channels=channels, num_classes=10, input_size=size, **options)
-    x = torch.rand(64, channels, size, size)
+    model = build_model(name, in_channels=in_channels, num_classes=10, input_size=size, **options)
+    x = torch.rand(64, in_channels, size, size)
     int_model = on_grid_model(model, x, bits)
     return int_model, quantize_input(x.numpy(), int_model.input.out)
 
