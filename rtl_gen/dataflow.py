@@ -13,6 +13,7 @@ The multiplier twin (``baseline="mult8"``) is the same top with every weight lay
 8-bit uniform weights and ``*``.
 """
 
+import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -182,7 +183,7 @@ def _relu_stage(layer: ReLULayer, geo: _Geometry) -> tuple[_Stage, _Geometry]:
 def _chain(model: IntModel) -> list[Layer]:
     """The layers in order, checking that each reads only the one before it."""
     layers = list(model.layers)
-    for before, layer in zip(layers, layers[1:], strict=False):
+    for before, layer in itertools.pairwise(layers):
         if layer.inputs != (before.name,):
             raise ConfigError(
                 f"The dataflow top needs a chain of layers; {layer.name!r} reads "
@@ -210,7 +211,9 @@ def _stages(
     first = geo = _input_geometry(model.input)
     stages = []
     for layer in layers[1:]:
-        fold = _check_fold(layer, folding.get(layer.name, 1)) if isinstance(layer, WeightLayer) else 1
+        fold = (
+            _check_fold(layer, folding.get(layer.name, 1)) if isinstance(layer, WeightLayer) else 1
+        )
         if isinstance(layer, Conv2dLayer):
             stage, geo = _conv_stage(layer, geo, baseline, fold)
         elif isinstance(layer, LinearLayer):
@@ -250,7 +253,10 @@ class DataflowTop(wiring.Component):
             }
         )
         super().__init__(
-            {"i": In(beat_signature(first.fmt, first.elems)), "o": Out(stream.Signature(self.out_layout))}
+            {
+                "i": In(beat_signature(first.fmt, first.elems)),
+                "o": Out(stream.Signature(self.out_layout)),
+            }
         )
 
     def elaborate(self, platform: object) -> Module:
@@ -259,7 +265,7 @@ class DataflowTop(wiring.Component):
         for n, engine in enumerate(engines):
             m.submodules[f"engine{n}"] = engine
         wiring.connect(m, wiring.flipped(self.i), engines[0].i)
-        for a, b in zip(engines, engines[1:], strict=False):
+        for a, b in itertools.pairwise(engines):
             wiring.connect(m, a.o, b.i)
         last = engines[-1].o
         logits = last.payload
@@ -326,12 +332,18 @@ def dataflow_design(
         "baseline": baseline,
         "engines": [stage.info for stage in top.stages],
         "input": {**first.fmt.to_dict(), "beats": first.beats, "elems": first.elems},
-        "output": {**last.fmt.to_dict(), "elems": last.elems, "label_bits": top.out_layout.size - last.elems * last.fmt.bits},
+        "output": {
+            **last.fmt.to_dict(),
+            "elems": last.elems,
+            "label_bits": top.out_layout.size - last.elems * last.fmt.bits,
+        },
         "latency_cycles": timing.latency,
         "interval_cycles": timing.interval,
     }
     name = verilog_identifier("dataflow_mult8" if baseline else "dataflow_shiftadd", taken=set())
-    return Design(top=name, component=top, latency=timing.latency, params=params, source_hash=source_hash)
+    return Design(
+        top=name, component=top, latency=timing.latency, params=params, source_hash=source_hash
+    )
 
 
 def generate_dataflow(

@@ -285,7 +285,9 @@ class MaxPoolEngine(wiring.Component):
     o : Out(stream of pooled pixels, C integers, the same format)
     """
 
-    def __init__(self, *, fmt: ActFormat, channels: int, size: tuple[int, int], kernel: int) -> None:
+    def __init__(
+        self, *, fmt: ActFormat, channels: int, size: tuple[int, int], kernel: int
+    ) -> None:
         if size[0] < kernel or size[1] < kernel:
             raise ValueError(f"A {kernel}x{kernel} pool needs at least {kernel} rows and columns")
         self.fmt, self.channels, self.size, self.kernel = fmt, channels, size, kernel
@@ -315,11 +317,10 @@ class MaxPoolEngine(wiring.Component):
         free = output_slot(m, self.o, fire, best.as_value())
         m.d.comb += self.i.ready.eq(free)
         with m.If(self.i.valid & free):
-            with m.If(used):
-                with m.Switch(ox):
-                    for x, sig in enumerate(partial):
-                        with m.Case(x):
-                            m.d.sync += sig.eq(best)
+            with m.If(used), m.Switch(ox):
+                for x, sig in enumerate(partial):
+                    with m.Case(x):
+                        m.d.sync += sig.eq(best)
             m.d.sync += c.eq(Mux(c == w - 1, 0, c + 1))
             with m.If(c == w - 1):
                 m.d.sync += r.eq(Mux(r == h - 1, 0, r + 1))
@@ -351,4 +352,3 @@ class ReLUEngine(wiring.Component):
         free = output_slot(m, self.o, self.i.valid, result.as_value())
         m.d.comb += self.i.ready.eq(free)
         return m
-

@@ -18,8 +18,10 @@ idle and the previous result is gone or going; a transfer on ``i`` at cycle ``t`
 the groups at ``t+1 .. t+F``; ``o.valid`` rises at ``t+F+1`` and holds until ``o.ready``.
 """
 
+from typing import Any
+
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -145,7 +147,7 @@ class FoldedDot(wiring.Component):
             words.append(word)
         return words
 
-    def _term(self, m: Module, x: object, field: object) -> Term:
+    def _term(self, m: Module, x: Value, field: Value) -> Term:
         """One product of a lane, with its exact range."""
         lo_x, hi_x = self.in_format.lo, self.in_format.hi
         if self.mode == "multiply":
@@ -154,22 +156,19 @@ class FoldedDot(wiring.Component):
             corners = [x_end * w_end for x_end in (lo_x, hi_x) for w_end in (-128, 127)]
             lo, hi = min(corners), max(corners)
             product = Signal(range_shape(lo, hi))
-            m.d.comb += product.eq(x * weight)  # type: ignore[operator]
+            m.d.comb += product.eq(x * weight)
             return Term(product, lo, hi)
         b = self.code_bits
         top = (1 << (b - 2)) - 1
         bound = max(-lo_x, hi_x) << top
-        shifted = x << ~field[: b - 2] if b > 2 else x  # type: ignore[index,operator]
+        shifted = x << ~field[: b - 2] if b > 2 else x
         term = Signal(range_shape(-bound, bound))
-        m.d.comb += term.eq(Mux(field[b - 1], 0, Mux(field[b - 2], -shifted, shifted)))  # type: ignore[index]
+        m.d.comb += term.eq(Mux(field[b - 1], 0, Mux(field[b - 2], -shifted, shifted)))
         return Term(term, -bound, bound)
 
-    def _lane(self, m: Module, word: Signal, x: object, lane: int) -> Signal:
+    def _lane(self, m: Module, word: Value, x: Any, lane: int) -> Value:
         cb, k = self.code_bits, self.n_in
-        terms = [
-            self._term(m, x[i], word[(lane * k + i) * cb :][:cb])  # type: ignore[index]
-            for i in range(k)
-        ]
+        terms = [self._term(m, x[i], word[(lane * k + i) * cb :][:cb]) for i in range(k)]
         bias_field = word[self.lanes * k * cb + lane * self.bias_bits :][: self.bias_bits]
         bias = Signal(signed(self.bias_bits))
         m.d.comb += bias.eq(bias_field)

@@ -12,6 +12,7 @@ output back to the input (each engine's ``i.ready`` depends on its state and its
 ``o.ready``), ``valid`` signals are registers; then every engine steps.
 """
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -242,7 +243,7 @@ def measure(pipeline: PipelineTiming, beats: int, images: int = 6) -> Timing:
                 break
     else:
         raise RuntimeError(f"The pipeline gave {len(outputs)} of {images} results")
-    gaps = [b - a for a, b in zip(outputs, outputs[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(outputs)]
     if len(set(gaps[-3:])) != 1:
         raise RuntimeError(f"Intervals did not settle: {gaps}")
     assert first_in is not None

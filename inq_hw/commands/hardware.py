@@ -6,8 +6,51 @@ from typing import Any
 
 from inq_hw.cli import command
 from inq_hw.commands.common import format_table
+from inq_hw.errors import ConfigError
 
-__all__ = ["generate"]
+__all__ = ["generate", "parse_folding", "simulate"]
+
+
+def parse_folding(items: list[str], layer_names: list[str]) -> dict[str, int]:
+    """``["conv2=4", "all=2"]`` → a fold per weight layer (``all`` first, then the rest)."""
+    folding: dict[str, int] = {}
+    pairs = []
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not text.strip().isdigit():
+            raise ConfigError(f"A fold must be LAYER=F with F a positive integer, not {item!r}")
+        pairs.append((name.strip(), int(text)))
+    for name, fold in sorted(pairs, key=lambda pair: pair[0] != "all"):
+        for target in layer_names if name == "all" else [name]:
+            folding[target] = fold
+    return folding
+
+
+def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
+    from inq_hw.intmodel.package import load_package
+    from rtl_gen.dataflow import generate_dataflow
+    from rtl_gen.export import RTLError, verilator_lint
+
+    if args.pipeline:
+        raise ConfigError("--pipeline applies to constant-weight units, not --unit dataflow")
+    model = load_package(args.package)
+    folding = parse_folding(args.fold, [layer.name for layer in model.weight_layers()])
+    default = "rtl-dataflow-mult8" if args.baseline else "rtl-dataflow"
+    out = args.out or args.package / default
+    manifest = generate_dataflow(args.package, out, baseline=args.baseline, folding=folding)
+    (top,) = manifest["tops"]
+    if args.lint:
+        warnings = verilator_lint([out / top["file"]], top["name"])
+        if warnings:
+            raise RTLError(f"Verilator lint of {top['name']}: {warnings[0]}")
+    params = top["params"]
+    rows = [[e["layer"], e["kind"], e["fold"]] for e in params["engines"]]
+    text = format_table(["engine", "kind", "fold"], rows)
+    timing = (
+        f"latency {params['latency_cycles']} cycles, "
+        f"interval {params['interval_cycles']} cycles per image"
+    )
+    return {**manifest, "out": str(out), "_text": f"{text}\n{top['name']}: {timing}\n-> {out}"}
 
 
 def _configure_generate(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +58,16 @@ def _configure_generate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--unit",
         default="network",
-        help="'layer:<name>' (one constant-weight unit) or 'network' (default)",
+        help="'layer:<name>' (one constant-weight unit), 'network' (one unit per weight "
+        "layer, default) or 'dataflow' (the whole network as one streaming top)",
+    )
+    parser.add_argument(
+        "--fold",
+        action="append",
+        default=[],
+        metavar="LAYER=F",
+        help="dataflow: compute LAYER's outputs in F groups, one per cycle (repeatable; "
+        "'all=F' for every weight layer; default 1, fully unrolled)",
     )
     parser.add_argument(
         "--pipeline", type=int, default=0, help="pipeline stages per unit (default 0)"
@@ -39,6 +91,10 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     from rtl_gen.export import RTLError, verilator_lint
     from rtl_gen.generate import generate as generate_rtl
 
+    if args.unit == "dataflow":
+        return _generate_dataflow(args)
+    if args.fold:
+        raise ConfigError("--fold applies to --unit dataflow only")
     out = args.out or args.package / "rtl"
     manifest = generate_rtl(
         args.package, out, unit=args.unit, stages=args.pipeline, baseline=args.baseline
@@ -63,3 +119,92 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
                 raise RTLError(f"Verilator lint of {top['name']}: {warnings[0]}")
     text = format_table(["top", "layer", "mode", "inputs", "outputs", "acc bits", "latency"], rows)
     return {**manifest, "out": str(out), "_text": f"{text}\n-> {out}"}
+
+
+def _configure_simulate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("package", type=Path, help="package directory written by 'inq-hw export'")
+    parser.add_argument(
+        "--rtl", type=Path, default=None, help="dataflow RTL (default PACKAGE/rtl-dataflow)"
+    )
+    parser.add_argument(
+        "--simulator",
+        choices=("icarus", "verilator"),
+        default=None,
+        help="default: the first installed of icarus, verilator",
+    )
+    parser.add_argument(
+        "--samples", default="64", help="test images to simulate, or 'all' (default 64)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the gaps and stalls")
+    parser.add_argument(
+        "--stall", type=float, default=0.2, help="probability of a stalled output cycle"
+    )
+    parser.add_argument(
+        "--idle", type=float, default=0.2, help="probability of an idle input cycle"
+    )
+    parser.add_argument("--waves", action="store_true", help="write a waveform file")
+    parser.add_argument(
+        "--fold", action="append", default=[], metavar="LAYER=F", help="as for generate"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="summary JSON (default RTL/simulation.json)"
+    )
+
+
+def _samples(text: str) -> int | None:
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"Samples must be a positive integer or 'all', not {text!r}")
+    return int(text)
+
+
+@command(
+    "simulate",
+    "Simulate the dataflow top on test images, bit-exact against the golden model.",
+    _configure_simulate,
+)
+def simulate(args: argparse.Namespace) -> dict[str, Any]:
+    import json
+
+    from inq_hw.checkpoint import atomic_write
+    from inq_hw.intmodel.package import load_package
+    from sim.simulate import simulate_package
+
+    model = load_package(args.package)
+    folding = parse_folding(args.fold, [layer.name for layer in model.weight_layers()])
+    rtl = args.rtl or args.package / "rtl-dataflow"
+    summary = simulate_package(
+        args.package,
+        rtl_dir=rtl,
+        simulator=args.simulator,
+        samples=_samples(args.samples),
+        seed=args.seed,
+        idle=args.idle,
+        stall=args.stall,
+        waves=args.waves,
+        folding=folding,
+    )
+    out = args.out or rtl / "simulation.json"
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+
+    atomic_write(out, write)
+    rows = [
+        ["simulator", summary["simulator_version"]],
+        ["samples", summary["samples"]],
+        ["mismatches", summary["mismatched_samples"]],
+        [
+            "cycles per image",
+            f"{summary['interval_cycles']} (manifest {summary['claimed_interval_cycles']})",
+        ],
+        [
+            "latency (cycles)",
+            f"{summary['latency_cycles']} (manifest {summary['claimed_latency_cycles']})",
+        ],
+        ["images per second of simulation", summary["images_per_second"]],
+    ]
+    if summary["waves"]:
+        rows.append(["waves", summary["waves"]])
+    return {**summary, "out": str(out), "_text": f"{format_table(['', ''], rows)}\n-> {out}"}

@@ -4,8 +4,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from inq_hw.cli import command
 from inq_hw.commands.common import format_table, percent
 
@@ -115,37 +113,15 @@ def _configure_vectors(parser: argparse.ArgumentParser) -> None:
     _configure_vectors,
 )
 def vectors(args: argparse.Namespace) -> dict[str, Any]:
-    from inq_hw.checkpoint import atomic_write
-    from inq_hw.data import load_dataset
-    from inq_hw.errors import ConfigError
-    from inq_hw.intmodel import quantize_input, run
-    from inq_hw.intmodel.package import load_package, package_hash
+    from inq_hw.intmodel.package import load_package
+    from sim.vectors import golden_vectors, write_vectors
 
     model = load_package(args.package)
-    if args.samples < 1:
-        raise ConfigError(f"Samples must be a positive integer, not {args.samples}")
-    dataset = model.meta["dataset"]
-    data = load_dataset(
-        dataset["name"], data_dir=dataset["data_dir"], split_seed=dataset["split_seed"]
-    )
-    count = min(args.samples, len(data.test))
-    x = quantize_input(data.test.x[:count].numpy(), model.input.out)
-    trace = run(model, x, trace=True)
-    assert isinstance(trace, dict)
-    arrays = {
-        "input": x,
-        "output": trace[model.output],
-        "labels": data.test.y[:count].numpy(),
-        "prediction": trace[model.output].argmax(axis=1),
-    }
-    arrays.update({f"layer/{name}": values for name, values in trace.items()})
+    arrays = golden_vectors(model, args.samples)
+    count = len(arrays["input"])
+    trace = [key for key in arrays if key.startswith("layer/")]
     out = args.out or args.package / "vectors.npz"
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays, package_hash=np.array(package_hash(args.package)))
-
-    atomic_write(out, write)
+    write_vectors(arrays, args.package, out)
     return {
         "out": str(out),
         "samples": count,

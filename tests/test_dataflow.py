@@ -1,0 +1,247 @@
+# amaranth: UnusedElaboratable=no
+"""The dataflow top in Amaranth's simulator: bit-exact against the golden executor under
+random input gaps and output stalls, transfers cycle-for-cycle equal to the control model.
+
+The networks are small and synthetic (random power-of-two weights through the lowering's
+own fields), so every engine kind, padding 0/1/2, stride 2, a pool that drops a row and a
+column, a stand-alone ReLU, folding and the multiplier twin run in seconds.
+"""
+
+import dataclasses
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from amaranth.sim import Simulator
+
+from inq_hw.errors import ConfigError
+from inq_hw.intmodel import execute
+from inq_hw.intmodel.arith import ActFormat
+from inq_hw.intmodel.baseline import baseline_fields
+from inq_hw.intmodel.layers import (
+    AddLayer,
+    Conv2dLayer,
+    FlattenLayer,
+    InputLayer,
+    IntModel,
+    Layer,
+    LinearLayer,
+    MaxPoolLayer,
+    ReLULayer,
+    WeightLayer,
+)
+from rtl_gen.dataflow import DataflowTop, build_dataflow, dataflow_design
+from rtl_gen.timing import PipelineTiming
+from tests.test_rtl_units import _layer_fields, _with_exact_width
+
+U8, S8 = ActFormat(8, False, 6), ActFormat(8, True, 5)
+
+
+def _weight_layer(
+    kind: type,
+    name: str,
+    src: Layer,
+    shape: tuple[int, ...],
+    wshape: tuple[int, ...],
+    seed: int,
+    *,
+    relu: bool,
+    shift: int = 5,
+    **extra: Any,
+) -> WeightLayer:
+    weights = torch.randn(*wshape, generator=torch.Generator().manual_seed(seed)) * 0.4
+    weights.view(-1)[::5] = 0.0
+    fields = _layer_fields(weights, 4, src.out, shift=shift, relu=relu, seed=seed)
+    fields["out"] = ActFormat(8, not relu, src.out.frac - fields["n2"] - shift)  # type: ignore[operator]
+    fields["bias"] = fields["bias"] // 16  # type: ignore[operator]  # small beside the sums
+    base = baseline_fields(
+        weights.numpy(),
+        None,
+        frac_in=src.out.frac,
+        frac_out=fields["out"].frac,  # type: ignore[attr-defined]
+        input_max_abs=src.out.max_abs,
+        zero_exp=fields["n2"],  # type: ignore[arg-type]
+    )
+    layer = kind(name=name, inputs=(src.name,), shape=shape, **fields, **extra, **base)
+    return _with_exact_width(layer, src.out)
+
+
+def small_cnn(*, padding: int = 1, in_format: ActFormat = U8) -> IntModel:
+    """conv(3, pad) → ReLU'd; max pool 2 (odd sides: drops a row and a column); conv
+    stride 2 → flatten → linear → linear (signed logits)."""
+    x = InputLayer(name="x", inputs=(), shape=(2, 7, 9), out=in_format)
+    h1, w1 = 7 + 2 * padding - 2, 9 + 2 * padding - 2
+    c1 = _weight_layer(
+        Conv2dLayer, "c1", x, (3, h1, w1), (3, 2, 3, 3), 1, relu=True, stride=1, padding=padding
+    )
+    p1 = MaxPoolLayer(
+        name="p1", inputs=("c1",), shape=(3, h1 // 2, w1 // 2), out=c1.out, kernel=2, stride=2
+    )
+    h2, w2 = (h1 // 2 + 2 - 3) // 2 + 1, (w1 // 2 + 2 - 3) // 2 + 1
+    c2 = _weight_layer(
+        Conv2dLayer, "c2", p1, (4, h2, w2), (4, 3, 3, 3), 2, relu=True, shift=4, stride=2, padding=1
+    )
+    flat = FlattenLayer(name="flat", inputs=("c2",), shape=(4 * h2 * w2,), out=c2.out)
+    f1 = _weight_layer(LinearLayer, "f1", flat, (6,), (6, 4 * h2 * w2), 3, relu=False, shift=4)
+    relu = ReLULayer(name="r", inputs=("f1",), shape=(6,), out=ActFormat(8, False, f1.out.frac))
+    f2 = _weight_layer(LinearLayer, "f2", relu, (5,), (5, 6), 4, relu=False, shift=2)
+    return IntModel(layers=(x, c1, p1, c2, flat, f1, relu, f2), output="f2")
+
+
+def stream(
+    top: DataflowTop, images: np.ndarray, *, idle: float, stall: float, seed: int
+) -> dict[str, Any]:
+    """Drive ``images`` through ``top``; the outputs, the per-cycle offers and transfers."""
+    rng = random.Random(seed)
+    pixels = (
+        images.transpose(0, 2, 3, 1).reshape(-1, images.shape[1]) if images.ndim == 4 else images
+    )
+    record: dict[str, Any] = {"logits": [], "labels": [], "offers": [], "transfers": []}
+
+    async def bench(ctx: Any) -> None:
+        sent, offering = 0, False
+        for _ in range(20000):
+            if len(record["labels"]) == len(images):
+                return
+            if not offering and sent < len(pixels):
+                offering = rng.random() >= idle
+                if offering:
+                    ctx.set(top.i.payload, [int(v) for v in pixels[sent]])
+            ready = rng.random() >= stall
+            ctx.set(top.i.valid, offering)
+            ctx.set(top.o.ready, ready)
+            took = offering and bool(ctx.get(top.i.ready))
+            gave = ready and bool(ctx.get(top.o.valid))
+            if gave:
+                payload = ctx.get(top.o.payload)
+                record["logits"].append([int(v) for v in payload.logits])
+                record["labels"].append(int(payload.label))
+            record["offers"].append((offering, ready))
+            record["transfers"].append((took, gave))
+            if took:
+                sent, offering = sent + 1, False
+            await ctx.tick()
+        raise AssertionError("no end")
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return record
+
+
+def _images(model: IntModel, count: int, seed: int) -> np.ndarray:
+    fmt = model.input.out
+    rng = np.random.default_rng(seed)
+    x = rng.integers(fmt.lo, fmt.hi + 1, (count, *model.input.shape))
+    x[0] = fmt.hi
+    x[1] = fmt.lo
+    return x
+
+
+def _check(
+    model: IntModel,
+    top: DataflowTop,
+    *,
+    count: int = 5,
+    idle: float = 0.3,
+    stall: float = 0.3,
+    seed: int = 0,
+    weights: str = "po2",
+) -> dict[str, Any]:
+    x = _images(model, count, seed)
+    record = stream(top, x, idle=idle, stall=stall, seed=seed)
+    golden = execute.run(model, x, weights=weights)
+    assert record["logits"] == golden.tolist()
+    assert record["labels"] == golden.argmax(axis=1).tolist()
+    return record
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_small_cnn_is_bit_exact_under_stalls(padding: int) -> None:
+    model = small_cnn(padding=padding)
+    _check(model, build_dataflow(model), seed=padding)
+
+
+def test_signed_input_and_folding_everywhere() -> None:
+    model = small_cnn(in_format=S8)
+    top = build_dataflow(model, folding={"c1": 3, "c2": 2, "f1": 4, "f2": 5})
+    _check(model, top, seed=7)
+
+
+def test_multiplier_twin_runs_the_baseline_arithmetic() -> None:
+    model = small_cnn()
+    _check(model, build_dataflow(model, baseline="mult8", folding={"c2": 2}), weights="baseline")
+
+
+def test_transfers_equal_the_control_model_cycle_for_cycle() -> None:
+    model = small_cnn()
+    top = build_dataflow(model, folding={"c2": 2, "f1": 3})
+    record = _check(model, top, count=4, seed=3)
+    timing = PipelineTiming([stage.timing for stage in top.stages])
+    predicted = [timing.cycle(valid, ready) for valid, ready in record["offers"]]
+    assert predicted == record["transfers"]
+
+
+def test_timing_without_stalls_matches_the_design_parameters() -> None:
+    model = small_cnn()
+    top = build_dataflow(model, folding={"f1": 2})
+    record = _check(model, top, count=5, idle=0.0, stall=0.0)
+    gave = [n for n, (_, out) in enumerate(record["transfers"]) if out]
+    took = [n for n, (inp, _) in enumerate(record["transfers"]) if inp]
+    timing = top.timing()
+    assert gave[0] - took[0] == timing.latency
+    assert gave[-1] - gave[-2] == timing.interval
+    design = dataflow_design(model, folding={"f1": 2})
+    assert design.params["interval_cycles"] == timing.interval
+    assert design.params["latency_cycles"] == timing.latency == design.latency
+
+
+def test_a_changed_weight_is_caught() -> None:
+    """The check can fail: flip the sign of the largest weight; the top built from it
+    follows the changed model, not the original one."""
+    model = small_cnn()
+    fc = model.layer("f2")
+    assert isinstance(fc, WeightLayer)
+    codes = fc.codes.copy()
+    codes.flat[np.argmax(np.abs(fc.weights_int()))] ^= 1 << (fc.bits - 2)  # the largest
+    changed = dataclasses.replace(fc, codes=codes)
+    layers = tuple(changed if layer is fc else layer for layer in model.layers)
+    corrupted = dataclasses.replace(model, layers=layers)
+    x = _images(model, 4, 0)
+    record = stream(build_dataflow(corrupted), x, idle=0.0, stall=0.0, seed=0)
+    assert record["logits"] == execute.run(corrupted, x).tolist()
+    assert record["logits"] != execute.run(model, x).tolist()
+
+
+def test_unsupported_models_are_refused() -> None:
+    model = small_cnn()
+    with pytest.raises(ConfigError, match="Folding of layer 'c1'"):
+        build_dataflow(model, folding={"c1": 4})
+    with pytest.raises(ConfigError, match="not weight layers"):
+        build_dataflow(model, folding={"p1": 2})
+    with pytest.raises(ConfigError, match="Baseline"):
+        build_dataflow(model, baseline="mult4")
+    p1 = model.layer("p1")
+    overlapping = dataclasses.replace(p1, stride=1)
+    odd = dataclasses.replace(
+        model, layers=tuple(overlapping if layer is p1 else layer for layer in model.layers)
+    )
+    with pytest.raises(ConfigError, match="kernel == stride"):
+        build_dataflow(odd)
+    x = model.input
+    add = AddLayer(
+        name="add",
+        inputs=("x", "x"),
+        shape=x.shape,
+        out=x.out,
+        align=(0, 0),
+        shift=0,
+        relu=False,
+        acc_bits=10,
+    )
+    branched = IntModel(layers=(x, add), output="add")
+    with pytest.raises(ConfigError, match="chain of layers"):
+        build_dataflow(branched)
