@@ -179,7 +179,7 @@ class ConvEngine(wiring.Component):
         m.submodules.dot = dot = self.dot
         (hp, wp), k = self.padded, self.kernel
         pad_r, pad_c, emit_r, emit_c = conv_tables(self.size, k, self.stride, self.padding)
-        r, c = Signal(range(hp)), Signal(range(wp))
+        r, c = Signal(range(max(hp, 2))), Signal(range(max(wp, 2)))
         pad = Signal()
         m.d.comb += pad.eq(_flag_table(pad_r)[r] | _flag_table(pad_c)[c])
         layout = self.i.payload.shape()
@@ -241,7 +241,7 @@ class LinearEngine(wiring.Component):
         m.submodules.dot = dot = self.dot
         layout = self.i.payload.shape()
         buffer = [Signal(layout, name=f"beat{p}") for p in range(self.beats)]
-        count = Signal(range(self.beats))
+        count = Signal(range(max(self.beats, 2)))
         pending, serve, advance = Signal(), Signal(), Signal()
         m.d.comb += [
             serve.eq(pending & dot.i.ready),
@@ -298,7 +298,7 @@ class MaxPoolEngine(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         (h, w), k = self.size, self.kernel
-        r, c = Signal(range(h)), Signal(range(w))
+        r, c = Signal(range(max(h, 2))), Signal(range(max(w, 2)))
         col_index, col_first, col_last, col_used = pool_tables(w, k)
         _, row_first, row_last, row_used = pool_tables(h, k)
         layout = self.i.payload.shape()

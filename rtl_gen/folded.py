@@ -189,7 +189,7 @@ class FoldedDot(wiring.Component):
         phase = Signal(range(self.fold + 1))  # 0 idle, p: group p-1
         done = Signal()
         m.d.comb += [
-            self.i.ready.eq((phase == 0) & (~done | self.o.ready)),
+            self.i.ready.eq(~phase.any() & (~done | self.o.ready)),
             self.o.valid.eq(done),
             self.o.payload.eq(results),
             read.addr.eq(phase - 1),
@@ -198,7 +198,7 @@ class FoldedDot(wiring.Component):
             m.d.sync += done.eq(0)
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [hold.eq(self.i.payload), phase.eq(1)]
-        with m.Elif(phase != 0):
+        with m.Elif(phase.any()):
             m.d.sync += phase.eq(Mux(phase == self.fold, 0, phase + 1))
             with m.If(phase == self.fold):
                 m.d.sync += done.eq(1)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from inq_hw.intmodel import run
 from inq_hw.intmodel.package import load_package, package_hash
 from rtl_gen.export import Manifest, RTLError, load_manifest
 from sim.runner import SimulationError, run_testbench
@@ -67,6 +68,7 @@ def simulate_package(
     rtl_dir: str | os.PathLike[str] | None = None,
     simulator: str | None = None,
     samples: int | None = 64,
+    images: np.ndarray | None = None,
     seed: int = 0,
     idle: float = 0.2,
     stall: float = 0.2,
@@ -75,6 +77,7 @@ def simulate_package(
     folding: Mapping[str, int] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     timeout_s: float = 3600,
+    max_cycles: int | None = None,
 ) -> dict[str, Any]:
     """Run the package's dataflow top on ``samples`` test images (all when ``None``).
 
@@ -83,12 +86,15 @@ def simulate_package(
         rtl_dir: Where the top is (default ``PACKAGE/rtl-dataflow``, or
             ``PACKAGE/rtl-dataflow-mult8`` for the twin); generated when missing.
         simulator: ``"icarus"``, ``"verilator"`` or None (first installed).
-        samples, seed, idle, stall: Test images; the seed of the random input gaps
-            (probability ``idle``) and output stalls (probability ``stall``).
+        samples: Test images from the package's data set (all when None).
+        images: Integer input images to use instead of the data set (``(N, *shape)``).
+        seed, idle, stall: The seed of the random input gaps (probability ``idle``) and
+            output stalls (probability ``stall``).
         waves: Keep a waveform file (its path is in the summary).
         baseline, folding: For generating the top when ``rtl_dir`` has none.
         cache_dir: Simulator builds (default ``rtl_dir/sim_build``).
         timeout_s: Wall-clock limit of the simulation.
+        max_cycles: Cycle limit of the testbench (default: generous for the stalls).
 
     Returns:
         The summary (see the module docstring); ``mismatches`` lists the first few.
@@ -108,7 +114,7 @@ def simulate_package(
         )
     _check_probability("idle", idle)
     _check_probability("stall", stall)
-    arrays = golden_vectors(model, samples)
+    arrays = golden_vectors(model, samples) if images is None else _vectors_of(model, images)
     count = len(arrays["input"])
     beats = top.params["input"]["beats"]
     with tempfile.TemporaryDirectory(prefix="inq_hw_vectors_") as tmp:
@@ -123,9 +129,7 @@ def simulate_package(
             "idle": idle,
             "stall": stall,
             "timing_images": 4,
-            "max_cycles": 1000
-            + count * beats * _CYCLES_PER_BEAT_LIMIT
-            + count * top.params["interval_cycles"] * 4,
+            "max_cycles": max_cycles or _cycle_limit(count, beats, top.params["interval_cycles"]),
             "input": top.params["input"],
             "output": top.params["output"],
         }
@@ -157,6 +161,16 @@ def simulate_package(
         error.summary = summary  # type: ignore[attr-defined]
         raise error
     return summary
+
+
+def _cycle_limit(count: int, beats: int, interval: int) -> int:
+    return 1000 + count * (beats * _CYCLES_PER_BEAT_LIMIT + 4 * interval)
+
+
+def _vectors_of(model: Any, images: np.ndarray) -> dict[str, np.ndarray]:
+    images = np.asarray(images, dtype=np.int64)
+    output = run(model, images)
+    return {"input": images, "output": output, "prediction": output.argmax(axis=1)}
 
 
 def _check_probability(name: str, value: float) -> None:
