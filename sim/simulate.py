@@ -170,6 +170,7 @@ def _cycle_limit(count: int, beats: int, interval: int) -> int:
 def _vectors_of(model: Any, images: np.ndarray) -> dict[str, np.ndarray]:
     images = np.asarray(images, dtype=np.int64)
     output = run(model, images)
+    assert isinstance(output, np.ndarray)
     return {"input": images, "output": output, "prediction": output.argmax(axis=1)}
 
 
