@@ -9,7 +9,9 @@
 2. **Synthesis time per 1k weights.** :func:`inq_hw.cost.synth.synthesize` (no cache) on
    Linear shift-add units of 1k and 4k weights (random 5-bit codes, 15% zeros, 8-bit signed
    inputs, requantised) for the generic and iCE40 targets, and on the 8-bit multiplier
-   twin of a 256-weight unit (the twin takes far longer); seconds per 1k weights.
+   twin of a 256-weight unit (the twin takes far longer); seconds per 1k weights. The
+   iCE40 flow is the cost model's default (classic ABC LUT mapping without SAT sweeping,
+   inq_hw/cost/synth.py).
 """
 
 import dataclasses

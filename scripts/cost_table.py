@@ -4,14 +4,19 @@ Usage::
 
     .venv/bin/python scripts/cost_table.py --packages runs/cost --out reports/cost-digits
 
-Reads the packages ``PACKAGES/pkg{b}`` (``inq-hw export`` of the digits-cnn at each b,
-see the Makefile's ``demo``), synthesises every layer's shift-add unit and its 8-bit
-multiplier twin with Yosys (generic gates, ``stat -tech cmos`` transistors, ``synth_ice40``
-LUTs and DSPs; cached), prices the same units analytically (45 nm Horowitz table) and
-checks the analytic area ranking of the layers against synthesis. Layers with more than
-``--max-outputs`` outputs are synthesised on that many outputs (the analytic figures of
-the comparison use the same subset; the energy column is the whole layer). Writes
-``results.json`` and ``table.md`` atomically into ``--out``.
+Reads the packages ``PACKAGES/pkg{b}`` (``inq-hw export`` of the digits-cnn at each b;
+runs/cost/make.sh), synthesises a fixed slice of every layer's shift-add unit and of its
+8-bit multiplier twin with Yosys, one run at a time (generic gates and ``stat -tech cmos``
+transistors; ``synth_ice40`` LUT4 and DSPs; cached in ``--cache``), prices the same slices
+analytically (45 nm Horowitz table) and checks the analytic area ranking of the layers
+against synthesis. The analytic energy column is the whole layer per inference.
+
+The slice: a unit keeps ``max(1, --max-weights // inputs)`` of its outputs (all of them
+if fewer), chosen by :func:`inq_hw.cost.designs.subset_model` (the first ones, the last
+replaced by the output holding the layer's largest 8-bit weight if it is not among them).
+The shift-add unit and its twin are cut to the same rows, so their ratio is that of the
+same outputs. A run past ``--timeout`` is recorded as ``timeout`` and the table goes on.
+Writes ``results.json`` and ``table.md`` atomically into ``--out``.
 """
 
 import argparse
@@ -21,15 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw.checkpoint import atomic_write
-from inq_hw.cost import analyze
+from inq_hw.cost import SynthesisTimeout, analyze
 from inq_hw.cost.check import compare_rankings
 from inq_hw.cost.designs import layer_jobs, subset_model
-from inq_hw.cost.synth import synthesize_all
+from inq_hw.cost.synth import synth_script, synthesize
 from inq_hw.intmodel import IntModel
 from inq_hw.intmodel.package import load_package
 
 TARGETS = ("generic", "ice40")
 DESIGNS = (("shift-add", None), ("mult8", "mult8"))
+MEASURES = (("transistors", "generic"), ("gates", "generic"), ("lut", "ice40"))
 
 
 def _parse() -> argparse.Namespace:
@@ -37,31 +43,32 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--packages", type=Path, default=Path("runs/cost"))
     parser.add_argument("--bits", default="2,3,4,5")
     parser.add_argument("--out", type=Path, default=Path("reports/cost-digits"))
-    parser.add_argument("--max-outputs", type=int, default=4)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--max-weights", type=int, default=144)
     parser.add_argument("--cache", type=Path, default=Path("runs/cost/cache"))
-    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per Yosys run")
+    parser.add_argument("--abc", default="fast", help="ABC script: fast or full")
     return parser.parse_args()
 
 
+def _run(job: Any, target: str, args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        result = synthesize(
+            job, target, cache_dir=args.cache, timeout_s=args.timeout, abc=args.abc
+        ).to_dict()
+    except SynthesisTimeout:
+        result = {"timeout": True, "seconds": args.timeout}
+    state = "timeout" if result.get("timeout") else "cached" if result["cached"] else "done"
+    print(f"    {job.label} {target}: {state} ({result['seconds']:.0f} s)", flush=True)
+    return result
+
+
 def _synth(model: IntModel, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """``{layer: {design: {target: figures}, "params": ...}}``."""
+    """``{layer: {design: {target: figures}, "params": ...}}``, one Yosys run at a time."""
     out: dict[str, dict[str, Any]] = {}
     for design, baseline in DESIGNS:
-        pairs = layer_jobs(model, baseline=baseline, max_outputs=args.max_outputs)
-        for target in TARGETS:
-            start = time.perf_counter()
-            results = synthesize_all(
-                [job for job, _ in pairs],
-                target,
-                workers=args.jobs,
-                cache_dir=args.cache,
-                timeout_s=args.timeout,
-            )
-            print(f"  {design} {target}: {time.perf_counter() - start:.0f} s", flush=True)
-            for (_, params), result in zip(pairs, results, strict=True):
-                entry = out.setdefault(params["layer"], {"params": params})
-                entry.setdefault(design, {})[target] = result.to_dict()
+        for job, params in layer_jobs(model, baseline=baseline, max_weights=args.max_weights):
+            entry = out.setdefault(params["layer"], {"params": params})
+            entry[design] = {target: _run(job, target, args) for target in TARGETS}
     return out
 
 
@@ -76,11 +83,16 @@ def _analytic_units(model: IntModel, synth: dict[str, Any]) -> dict[str, Any]:
 
 
 def _checks(synth: dict[str, Any], units: dict[str, Any]) -> dict[str, Any]:
+    """Per design and measure: the analytic area ranking of the layers against synthesis
+    (layers whose run timed out are left out)."""
     checks = {}
     for design, _ in DESIGNS:
-        analytic = {name: units[name][design]["area_um2"] for name in synth}
-        for metric, target in (("transistors", "generic"), ("gates", "generic"), ("lut", "ice40")):
-            measured = {name: float(synth[name][design][target][metric]) for name in synth}
+        for metric, target in MEASURES:
+            done = [n for n in synth if not synth[n][design][target].get("timeout")]
+            if len(done) < 2:
+                continue
+            analytic = {n: units[n][design]["area_um2"] for n in done}
+            measured = {n: float(synth[n][design][target][metric]) for n in done}
             checks[f"{design}/{metric}"] = compare_rankings(analytic, measured)
     return checks
 
@@ -88,6 +100,7 @@ def _checks(synth: dict[str, Any], units: dict[str, Any]) -> dict[str, Any]:
 def _one(bits: int, args: argparse.Namespace) -> dict[str, Any]:
     model = load_package(args.packages / f"pkg{bits}")
     print(f"b = {bits}", flush=True)
+    start = time.perf_counter()
     synth = _synth(model, args)
     network = analyze(model)
     energy = {c.name: {d: c.designs[d].energy_pj for d, _ in DESIGNS} for c in network.layers}
@@ -99,36 +112,64 @@ def _one(bits: int, args: argparse.Namespace) -> dict[str, Any]:
         "analytic_energy_pj": {name: energy[name] for name in synth},
         "analytic_network": network.to_dict()["ratios"],
         "checks": _checks(synth, units),
+        "seconds": time.perf_counter() - start,
     }
 
 
-def _ratio(entry: dict[str, Any], target: str, metric: str) -> float:
-    return entry["shift-add"][target][metric] / entry["mult8"][target][metric]
+def _ratio(entry: dict[str, Any], target: str, metric: str) -> str:
+    ours, theirs = entry["shift-add"][target], entry["mult8"][target]
+    if ours.get("timeout") or theirs.get("timeout"):
+        return "timeout"
+    return f"{ours[metric] / theirs[metric]:.3f}"
 
 
-def _markdown(results: list[dict[str, Any]]) -> str:
+def _slice(params: dict[str, Any]) -> str:
+    kept, total = params["outputs_synthesised"], params["outputs_total"]
+    rows = params["rows_synthesised"]
+    which = "all" if kept == total else "rows " + ",".join(map(str, rows))
+    return f"{params['inputs']} in x {kept}/{total} out ({which})"
+
+
+def _markdown(results: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> str:
     lines = [
-        "| b | layer (outputs synthesised) | generic gates | transistors (cmos) | iCE40 LUT4 "
-        "| shift-add DSPs | analytic energy | analytic area |",
+        "Shift-add unit / 8-bit multiplier twin, digits-cnn (8x8 input, 16-32-32 conv + fc), "
+        "per layer and code width b. Below 1: the shift-add design is smaller.",
+        "",
+        f"Produced by `python scripts/cost_table.py --max-weights {args.max_weights}` "
+        f"({seconds / 60:.0f} min on 2 shared cores, Yosys one run at a time). Synthesis "
+        f"runs on a slice of each layer's constant-weight unit (a conv unit is one window: "
+        f"Cin·3·3 inputs): max(1, {args.max_weights} // inputs) outputs, the same rows for "
+        "both designs, listed per row. Generic: "
+        f"`{'; '.join(synth_script('generic', 'top', abc=args.abc))}`, `stat -tech cmos`. "
+        f"iCE40: `synth_ice40` with classic ABC LUT mapping without SAT sweeping "
+        "(inq_hw/cost/synth.py), no DSPs inferred. Analytic energy: the whole layer per "
+        "inference, 45 nm (Horowitz, ISSCC 2014), constant multipliers priced by their CSD "
+        "digits.",
+        "",
+        "| b | layer | slice synthesised | generic gates | transistors (cmos) | iCE40 LUT4 "
+        "| shift-add DSPs | analytic energy |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for run in results:
         for name, entry in run["layers"].items():
-            p = entry["params"]
             e = run["analytic_energy_pj"][name]
-            u = run["analytic_units"][name]
-            shift_ice = entry["shift-add"]["ice40"]
+            dsp = entry["shift-add"]["ice40"].get("dsp", "timeout")
             lines.append(
-                f"| {run['bits']} | {name} ({p['outputs_synthesised']}/{p['outputs_total']}) "
-                f"| {_ratio(entry, 'generic', 'gates'):.3f} "
-                f"| {_ratio(entry, 'generic', 'transistors'):.3f} "
-                f"| {_ratio(entry, 'ice40', 'lut'):.3f} | {shift_ice['dsp']} "
-                f"| {e['shift-add'] / e['mult8']:.4f} "
-                f"| {u['shift-add']['area_um2'] / u['mult8']['area_um2']:.4f} |"
+                f"| {run['bits']} | {name} | {_slice(entry['params'])} "
+                f"| {_ratio(entry, 'generic', 'gates')} "
+                f"| {_ratio(entry, 'generic', 'transistors')} "
+                f"| {_ratio(entry, 'ice40', 'lut')} | {dsp} "
+                f"| {e['shift-add'] / e['mult8']:.3f} |"
             )
-    lines += ["", "Analytic area ranking of the layers against synthesis (per b and design):", ""]
-    lines += ["| b | design / measure | same ranking | Spearman | spread (max/min factor) |"]
-    lines += ["|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Analytic area of the same slices against synthesis: do the layers rank the same? "
+        "Spearman's rank correlation over the layers (1: same order); spread: the largest "
+        "over the smallest synthesis / analytic factor (1: proportional).",
+        "",
+        "| b | design / measure | same ranking | Spearman | spread |",
+        "|---|---|---|---|---|",
+    ]
     for run in results:
         for key, check in run["checks"].items():
             lines.append(
@@ -142,14 +183,17 @@ def main() -> None:
     args = _parse()
     start = time.perf_counter()
     results = [_one(int(b), args) for b in args.bits.split(",")]
+    seconds = time.perf_counter() - start
     report = {
         "runs": results,
-        "max_outputs": args.max_outputs,
-        "seconds": time.perf_counter() - start,
+        "max_weights": args.max_weights,
+        "abc": args.abc,
+        "timeout_s": args.timeout,
+        "seconds": seconds,
     }
     text = json.dumps(report, indent=1, sort_keys=True) + "\n"
     atomic_write(args.out / "results.json", lambda tmp: _write(tmp, text))
-    table = _markdown(results)
+    table = _markdown(results, args, seconds)
     atomic_write(args.out / "table.md", lambda tmp: _write(tmp, table))
     print(table)
 

@@ -2,6 +2,7 @@
 
 import collections
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from amaranth.hdl import Fragment, Value
 import rtl_gen.arith
 from inq_hw.cli import main
 from inq_hw.cost import HOROWITZ_45NM, CostError, TechTableError, analyze, load_table
+from inq_hw.cost.analytic import csd_digits
 from inq_hw.cost.check import compare_rankings
 from inq_hw.cost.tables import table_from_dict
 from inq_hw.intmodel import IntModel, WeightLayer
@@ -236,3 +238,42 @@ def test_compare_rankings() -> None:
     assert swapped["spread"] == pytest.approx(90.0 / (10.0 / 9.0))
     with pytest.raises(CostError, match="same layers"):
         compare_rankings({"a": 1.0}, {"b": 1.0})
+
+
+def _fewest_signed_digits(limit: int, digits: int = 10) -> dict[int, int]:
+    """Brute force: the fewest nonzero digits of any {-1, 0, 1} form of 0..limit."""
+    best: dict[int, int] = {}
+    for form in itertools.product((-1, 0, 1), repeat=digits):
+        value = sum(d << i for i, d in enumerate(form))
+        if 0 <= value <= limit:
+            weight = sum(1 for d in form if d)
+            best[value] = min(best.get(value, weight), weight)
+    return best
+
+
+def test_csd_digits_are_the_fewest_signed_digits() -> None:
+    best = _fewest_signed_digits(256)
+    values = np.arange(257)
+    assert list(csd_digits(values)) == [best[v] for v in range(257)]
+    assert list(csd_digits(np.array([-7, 7, 127, -128, 85]))) == [2, 2, 2, 1, 4]
+
+
+def test_twin_constant_multipliers_are_priced_by_their_csd_digits(package: Path) -> None:
+    model = load_package(package)
+    layer = model.layer("classifier.fc")
+    assert isinstance(layer, WeightLayer) and layer.baseline_weights is not None
+    w = layer.baseline_weights[layer.baseline_weights != 0]
+    fc = next(c for c in analyze(model).layers if c.name == "classifier.fc")
+    twin = fc.designs["mult8"]
+    assert twin.mults == w.size and twin.mult_adds == int((csd_digits(w) - 1).sum())
+    powers = dataclasses.replace(
+        layer, baseline_weights=np.where(layer.baseline_weights != 0, 64, 0).astype(np.int8)
+    )
+    swapped = IntModel(
+        layers=tuple(powers if x.name == layer.name else x for x in model.layers),
+        output=model.output,
+    )
+    cheap = next(c for c in analyze(swapped).layers if c.name == "classifier.fc")
+    assert cheap.designs["mult8"].mult_adds == 0  # a power of two is wiring
+    assert cheap.designs["mult8"].area_um2 < twin.area_um2
+    assert cheap.designs["mult8"].pe_mac_area_um2 == twin.pe_mac_area_um2  # runtime: n x m

@@ -12,7 +12,7 @@ import pytest
 from inq_hw.cli import main
 from inq_hw.cost import CostError, SynthesisError, SynthesisTimeout, ToolNotFound
 from inq_hw.cost import synth as synth_module
-from inq_hw.cost.designs import layer_jobs, subset_model
+from inq_hw.cost.designs import layer_jobs, outputs_kept, subset_model
 from inq_hw.cost.synth import SynthJob, jobs_from_manifest, synthesize, synthesize_all
 from inq_hw.intmodel import ActFormat, WeightLayer
 from inq_hw.intmodel.package import load_package
@@ -147,3 +147,31 @@ def test_cli_missing_tool(
 
 def _raise_missing(tool: str) -> list[str]:
     raise ToolNotFound("nextpnr or yosys missing (test)")
+
+
+@pytest.mark.hw
+def test_ice40_fast_and_full_flows_agree_closely(tmp_path: Path) -> None:
+    job = _job(mode="multiply")
+    fast = synthesize(job, "ice40", cache_dir=tmp_path)
+    full = synthesize(job, "ice40", cache_dir=tmp_path, abc="full")
+    assert fast.script[0].endswith("-run :map_luts") and full.script == [
+        "synth_ice40 -top " + job.top
+    ]
+    assert fast.key != full.key and fast.lut and full.lut and fast.dsp == full.dsp == 0
+    assert 0.8 < fast.lut / full.lut < 1.25
+
+
+def test_weight_budget_slices_every_layer_to_the_same_rows(package: Path) -> None:
+    model = load_package(package)
+    fc = model.layer("classifier.fc")
+    assert isinstance(fc, WeightLayer)
+    inputs = int(np.prod(fc.codes.shape[1:]))
+    assert outputs_kept(fc, max_weights=2 * inputs) == 2
+    assert outputs_kept(fc, max_weights=1) == 1  # never fewer than one output
+    assert outputs_kept(fc, max_weights=10**9) == fc.codes.shape[0]
+    assert outputs_kept(fc, max_outputs=3, max_weights=10**9) == 3
+    shift = layer_jobs(model, max_weights=2 * inputs, layers=["classifier.fc"])
+    twin = layer_jobs(model, baseline="mult8", max_weights=2 * inputs, layers=["classifier.fc"])
+    (_, ours), (_, theirs) = shift[0], twin[0]
+    assert ours["outputs_synthesised"] == theirs["outputs_synthesised"] == 2
+    assert ours["rows_synthesised"] == theirs["rows_synthesised"]

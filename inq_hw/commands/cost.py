@@ -44,7 +44,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=None, help="parallel syntheses (CPU count)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per tool run")
     parser.add_argument("--cache", type=Path, default=None, help="synthesis cache directory")
-    parser.add_argument("--abc", default="fast", help="generic ABC script: fast or full")
+    parser.add_argument("--abc", default="fast", help="ABC script (generic, ice40): fast or full")
     parser.add_argument(
         "--fmax", action="store_true", help="place and route registered units (nextpnr)"
     )

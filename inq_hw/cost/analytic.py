@@ -9,9 +9,11 @@ For every weight layer the model counts what rtl_gen's constant-weight unit of t
   constant is one more term). Zero weights cost nothing; constant shifts are wiring
   (counted, free).
 * ``mult8``: the 8-bit uniform multiplier twin (the package's baseline weights): one
-  ``a x 8`` multiplier per nonzero weight and the same kind of exact-width tree over the
-  products. The table's multiplier is a general one; a constant multiplier is cheaper in
-  synthesis, which the synthesis check makes visible.
+  constant multiplier per nonzero weight and the same kind of exact-width tree over the
+  products. A constant multiplier is priced by its constant, as synthesis builds it: the
+  canonical signed digit form's nonzero digits minus one adders, each as wide as the
+  product (:func:`csd_digits`); the table's general ``n x m`` multiplier prices only the
+  programmable MAC, whose weight arrives at run time.
 * ``fp32``: a dense 32-bit float twin: a float multiply and add per weight.
 
 Per inference a unit runs once per output position (``H·W`` of a convolution, 1 for a
@@ -42,7 +44,15 @@ from inq_hw.cost.tables import HOROWITZ_45NM, TechTable
 from inq_hw.intmodel import IntModel, Layer, WeightLayer
 from inq_hw.intmodel.layers import AddLayer, AvgPoolLayer, Conv2dLayer, MaxPoolLayer
 
-__all__ = ["DESIGNS", "DesignCost", "LayerCost", "NetworkCost", "analyze", "tree_widths"]
+__all__ = [
+    "DESIGNS",
+    "DesignCost",
+    "LayerCost",
+    "NetworkCost",
+    "analyze",
+    "csd_digits",
+    "tree_width_histogram",
+]
 
 #: The designs priced for every layer: the shift-add unit and its two twins.
 DESIGNS = ("shift-add", "mult8", "fp32")
@@ -61,7 +71,9 @@ class DesignCost:
     area_um2 : float
         Datapath area of the layer's unit.
     adds, add_bits, mults : int
-        Adders, their summed widths, and multipliers in the unit.
+        Adders of the unit's trees, their summed widths, and constant multipliers.
+    mult_adds : int
+        Adders inside the constant multipliers (CSD digits - 1 each, :func:`csd_digits`).
     weight_bits : int
         Bits of weight storage if the weights were stored, not wired.
     pe_mac_energy_pj, pe_mac_area_um2 : float
@@ -76,6 +88,7 @@ class DesignCost:
     weight_bits: int
     pe_mac_energy_pj: float = 0.0
     pe_mac_area_um2: float = 0.0
+    mult_adds: int = 0
 
     def __add__(self, other: "DesignCost") -> "DesignCost":
         return DesignCost(
@@ -175,56 +188,75 @@ def _bit_length(values: np.ndarray) -> np.ndarray:
 
 
 def _range_width(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Width of ``rtl_gen.arith.range_shape(lo, hi)`` (Amaranth's range shape)."""
+    """Width of ``rtl_gen.arith.range_shape(lo, hi)`` (Amaranth's range shape): signed
+    ranges need ``bit_length(max(-lo - 1, hi)) + 1`` bits (bit_length is monotone)."""
     hi = np.where(lo == hi, hi + 1, hi)
-    signed = _bit_length(np.maximum(-lo - 1, 0)).clip(min=0)
-    signed = np.maximum(signed, _bit_length(np.maximum(hi, 0))) + 1
-    return np.where(lo < 0, signed, np.maximum(_bit_length(hi), 1))
+    signed = lo < 0
+    magnitude = np.where(signed, np.maximum(-lo - 1, hi), np.maximum(hi, 0))
+    return np.maximum(_bit_length(magnitude) + signed, 1)
 
 
-def tree_widths(
+def tree_width_histogram(
     true_lo: np.ndarray,
     true_hi: np.ndarray,
     shift: np.ndarray,
     negated: np.ndarray,
     valid: np.ndarray,
 ) -> np.ndarray:
-    """Widths of every adder of the trees :func:`rtl_gen.arith.adder_tree` builds, one tree
-    per row of terms already in its order (sorted by shift and sign, valid terms first).
+    """``{width: adders}`` as an array indexed by width, over the trees
+    :func:`rtl_gen.arith.adder_tree` builds, one tree per row of terms already in its order
+    (sorted by shift and sign, valid terms first).
 
     ``true_lo``/``true_hi`` bound each term's value in absolute units (``±v · 2**shift``).
     ``_combine``'s range arithmetic is interval addition aligned to the smaller shift, the
     magnitude being kept while every operand is negated; so the adder over a block of
     terms is as wide as the block's summed interval (negated when all of it is), in units
-    of its first term's shift. Blocks are summed pairwise, level by level: an adder exists
-    where the block's right half holds a valid term. Exact while sums stay below 2**53.
+    of its first term's shift. Blocks are summed pairwise, level by level: the blocks of
+    level ``L`` are ``[j·2**L, (j+1)·2**L)``, and an adder exists where the block's right
+    half holds a valid term. Every block sum is a difference of two prefix sums, so no
+    level is materialised. Exact while sums stay below 2**53.
     """
     rows, m = true_lo.shape
-    padded = (rows, 1 << max(0, (m - 1).bit_length()))
-    lo, hi = np.zeros(padded), np.zeros(padded)
-    plus, count = np.zeros(padded, np.int32), np.zeros(padded, np.int32)
-    first = np.zeros(padded, np.int64)
-    np.multiply(true_lo, valid, out=lo[:, :m])
-    np.multiply(true_hi, valid, out=hi[:, :m])
-    plus[:, :m], count[:, :m], first[:, :m] = valid & ~negated, valid, shift
-    widths = []
-    while lo.shape[1] > 1:
-        adder = count[:, 1::2] > 0  # valid terms are packed first: the left half has one too
-        lo, hi = lo[:, ::2] + lo[:, 1::2], hi[:, ::2] + hi[:, 1::2]
-        plus, count, first = (
-            plus[:, ::2] + plus[:, 1::2],
-            count[:, ::2] + count[:, 1::2],
-            first[:, ::2],
-        )
-        block_lo = np.ldexp(lo[adder], -first[adder])
-        block_hi = np.ldexp(hi[adder], -first[adder])
-        all_negated = plus[adder] == 0
-        block_lo, block_hi = (
-            np.where(all_negated, -block_hi, block_lo),
-            np.where(all_negated, -block_lo, block_hi),
-        )
-        widths.append(_range_width(block_lo, block_hi))
-    return np.concatenate(widths).astype(np.int64) if widths else np.zeros(0, np.int64)
+    n_valid = valid.sum(axis=1)
+    lo_sum, hi_sum = np.zeros((rows, m + 1)), np.zeros((rows, m + 1))
+    plus_sum = np.zeros((rows, m + 1), np.int32)
+    np.cumsum(np.where(valid, true_lo, 0), axis=1, out=lo_sum[:, 1:])
+    np.cumsum(np.where(valid, true_hi, 0), axis=1, out=hi_sum[:, 1:])
+    np.cumsum(valid & ~negated, axis=1, out=plus_sum[:, 1:])
+    shifted, any_negated = bool(shift.any()), bool((negated & valid).any())
+    histogram = np.zeros(1, np.int64)
+    size = 2
+    while size // 2 < m:
+        blocks = -(-(m - size // 2) // size)  # those with a right half
+        adder = np.arange(0, blocks * size, size) + size // 2 < n_valid[:, None]
+        lo, hi, plus = (_block_sums(c, size, blocks) for c in (lo_sum, hi_sum, plus_sum))
+        if shifted:
+            first = shift[:, 0:m:size][:, :blocks]
+            lo, hi = np.ldexp(lo, -first), np.ldexp(hi, -first)
+        if any_negated:
+            negative = plus == 0
+            lo, hi = np.where(negative, -hi, lo), np.where(negative, -lo, hi)
+        histogram = _add_histograms(histogram, np.bincount(_range_width(lo, hi)[adder]))
+        size *= 2
+    return histogram
+
+
+def _block_sums(prefix: np.ndarray, size: int, blocks: int) -> np.ndarray:
+    """Sums over ``[j·size, min((j+1)·size, m))`` for ``j < blocks``, from strided views
+    of the prefix sums (no gather)."""
+    m = prefix.shape[1] - 1
+    ends = prefix[:, size : m + 1 : size]
+    if ends.shape[1] < blocks:
+        ends = np.concatenate([ends, prefix[:, m:]], axis=1)
+    return ends[:, :blocks] - prefix[:, 0:m:size][:, :blocks]
+
+
+def _add_histograms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) < len(b):
+        a, b = b, a
+    a = a.copy()
+    a[: len(b)] += b
+    return a
 
 
 def _constant(constants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -259,12 +291,41 @@ def _rounding(shift: int) -> int:
     return 1 << (shift - 1) if shift > 0 else 0
 
 
-def _adds_cost(widths: np.ndarray, table: TechTable, positions: int) -> tuple[float, float]:
-    counts = np.bincount(widths)
-    used = np.flatnonzero(counts)
-    energy = sum(int(counts[w]) * table.energy("int_add", int(w)) for w in used)
-    area = sum(int(counts[w]) * table.area("int_add", int(w)) for w in used)
+def _adds_cost(histogram: np.ndarray, table: TechTable, positions: int) -> tuple[float, float]:
+    used = np.flatnonzero(histogram)
+    energy = sum(int(histogram[w]) * table.energy("int_add", int(w)) for w in used)
+    area = sum(int(histogram[w]) * table.area("int_add", int(w)) for w in used)
     return energy * positions, area
+
+
+def _csd_digit_table(limit: int) -> np.ndarray:
+    """Nonzero digits of the canonical signed digit (non-adjacent) form of 0..limit."""
+    digits = np.zeros(limit + 1, np.int64)
+    for value in range(1, limit + 1):
+        n, count = value, 0
+        while n:
+            if n & 1:
+                n -= 2 - (n & 3)  # digit +1 if n = 1 mod 4, else -1 (n = 3 mod 4)
+                count += 1
+            n >>= 1
+        digits[value] = count
+    return digits
+
+
+_CSD_DIGITS = _csd_digit_table(1 << _BASELINE_BITS)
+
+
+def csd_digits(values: np.ndarray) -> np.ndarray:
+    """Nonzero digits of the canonical signed digit form of ``|values|`` (up to 2**8).
+
+    A constant multiplication ``x · w`` is ``csd_digits(w) - 1`` additions of shifted
+    ``x``: the CSD (non-adjacent) form has the fewest nonzero digits of any signed-digit
+    form (Reitwiesner, "Binary arithmetic", Advances in Computers 1, 1960), and is how
+    shift-add constant multipliers are built (Hartley, "Subexpression sharing in filters
+    using canonic signed digit multipliers", IEEE TCAS-II 43(10), 1996). Synthesis folds a
+    constant multiplier into about this many adders, not a full n x m array.
+    """
+    return _CSD_DIGITS[np.abs(values).astype(np.int64)]
 
 
 def _code_fields(layer: WeightLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -279,8 +340,8 @@ def _code_fields(layer: WeightLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _shift_add(layer: WeightLayer, lo_x: int, hi_x: int) -> np.ndarray:
-    """Adder widths of the shift-add unit: terms sorted by (shift, sign), stably, then
-    the bias-and-rounding constant after the inputs of its key (it is the last term)."""
+    """Adder-width histogram of the shift-add unit: terms sorted by (shift, sign), stably,
+    then the bias-and-rounding constant after the inputs of its key (the last such term)."""
     nonzero, negative, shift = _code_fields(layer)
     constants = layer.bias + _rounding(layer.shift)
     tz, has_const = _constant(constants)
@@ -295,12 +356,20 @@ def _shift_add(layer: WeightLayer, lo_x: int, hi_x: int) -> np.ndarray:
     true_hi = np.where(neg, -lo_x, hi_x) * scale
     rows = np.flatnonzero(has_const)
     true_lo[rows, position[rows]] = true_hi[rows, position[rows]] = constants[rows]
-    return tree_widths(true_lo, true_hi, sh, neg, valid)
+    return tree_width_histogram(true_lo, true_hi, sh, neg, valid)
 
 
-def _twin(layer: WeightLayer, lo_x: int, hi_x: int) -> tuple[np.ndarray, int]:
-    """Adder widths of the multiplier twin: products in input order (all at shift 0, none
-    negated), zero weights dropped, then the constant."""
+@dataclass(frozen=True)
+class _Twin:
+    tree: np.ndarray  # adder-width histogram of the tree over the products
+    multiplier_adds: np.ndarray  # adder-width histogram inside the constant multipliers
+    mults: int
+
+
+def _twin(layer: WeightLayer, lo_x: int, hi_x: int) -> _Twin:
+    """The multiplier twin: products in input order (all at shift 0, none negated), zero
+    weights dropped, then the constant; each constant multiplier is ``csd_digits - 1``
+    adders as wide as its product."""
     if not layer.has_baseline:
         raise CostError(
             f"The package has no 8-bit baseline for layer {layer.name!r}; re-export it "
@@ -308,40 +377,54 @@ def _twin(layer: WeightLayer, lo_x: int, hi_x: int) -> tuple[np.ndarray, int]:
         )
     twin = layer.arithmetic("baseline")
     w = twin.weights.reshape(layer.codes.shape[0], -1)
-    order = np.argsort(w == 0, axis=1, kind="stable")
-    w = np.take_along_axis(w, order, axis=1).astype(float)
+    nonzero = w != 0
+    n_valid = nonzero.sum(axis=1)
+    packed = np.zeros((len(w), w.shape[1] + 1))
+    packed[:, :-1] = w
+    sparse = np.flatnonzero(n_valid < w.shape[1])  # only these rows need packing
+    order = np.argsort(~nonzero[sparse], axis=1, kind="stable")
+    packed[sparse, :-1] = np.take_along_axis(w[sparse], order, axis=1)
+    lo, hi = packed * lo_x, packed * hi_x
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    values = w[nonzero].astype(float)
+    product_widths = _range_width(
+        np.minimum(lo_x * values, hi_x * values), np.maximum(lo_x * values, hi_x * values)
+    )
     constants = twin.bias + _rounding(twin.shift)
     _, has_const = _constant(constants)
-    lo = np.concatenate([np.minimum(lo_x * w, hi_x * w), constants[:, None]], axis=1)
-    hi = np.concatenate([np.maximum(lo_x * w, hi_x * w), constants[:, None]], axis=1)
-    valid = np.concatenate([w != 0, np.zeros((len(w), 1), bool)], axis=1)
-    n_valid = valid.sum(axis=1)
-    rows = np.flatnonzero(has_const)
-    lo[rows, n_valid[rows]], hi[rows, n_valid[rows]] = constants[rows], constants[rows]
-    valid[rows, n_valid[rows]] = True
+    valid = np.arange(packed.shape[1]) < (n_valid + has_const)[:, None]
+    const_rows = np.flatnonzero(has_const)
+    lo[const_rows, n_valid[const_rows]] = constants[const_rows]
+    hi[const_rows, n_valid[const_rows]] = constants[const_rows]
     shift = np.zeros(lo.shape, np.int64)
-    return tree_widths(lo, hi, shift, np.zeros(lo.shape, bool), valid), int(np.count_nonzero(w))
+    tree = tree_width_histogram(lo, hi, shift, np.zeros(lo.shape, bool), valid)
+    adders = csd_digits(w[nonzero]) - 1
+    multiplier_adds = np.bincount(product_widths, weights=adders).astype(np.int64)
+    return _Twin(tree, multiplier_adds, int(values.size))
 
 
 def _design(
-    widths: np.ndarray,
+    tree: np.ndarray,
     mults: int,
-    mult_cost: tuple[float, float],
+    multiplier_adds: np.ndarray,
     table: TechTable,
     positions: int,
     weight_bits: int,
     pe: tuple[float, float],
 ) -> DesignCost:
-    energy, area = _adds_cost(widths, table, positions)
+    energy, area = _adds_cost(tree, table, positions)
+    mult_energy, mult_area = _adds_cost(multiplier_adds, table, positions)
+    widths = np.arange(len(tree))
     return DesignCost(
-        energy_pj=energy + mults * mult_cost[0] * positions,
-        area_um2=area + mults * mult_cost[1],
-        adds=int(widths.size),
-        add_bits=int(widths.sum()),
+        energy_pj=energy + mult_energy,
+        area_um2=area + mult_area,
+        adds=int(tree.sum()),
+        add_bits=int((tree * widths).sum()),
         mults=mults,
         weight_bits=weight_bits,
         pe_mac_energy_pj=pe[0],
         pe_mac_area_um2=pe[1],
+        mult_adds=int(multiplier_adds.sum()),
     )
 
 
@@ -359,7 +442,7 @@ def _weight_layer(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
     x = model.layer(layer.inputs[0]).out
     rows, n_in = layer.codes.shape[0], int(np.prod(layer.codes.shape[1:]))
     weights, positions = rows * n_in, _positions(layer)
-    shift_widths = _shift_add(layer, x.lo, x.hi)
+    shift_tree = _shift_add(layer, x.lo, x.hi)
     is_nonzero, _, shifts = _code_fields(layer)
     nonzero = int(np.count_nonzero(is_nonzero))
     exponents = 1 << (layer.bits - 2)
@@ -373,27 +456,28 @@ def _weight_layer(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
     )
     fp = (table.energy("fp_mult", _FLOAT_BITS), table.area("fp_mult", _FLOAT_BITS))
     fp_add = (table.energy("fp_add", _FLOAT_BITS), table.area("fp_add", _FLOAT_BITS))
+    none = np.zeros(1, np.int64)
     designs = {
         "shift-add": _design(
-            shift_widths,
+            shift_tree,
             0,
-            (0.0, 0.0),
+            none,
             table,
             positions,
             weights * layer.bits,
             _pe(table, shifter, layer.acc_bits),
         ),
     }
-    twin_widths, twin_mults = _twin(layer, x.lo, x.hi)
+    twin = _twin(layer, x.lo, x.hi)
     assert layer.baseline_acc_bits is not None  # _twin checked the baseline
     designs["mult8"] = _design(
-        twin_widths,
-        twin_mults,
-        mult,
+        twin.tree,
+        twin.mults,
+        twin.multiplier_adds,
         table,
         positions,
         weights * _BASELINE_BITS,
-        _pe(table, mult, layer.baseline_acc_bits),
+        _pe(table, mult, layer.baseline_acc_bits),  # a runtime weight: a full n x m array
     )
     designs["fp32"] = DesignCost(
         energy_pj=weights * (fp[0] + fp_add[0]) * positions,
@@ -405,7 +489,7 @@ def _weight_layer(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
         pe_mac_energy_pj=fp[0] + fp_add[0] + table.energy("register", _FLOAT_BITS),
         pe_mac_area_um2=fp[1] + fp_add[1] + table.area("register", _FLOAT_BITS),
     )
-    histogram = np.bincount(shift_widths)
+    histogram = shift_tree
     counts_ = {
         "inputs": n_in,
         "outputs": rows,

@@ -8,7 +8,7 @@ is still a valid layer (its 8-bit step is unchanged).
 
 Example usage::
 
-    jobs = layer_jobs(load_package("build/inq5"), baseline="mult8", max_outputs=4)
+    jobs = layer_jobs(load_package("build/inq5"), baseline="mult8", max_weights=144)
 """
 
 import dataclasses
@@ -20,7 +20,7 @@ import numpy as np
 from inq_hw.cost.synth import SynthJob, jobs_from_manifest
 from inq_hw.intmodel import InputLayer, IntModel, WeightLayer
 
-__all__ = ["layer_jobs", "subset_model"]
+__all__ = ["layer_jobs", "outputs_kept", "subset_model"]
 
 
 def _rows(layer: WeightLayer, outputs: int) -> np.ndarray:
@@ -54,16 +54,32 @@ def subset_model(model: IntModel, name: str, outputs: int) -> IntModel:
     return IntModel(layers=(head, _sliced(layer, _rows(layer, outputs))), output=name)
 
 
+def outputs_kept(
+    layer: WeightLayer, *, max_outputs: int | None = None, max_weights: int | None = None
+) -> int:
+    """How many of ``layer``'s outputs :func:`layer_jobs` synthesises."""
+    outputs = layer.codes.shape[0]
+    keep = outputs if max_outputs is None else min(outputs, max_outputs)
+    if max_weights is not None:
+        inputs = int(np.prod(layer.codes.shape[1:]))
+        keep = min(keep, max(1, max_weights // inputs))
+    return keep
+
+
 def layer_jobs(
     model: IntModel,
     *,
     baseline: str | None = None,
     stages: int = 0,
     max_outputs: int | None = None,
+    max_weights: int | None = None,
     layers: list[str] | None = None,
 ) -> list[tuple[SynthJob, dict[str, Any]]]:
     """One synthesis job per weight layer (or per name in ``layers``): the shift-add unit,
     or its ``baseline`` twin; with the unit's parameters, including ``outputs_synthesised``.
+
+    ``max_outputs`` caps the outputs of every unit; ``max_weights`` caps them at
+    ``max(1, max_weights // inputs)``, so every unit has about the same number of weights.
     """
     from rtl_gen.export import write_designs
     from rtl_gen.generate import build_designs
@@ -73,9 +89,8 @@ def layer_jobs(
         if layers is not None and layer.name not in layers:
             continue
         outputs = layer.codes.shape[0]
-        unit_model = model
-        if max_outputs is not None and outputs > max_outputs:
-            unit_model = subset_model(model, layer.name, max_outputs)
+        keep = outputs_kept(layer, max_outputs=max_outputs, max_weights=max_weights)
+        unit_model = model if keep == outputs else subset_model(model, layer.name, keep)
         designs = build_designs(
             unit_model, unit=f"layer:{layer.name}", stages=stages, baseline=baseline
         )
@@ -84,5 +99,7 @@ def layer_jobs(
             (job,) = jobs_from_manifest(tmp)
         params = {**designs[0].params, "outputs_total": int(outputs)}
         params["outputs_synthesised"] = params.pop("outputs")
+        rows = _rows(layer, keep) if keep < outputs else np.arange(outputs)
+        params["rows_synthesised"] = [int(r) for r in rows]
         result.append((job, params))
     return result
