@@ -1,0 +1,121 @@
+"""Subcommand ``flow``: the whole pipeline on one data set and model, and its report."""
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from inq_hw.cli import command
+from inq_hw.commands.common import format_table, percent
+from inq_hw.errors import ConfigError
+
+__all__ = ["flow"]
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="flow.toml of an earlier run")
+    parser.add_argument("--name", default=None, help="report name (default: the model's)")
+    parser.add_argument("--dataset", default=None, help="digits (default), digits28, mnist, ...")
+    parser.add_argument("--data-dir", default=None, help="directory of a local data set")
+    parser.add_argument("--model", default=None, help="zoo model (default digits-cnn)")
+    parser.add_argument("--bits", default=None, help="INQ bit-widths, e.g. 2,3,4,5 (default)")
+    parser.add_argument("--simulator", choices=("icarus", "verilator"), default=None)
+    parser.add_argument(
+        "--targets", default=None, help="cost targets among analytic,generic,ice40,ecp5"
+    )
+    parser.add_argument("--samples", type=int, default=None, help="test images simulated")
+    parser.add_argument("--skip-synthesis", action="store_true", default=None)
+    parser.add_argument("--fp32-epochs", type=int, default=None)
+    parser.add_argument("--inq-epochs", type=int, default=None, help="epochs per INQ step")
+    parser.add_argument(
+        "--fold",
+        action="append",
+        default=None,
+        metavar="LAYER=F",
+        help="dataflow folding (default all=8)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/flow"), help="stage cache")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="report directory (default reports/NAME)"
+    )
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, not {text!r}") from None
+
+
+def _fold(items: list[str]) -> dict[str, int]:
+    folding = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not text.isdigit():
+            raise ConfigError(f"A fold must be LAYER=F with F a positive integer, not {item!r}")
+        folding[name] = int(text)
+    return folding
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The flow config: ``--config`` (or the defaults), then the options given."""
+    from inq_hw.flow import FlowConfig
+
+    config = FlowConfig.from_toml(args.config) if args.config else FlowConfig()
+    changes: dict[str, Any] = {}
+    for option in ("dataset", "data_dir", "model", "simulator", "samples", "skip_synthesis"):
+        if getattr(args, option) is not None:
+            changes[option] = getattr(args, option)
+    if args.fp32_epochs is not None:
+        changes["fp32_epochs"] = args.fp32_epochs
+    if args.inq_epochs is not None:
+        changes["inq_epochs"] = args.inq_epochs
+    if args.bits is not None:
+        changes["bits"] = _ints(args.bits, "--bits")
+    if args.targets is not None:
+        changes["targets"] = tuple(t.strip() for t in args.targets.split(","))
+    if args.fold is not None:
+        changes["folding"] = _fold(args.fold)
+    if args.name is not None:
+        changes["name"] = args.name
+    elif args.model is not None:
+        changes["name"] = args.model
+    return config.replace(**changes)
+
+
+@command("flow", "Train, quantize, lower, generate, simulate, cost: the report.", _configure)
+def flow(args: argparse.Namespace) -> dict[str, Any]:
+    import sys
+
+    from inq_hw.flow import run_flow
+
+    config = config_from_args(args)
+    report = args.report or Path("reports") / config.name
+
+    def echo(line: str) -> None:
+        if not args.json and not args.no_progress:
+            print(line, file=sys.stderr, flush=True)
+
+    results = run_flow(config, out=args.out, report=report, echo=echo)
+    rows = []
+    for entry in results["bits"]:
+        rtl = entry.get("rtl") or {}
+        energy = (entry.get("cost", {}).get("analytic") or {}).get("energy_pj", {})
+        ratio = energy["shift_add"] / energy["mult8"] if energy.get("mult8") else None
+        rows.append(
+            [
+                entry["bits"],
+                percent(entry["accuracy"]["inq"]),
+                percent(entry["accuracy"]["integer"]),
+                f"{rtl.get('mismatched_samples')}/{rtl.get('samples')}",
+                rtl.get("cycles_per_image"),
+                f"{ratio:.3f}" if ratio is not None else "-",
+            ]
+        )
+    table = format_table(
+        ["bits", "INQ", "integer", "RTL mismatches", "cycles/image", "energy vs mult8"], rows
+    )
+    text = (
+        f"FP32 {percent(results['fp32']['accuracy'])}, {results['flow_seconds']} s\n{table}\n"
+        f"-> {report}/report.md"
+    )
+    return {"report": str(report), "flow_seconds": results["flow_seconds"], "_text": text}

@@ -1,0 +1,534 @@
+"""``inq-hw flow``: FP32 training to verified hardware and the bit-width trade-off report.
+
+The flow runs these stages, each cached under ``<out>/stages/<stage>-<key>/`` by the hash
+of everything it depends on (its options and the keys of the stages it reads):
+
+    fp32 → for each bit-width b: inq(b) → package(b) → {rtl(b) → sim(b), cost(b), synth(b)}
+
+A stage writes into a temporary directory and renames it into place when it has finished,
+so an interrupted run (SIGINT, a crash) leaves only finished stages, and the next run
+continues from them; changing one bit-width reruns only the stages of that width. The
+results of every stage are gathered into ``results.json`` and rendered as the report
+(:mod:`inq_hw.report`); the configuration is written beside it as ``flow.toml``, which
+``--config`` reads back to repeat the run exactly.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inq_hw.errors import ConfigError, InqHwError
+
+__all__ = ["FlowConfig", "FlowError", "run_flow"]
+
+FLOW_VERSION = 1
+TARGETS = ("analytic", "generic", "ice40", "ecp5")
+_STAGE_VERSION = {"fp32": 1, "inq": 1, "package": 1, "rtl": 1, "sim": 1, "cost": 1, "synth": 1}
+
+
+class FlowError(InqHwError):
+    """A stage of the flow failed; the message names the stage."""
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Every choice of a flow run (written to ``flow.toml``; ``version`` for the format).
+
+    ``folding`` maps weight-layer names (or ``all``) to the dataflow top's fold;
+    ``synth_outputs`` is how many outputs of each layer's unit the synthesis stage builds
+    (the same slice for the shift-add unit and its multiplier twin).
+    """
+
+    version: int = FLOW_VERSION
+    name: str = "digits-cnn"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    split_seed: int = 0
+    model: str = "digits-cnn"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    bits: tuple[int, ...] = (2, 3, 4, 5)
+    fp32_epochs: int = 30
+    inq_epochs: int = 4
+    schedule: str = "auto"
+    partition: str = "random"
+    lr: float = 0.05
+    batch_size: int = 64
+    seed: int = 0
+    simulator: str | None = None
+    samples: int = 64
+    sim_seed: int = 0
+    folding: dict[str, int] = field(default_factory=lambda: {"all": 8})
+    targets: tuple[str, ...] = ("analytic", "ice40")
+    skip_synthesis: bool = False
+    synth_outputs: int = 2
+
+    def __post_init__(self) -> None:
+        if self.version != FLOW_VERSION:
+            raise ConfigError(f"Flow config version must be {FLOW_VERSION}, not {self.version!r}")
+        object.__setattr__(self, "bits", tuple(self.bits))
+        object.__setattr__(self, "targets", tuple(self.targets))
+        for b in self.bits:
+            if isinstance(b, bool) or not isinstance(b, int) or not 2 <= b <= 7:
+                raise ConfigError(f"Bit-widths must be integers from 2 to 7, not {b!r}")
+        if not self.bits or len(set(self.bits)) != len(self.bits):
+            raise ConfigError(f"Bit-widths must be distinct and at least one, not {self.bits!r}")
+        unknown = [t for t in self.targets if t not in TARGETS]
+        if unknown:
+            raise ConfigError(f"Targets must be among {TARGETS}, not {unknown}")
+        for name in ("fp32_epochs", "inq_epochs", "samples", "batch_size", "synth_outputs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+        if self.partition not in ("magnitude", "random"):
+            raise ConfigError(f"Partition must be magnitude or random, not {self.partition!r}")
+
+    def to_toml(self) -> str:
+        """The config as TOML (scalars, lists and one table, ``folding``)."""
+        lines = ["# inq-hw flow configuration; rerun with: inq-hw flow --config THIS_FILE"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in ("folding", "model_args") and value is not None:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+        lines += ["", "[folding]", *(f"{_toml_key(k)} = {v}" for k, v in self.folding.items())]
+        args = self.model_args.items()
+        lines += ["", "[model_args]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in args)]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_toml(cls, path: Path) -> "FlowConfig":
+        """Read a config written by :meth:`to_toml` (or by hand)."""
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"Cannot read flow config {path}: {error}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"Unknown keys in flow config {path}: {sorted(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise ConfigError(f"Bad flow config {path}: {error}") from None
+
+    def replace(self, **changes: Any) -> "FlowConfig":
+        return FlowConfig(**{**asdict(self), **changes})
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+# --- stages and their cache ----------------------------------------------------------------
+
+
+def _key(name: str, inputs: dict[str, Any]) -> str:
+    text = json.dumps({"stage": name, "version": _STAGE_VERSION[name], **inputs}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _Runner:
+    """Runs stages in order, each once per key, and reports progress on stdout."""
+
+    def __init__(self, out: Path, total: int, echo: Callable[[str], None]) -> None:
+        self.root, self.total, self.done, self.echo = out / "stages", total, 0, echo
+        self.seconds: dict[str, float] = {}
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob("*.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def run(
+        self, label: str, name: str, inputs: dict[str, Any], work: Callable[[Path], dict[str, Any]]
+    ) -> tuple[dict[str, Any], Path, str]:
+        key = _key(name, inputs)
+        final = self.root / f"{name}-{key}"
+        self.done += 1
+        prefix = f"[{self.done}/{self.total}] {label}"
+        if (final / "result.json").is_file():
+            self.echo(f"{prefix}: cached")
+            return json.loads((final / "result.json").read_text()), final, key
+        self.echo(f"{prefix} ...")
+        tmp = self.root / f"{name}-{key}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        start = time.perf_counter()
+        try:
+            result = work(tmp)
+        except InqHwError as error:
+            raise FlowError(f"Stage {label} failed: {error}") from None
+        except Exception as error:  # a bug: still say which stage, keep what is cached
+            raise FlowError(f"Stage {label} failed: {type(error).__name__}: {error}") from error
+        result["seconds"] = round(time.perf_counter() - start, 2)
+        (tmp / "result.json").write_text(json.dumps(result, indent=1, default=_json))
+        tmp.rename(final)
+        self.seconds[label] = result["seconds"]
+        self.echo(f"{prefix}: done in {result['seconds']:.1f} s")
+        return json.loads((final / "result.json").read_text()), final, key
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, np.integer | np.floating):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Not JSON: {value!r}")
+
+
+def _fp32(cfg: FlowConfig) -> Callable[[Path], dict[str, Any]]:
+    def work(tmp: Path) -> dict[str, Any]:
+        from inq_hw.driver import ModelContext, train_fp32
+        from inq_hw.train import TrainConfig
+
+        context = ModelContext(
+            cfg.model, dict(cfg.model_args), cfg.dataset, cfg.data_dir, cfg.split_seed
+        )
+        train = TrainConfig(
+            epochs=cfg.fp32_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed
+        )
+        summary = train_fp32(context, train, tmp / "fp32.pt")
+        return {"accuracy": summary["accuracy"]}
+
+    return work
+
+
+def _inq(cfg: FlowConfig, bits: int, fp32: Path) -> Callable[[Path], dict[str, Any]]:
+    def work(tmp: Path) -> dict[str, Any]:
+        from inq_hw.driver import run_inq
+        from inq_hw.inq import INQConfig, parse_schedule
+        from inq_hw.train import TrainConfig
+
+        config = INQConfig(
+            bits=bits,
+            schedule=parse_schedule(cfg.schedule, bits=bits),
+            partition=cfg.partition,
+            seed=cfg.seed,
+        )
+        train = TrainConfig(
+            epochs=cfg.inq_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed
+        )
+        summary = run_inq(fp32 / "fp32.pt", config, train, tmp / "inq.pt")
+        return {
+            "accuracy": summary["accuracy"],
+            "one_shot": summary["one_shot_accuracy"],
+            "fp32": summary["fp32_accuracy"],
+        }
+
+    return work
+
+
+def _weight_stats(model: Any) -> dict[str, Any]:
+    """Counts, zero share, memory and exponent histograms of the weight layers."""
+    layers, count, zeros, memory, baseline_memory = {}, 0, 0, 0, 0
+    for layer in model.weight_layers():
+        codes = layer.codes.ravel().astype(np.int64)
+        zero = (codes >> (layer.bits - 1)) & 1
+        exponents = layer.n1 - (codes & ((1 << max(layer.bits - 2, 0)) - 1))
+        histogram: dict[str, int] = {"zero": int(zero.sum())}
+        for e in range(layer.n2, layer.n1 + 1):
+            histogram[str(e)] = int(((exponents == e) & (zero == 0)).sum())
+        layers[layer.name] = {
+            "count": int(codes.size),
+            "zero_fraction": float(zero.mean()),
+            "exponent_histogram": histogram,
+        }
+        count, zeros = count + codes.size, zeros + int(zero.sum())
+        memory += codes.size * layer.bits
+        baseline_memory += codes.size * 8
+    return {
+        "count": count,
+        "zero_fraction": zeros / count if count else 0.0,
+        "memory_bits": memory,
+        "baseline_memory_bits": baseline_memory,
+        "layers": layers,
+    }
+
+
+def _package(inq: Path) -> Callable[[Path], dict[str, Any]]:
+    def work(tmp: Path) -> dict[str, Any]:
+        from inq_hw.evaluate import evaluate_package
+        from inq_hw.intmodel import run
+        from inq_hw.intmodel.package import save_package
+        from inq_hw.lower import lower_checkpoint
+        from sim.vectors import golden_vectors
+
+        model = lower_checkpoint(inq / "inq.pt")
+        save_package(model, tmp / "pkg")
+        summary = evaluate_package(tmp / "pkg")
+        vectors = golden_vectors(model, None)
+        uniform = run(model, vectors["input"], weights="baseline")
+        assert isinstance(uniform, np.ndarray)
+        return {
+            "integer": summary["integer_accuracy"],
+            "float": summary["float_accuracy"],
+            "agreement": summary["agreement"],
+            "uniform8_integer": float((uniform.argmax(axis=1) == vectors["labels"]).mean()),
+            "weights": _weight_stats(model),
+        }
+
+    return work
+
+
+def _rtl(cfg: FlowConfig, package: Path) -> Callable[[Path], dict[str, Any]]:
+    def work(tmp: Path) -> dict[str, Any]:
+        from inq_hw.commands.hardware import parse_folding
+        from inq_hw.intmodel.package import load_package
+        from rtl_gen.dataflow import generate_dataflow
+
+        model = load_package(package / "pkg")
+        names = [layer.name for layer in model.weight_layers()]
+        folding = _fit_folding(
+            model, parse_folding([f"{k}={v}" for k, v in cfg.folding.items()], names)
+        )
+        manifest = generate_dataflow(package / "pkg", tmp / "rtl", folding=folding)
+        params = manifest["tops"][0]["params"]
+        return {
+            "folding": folding,
+            "latency_cycles": params["latency_cycles"],
+            "interval_cycles": params["interval_cycles"],
+        }
+
+    return work
+
+
+def _fit_folding(model: Any, folding: dict[str, int]) -> dict[str, int]:
+    """A fold never exceeds a layer's outputs (``all=8`` folds a 10-output layer by 8)."""
+    outputs = {layer.name: layer.codes.shape[0] for layer in model.weight_layers()}
+    return {name: min(fold, outputs[name]) for name, fold in folding.items()}
+
+
+def _sim(cfg: FlowConfig, package: Path, rtl: Path) -> Callable[[Path], dict[str, Any]]:
+    def work(tmp: Path) -> dict[str, Any]:
+        from sim.simulate import simulate_package
+
+        summary = simulate_package(
+            package / "pkg",
+            rtl_dir=rtl / "rtl",
+            simulator=cfg.simulator,
+            samples=cfg.samples,
+            seed=cfg.sim_seed,
+            cache_dir=tmp / "build",
+        )
+        shutil.rmtree(tmp / "build", ignore_errors=True)
+        keep = (
+            "simulator",
+            "simulator_version",
+            "samples",
+            "mismatched_samples",
+            "latency_cycles",
+            "interval_cycles",
+            "timing_matches_manifest",
+            "images_per_second",
+        )
+        result = {key: summary[key] for key in keep}
+        result["cycles_per_image"] = summary["interval_cycles"]
+        return result
+
+    return work
+
+
+_DESIGN_KEYS = {"shift-add": "shift_add", "mult8": "mult8", "fp32": "fp32"}
+
+
+def _cost(package: Path) -> Callable[[Path], dict[str, Any]]:
+    def work(tmp: Path) -> dict[str, Any]:
+        from inq_hw.cost.analytic import DESIGNS, analyze
+        from inq_hw.intmodel.package import load_package
+
+        network = analyze(load_package(package / "pkg"))
+        totals = {design: network.total(design) for design in DESIGNS}
+        return {
+            "energy_pj": {_DESIGN_KEYS[d]: c.energy_pj for d, c in totals.items()},
+            "area_um2": {_DESIGN_KEYS[d]: c.area_um2 for d, c in totals.items()},
+        }
+
+    return work
+
+
+_SYNTH_FIGURES = {
+    "generic": {"gates": "gates", "transistors": "transistors"},
+    "ice40": {"lut": "lut", "ff": "ff", "dsp": "dsp"},
+    "ecp5": {"lut": "lut", "ff": "ff", "dsp": "dsp"},
+}
+
+
+def _synth(cfg: FlowConfig, package: Path, target: str) -> Callable[[Path], dict[str, Any]]:
+    """Every weight layer's unit, cut to its first ``synth_outputs`` outputs, for the
+    shift-add design and its multiplier twin; the figures summed over the layers."""
+
+    def work(tmp: Path) -> dict[str, Any]:
+        from inq_hw.cost.designs import layer_jobs
+        from inq_hw.cost.synth import synthesize
+        from inq_hw.intmodel.package import load_package
+
+        model = load_package(package / "pkg")
+        figures: dict[str, dict[str, int]] = {name: {} for name in _SYNTH_FIGURES[target]}
+        for design, baseline in (("shift_add", None), ("mult8", "mult8")):
+            jobs = layer_jobs(model, baseline=baseline, max_outputs=cfg.synth_outputs)
+            results = [synthesize(job, target, cache_dir=_synth_cache()) for job, _ in jobs]
+            for name, attribute in _SYNTH_FIGURES[target].items():
+                values = [getattr(r, attribute) for r in results]
+                figures[name][design] = sum(v or 0 for v in values)
+        return {**figures, "slice_outputs": cfg.synth_outputs}
+
+    return work
+
+
+def _synth_cache() -> Path:
+    from inq_hw.cost.synth import default_cache_dir
+
+    return default_cache_dir()
+
+
+# --- the whole flow -----------------------------------------------------------------------
+
+
+def _stage_count(cfg: FlowConfig) -> int:
+    synth = 0 if cfg.skip_synthesis else len([t for t in cfg.targets if t != "analytic"])
+    cost = 1 if "analytic" in cfg.targets else 0
+    return 1 + len(cfg.bits) * (4 + cost + synth)
+
+
+def _bit_width(
+    cfg: FlowConfig, runner: _Runner, bits: int, fp32: tuple[dict[str, Any], Path, str]
+) -> dict[str, Any]:
+    _, fp32_dir, fp32_key = fp32
+    inq, inq_dir, inq_key = runner.run(
+        f"INQ {bits}-bit",
+        "inq",
+        {
+            "fp32": fp32_key,
+            "bits": bits,
+            "schedule": cfg.schedule,
+            "partition": cfg.partition,
+            "epochs": cfg.inq_epochs,
+            "lr": cfg.lr,
+            "batch": cfg.batch_size,
+            "seed": cfg.seed,
+        },
+        _inq(cfg, bits, fp32_dir),
+    )
+    pkg, pkg_dir, pkg_key = runner.run(
+        f"lower + evaluate {bits}-bit", "package", {"inq": inq_key}, _package(inq_dir)
+    )
+    rtl, rtl_dir, rtl_key = runner.run(
+        f"generate RTL {bits}-bit",
+        "rtl",
+        {"package": pkg_key, "folding": cfg.folding},
+        _rtl(cfg, pkg_dir),
+    )
+    sim, _, _ = runner.run(
+        f"simulate {bits}-bit",
+        "sim",
+        {
+            "rtl": rtl_key,
+            "simulator": cfg.simulator,
+            "samples": cfg.samples,
+            "seed": cfg.sim_seed,
+        },
+        _sim(cfg, pkg_dir, rtl_dir),
+    )
+    entry: dict[str, Any] = {
+        "bits": bits,
+        "accuracy": {
+            "inq": inq["accuracy"],
+            "integer": pkg["integer"],
+            "one_shot": inq["one_shot"],
+            "agreement": pkg["agreement"],
+        },
+        "weights": pkg["weights"],
+        "rtl": {**sim, "folding": rtl["folding"]},
+        "cost": {},
+        "uniform8_integer": pkg["uniform8_integer"],
+        "paths": {"package": str(pkg_dir / "pkg"), "rtl": str(rtl_dir / "rtl")},
+    }
+    if "analytic" in cfg.targets:
+        entry["cost"]["analytic"], _, _ = runner.run(
+            f"analytic cost {bits}-bit", "cost", {"package": pkg_key}, _cost(pkg_dir)
+        )
+    if not cfg.skip_synthesis:
+        for target in (t for t in cfg.targets if t != "analytic"):
+            entry["cost"][target], _, _ = runner.run(
+                f"synthesis {target} {bits}-bit",
+                "synth",
+                {"package": pkg_key, "target": target, "outputs": cfg.synth_outputs},
+                _synth(cfg, pkg_dir, target),
+            )
+    return entry
+
+
+def run_flow(
+    cfg: FlowConfig, *, out: Path, report: Path, echo: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run (or continue) the flow and write the report; return the results.
+
+    Raises:
+        FlowError: A stage failed (every earlier stage stays cached).
+    """
+    from inq_hw.checkpoint import atomic_write
+    from inq_hw.report import render_report
+
+    start = time.perf_counter()
+    runner = _Runner(out, _stage_count(cfg), echo)
+    fp32 = runner.run(
+        "train FP32",
+        "fp32",
+        {
+            "dataset": cfg.dataset,
+            "data_dir": cfg.data_dir,
+            "split_seed": cfg.split_seed,
+            "model": cfg.model,
+            "model_args": cfg.model_args,
+            "epochs": cfg.fp32_epochs,
+            "lr": cfg.lr,
+            "batch": cfg.batch_size,
+            "seed": cfg.seed,
+        },
+        _fp32(cfg),
+    )
+    entries = [_bit_width(cfg, runner, bits, fp32) for bits in sorted(cfg.bits)]
+    uniform = entries[0].pop("uniform8_integer")
+    for entry in entries[1:]:
+        entry.pop("uniform8_integer")
+    results = {
+        "format": "inq-hw-results",
+        "version": 1,
+        "name": cfg.name,
+        "config": asdict(cfg),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count()},
+        "dataset": {"name": cfg.dataset},
+        "fp32": {"accuracy": fp32[0]["accuracy"]},
+        "uniform8": {"integer_accuracy": uniform, "accuracy": uniform},
+        "bits": entries,
+        "stage_seconds": runner.seconds,
+        "flow_seconds": round(time.perf_counter() - start, 1),
+    }
+    report.mkdir(parents=True, exist_ok=True)
+
+    def write_config(tmp: Path) -> None:
+        tmp.write_text(cfg.to_toml())
+
+    atomic_write(report / "flow.toml", write_config)
+    render_report(results, report)
+    return results

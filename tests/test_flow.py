@@ -1,0 +1,134 @@
+"""``inq-hw flow`` end to end on a reduced setting: a narrow digits-cnn, one bit-width, a
+few epochs, three simulated images on Icarus, the analytic cost; the report's files and
+figures agree with results.json; a second run comes from the cache; SIGINT keeps every
+finished stage and leaves no half-written file."""
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from inq_hw.errors import ConfigError
+from inq_hw.flow import FlowConfig
+from tests.conftest import CLI
+
+pytestmark = pytest.mark.hw
+
+REDUCED = [
+    "--bits",
+    "4",
+    "--fp32-epochs",
+    "4",
+    "--inq-epochs",
+    "1",
+    "--samples",
+    "3",
+    "--skip-synthesis",
+    "--simulator",
+    "icarus",
+    "--targets",
+    "analytic",
+    "--name",
+    "tiny",
+]
+
+
+def _config(tmp_path: Path) -> Path:
+    config = FlowConfig(model_args={"channels": [4, 8, 8]})
+    path = tmp_path / "start.toml"
+    path.write_text(config.to_toml())
+    return path
+
+
+def _flow(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [*CLI, "flow", "--config", str(_config(tmp_path)), *REDUCED]
+    command += ["--out", str(tmp_path / "runs"), "--report", str(tmp_path / "report"), *extra]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+
+
+def test_reduced_flow_writes_a_consistent_report(tmp_path: Path) -> None:
+    start = time.perf_counter()
+    done = _flow(tmp_path, "--json")
+    first = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = tmp_path / "report"
+    results = json.loads((report / "results.json").read_text())
+    names = {p.name for p in report.iterdir()}
+    assert {"report.md", "report.html", "results.json", "flow.toml", "accuracy.png"} <= names
+    assert not [n for n in names if n.startswith(".") or n.endswith(".tmp")]
+    (entry,) = results["bits"]
+    assert entry["bits"] == 4
+    assert entry["rtl"]["samples"] == 3 and entry["rtl"]["mismatched_samples"] == 0
+    assert entry["rtl"]["timing_matches_manifest"] is True
+    markdown = (report / "report.md").read_text()
+    assert f"{100 * entry['accuracy']['integer']:.2f}%" in markdown
+    assert f"{100 * results['fp32']['accuracy']:.2f}%" in markdown
+    assert str(entry["rtl"]["cycles_per_image"]) in markdown
+    assert "data:image/png;base64," in (report / "report.html").read_text()
+    # the written config repeats the run: everything comes from the cache
+    rerun = subprocess.run(
+        [
+            *CLI,
+            "flow",
+            "--config",
+            str(report / "flow.toml"),
+            "--out",
+            str(tmp_path / "runs"),
+            "--report",
+            str(tmp_path / "again"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert rerun.stderr.count(": cached") == 6 and "done in" not in rerun.stderr
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["bits"] == results["bits"]
+    assert first > 0
+
+
+def test_interrupted_flow_continues_from_the_cache(tmp_path: Path) -> None:
+    command = [*CLI, "flow", "--config", str(_config(tmp_path)), *REDUCED]
+    command += ["--out", str(tmp_path / "runs"), "--report", str(tmp_path / "report")]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    for line in child.stderr:  # wait until the first stage has finished
+        if "train FP32: done" in line:
+            break
+    child.send_signal(signal.SIGINT)
+    child.communicate(timeout=300)
+    assert child.returncode in (1, 2, 130)
+    stages = tmp_path / "runs" / "stages"
+    assert [p.name for p in stages.iterdir() if p.name.startswith("fp32-")]
+    assert not (tmp_path / "report").exists() or not list((tmp_path / "report").glob("*.tmp"))
+    done = _flow(tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "train FP32: cached" in done.stderr
+    assert not list(stages.glob("*.tmp-*"))
+
+
+def test_bad_flow_options_are_one_line_errors(tmp_path: Path) -> None:
+    bad = subprocess.run(
+        [*CLI, "flow", "--bits", "2,9"], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Bit-widths" in bad.stderr
+    config = tmp_path / "bad.toml"
+    config.write_text('bits = [5]\ncolour = "red"\n')
+    bad = subprocess.run(
+        [*CLI, "flow", "--config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "colour" in bad.stderr
+    with pytest.raises(ConfigError, match="Targets"):
+        FlowConfig(targets=("vivado",))
+
+
+def test_config_round_trips_through_toml(tmp_path: Path) -> None:
+    config = FlowConfig(bits=(3, 5), folding={"all": 4, "classifier.fc": 2}, data_dir="/d")
+    path = tmp_path / "flow.toml"
+    path.write_text(config.to_toml())
+    assert FlowConfig.from_toml(path) == config
