@@ -9,12 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(BIN)/inq-hw train --out $(RUNS)/fp32.pt
-	$(BIN)/inq-hw quantize $(RUNS)/fp32.pt --bits 5 --out $(RUNS)/inq5.pt
-	$(BIN)/inq-hw export $(RUNS)/inq5.pt --out $(RUNS)/inq5-int
-	$(BIN)/inq-hw eval $(RUNS)/inq5-int
-	$(BIN)/inq-hw vectors $(RUNS)/inq5-int --samples 64
-	$(BIN)/python scripts/inq_accuracy_table.py --fp32 $(RUNS)/fp32.pt --runs $(RUNS)/table --out $(RUNS)/inq-digits
+	$(BIN)/inq-hw flow --out $(RUNS)/flow --report reports/digits-cnn
 
 lint: setup
 	$(BIN)/ruff check inq_hw rtl_gen sim tests benches scripts

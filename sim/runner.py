@@ -104,7 +104,7 @@ def simulator_version(name: str) -> str:
 
 
 @contextlib.contextmanager
-def _environment(name: str) -> Iterator[None]:
+def _environment(name: str, optimize: bool = True) -> Iterator[None]:
     """Put the simulator's directory on ``PATH`` (cocotb starts it by name) and its
     variables in the environment, for the duration of a build and run."""
     tool = _tool(name)
@@ -117,6 +117,10 @@ def _environment(name: str) -> Iterator[None]:
         # the compiler takes the header for a linker input and the build fails; a
         # command-line variable (through MAKEFLAGS) overrides the makefile's.
         os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include"
+    if name == "verilator" and not optimize:
+        # -O0 compiles a large design several times faster than Verilator's default -Os and
+        # runs it several times slower: the better trade for a handful of images.
+        os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} OPT_FAST=-O0 OPT_SLOW=-O0"
     os.environ["PATH"] = f"{Path(executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     try:
         yield
@@ -142,12 +146,14 @@ def _build_args(simulator: str) -> list[str]:
     return ["-g2005"]
 
 
-def design_key(sources: list[Path], top: str, simulator: str, waves: bool) -> str:
+def design_key(
+    sources: list[Path], top: str, simulator: str, waves: bool, optimize: bool = True
+) -> str:
     """The build cache key: sources' contents, top, simulator and version, waves."""
     digest = hashlib.sha256()
     for path in sources:
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    flags = " ".join(_build_args(simulator))
+    flags = " ".join(_build_args(simulator)) + ("" if optimize else " -O0")
     digest.update(f"{top}\0{simulator}\0{simulator_version(simulator)}\0{flags}\0{waves}".encode())
     return digest.hexdigest()[:24]
 
@@ -182,6 +188,7 @@ def run_testbench(
     cache_dir: Path,
     waves: bool = False,
     timeout_s: float = 3600,
+    optimize: bool = True,
 ) -> dict[str, Any]:
     """Build ``top`` from ``sources`` and run the cocotb test module ``module`` on it.
 
@@ -195,6 +202,8 @@ def run_testbench(
         cache_dir: Builds live in ``cache_dir/<simulator>-<design key>``.
         waves: Record waveforms (FST for Verilator, VCD for Icarus) in the run directory.
         timeout_s: Wall-clock limit of the run.
+        optimize: Verilator only: compile the model optimised (default; slower to build,
+            faster to run) or at -O0 (for a few images of a large design).
 
     Returns:
         The testbench's result, with ``simulator``, ``simulator_version`` and
@@ -215,8 +224,9 @@ def run_testbench(
     missing = [str(path) for path in sources if not Path(path).is_file()]
     if missing:
         raise SimulationError(f"Verilog sources not found: {missing}")
-    build_dir = Path(cache_dir) / f"{name}-{design_key(sources, top, name, waves)}"
-    with _environment(name), tempfile.TemporaryDirectory(prefix="inq_hw_sim_") as tmp:
+    key = design_key(sources, top, name, waves, optimize)
+    build_dir = Path(cache_dir) / f"{name}-{key}"
+    with _environment(name, optimize), tempfile.TemporaryDirectory(prefix="inq_hw_sim_") as tmp:
         runner = get_runner(name)
         _build(runner, [Path(p).resolve() for p in sources], top, build_dir, waves)
         result_path = Path(tmp) / "result.json"

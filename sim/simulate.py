@@ -78,6 +78,7 @@ def simulate_package(
     cache_dir: str | os.PathLike[str] | None = None,
     timeout_s: float = 3600,
     max_cycles: int | None = None,
+    optimize: bool = True,
 ) -> dict[str, Any]:
     """Run the package's dataflow top on ``samples`` test images (all when ``None``).
 
@@ -95,6 +96,7 @@ def simulate_package(
         cache_dir: Simulator builds (default ``rtl_dir/sim_build``).
         timeout_s: Wall-clock limit of the simulation.
         max_cycles: Cycle limit of the testbench (default: generous for the stalls).
+        optimize: Verilator: optimised build (default) or a quick -O0 one.
 
     Returns:
         The summary (see the module docstring); ``mismatches`` lists the first few.
@@ -143,6 +145,7 @@ def simulate_package(
             cache_dir=Path(cache_dir) if cache_dir else rtl / "sim_build",
             waves=waves,
             timeout_s=timeout_s,
+            optimize=optimize,
         )
         seconds = time.perf_counter() - start
     summary = _summary(result, top, count, seconds)
