@@ -11,11 +11,18 @@ from unittest import mock
 import numpy as np
 import pytest
 from amaranth.hdl import Fragment, Value
+from hypothesis import given
+from hypothesis import strategies as st
 
 import rtl_gen.arith
 from inq_hw.cli import main
 from inq_hw.cost import HOROWITZ_45NM, CostError, TechTableError, analyze, load_table
-from inq_hw.cost.analytic import csd_digits
+from inq_hw.cost.analytic import (
+    _range_width,
+    csd_digits,
+    segment_tree_histogram,
+    tree_width_histogram,
+)
 from inq_hw.cost.check import compare_rankings
 from inq_hw.cost.tables import table_from_dict
 from inq_hw.intmodel import IntModel, WeightLayer
@@ -277,3 +284,32 @@ def test_twin_constant_multipliers_are_priced_by_their_csd_digits(package: Path)
     assert cheap.designs["mult8"].mult_adds == 0  # a power of two is wiring
     assert cheap.designs["mult8"].area_um2 < twin.area_um2
     assert cheap.designs["mult8"].pe_mac_area_um2 == twin.pe_mac_area_um2  # runtime: n x m
+
+
+@given(st.integers(-(2**45), 2**45), st.integers(0, 2**45))
+def test_range_width_is_rtl_gens_range_shape(lo: int, span: int) -> None:
+    width = _range_width(np.array([float(lo)]), np.array([float(lo + span)]))
+    assert int(width[0]) == rtl_gen.arith.range_shape(lo, lo + span).width
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_segment_trees_equal_term_by_term_trees(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows, segments = 3, int(rng.integers(1, 7))
+    length = rng.integers(0, 6, size=(rows, segments))
+    shift = np.sort(rng.integers(0, 4, size=(rows, segments)), axis=1)
+    positive = rng.random((rows, segments)) < 0.6
+    base = rng.integers(0, 9, size=(rows, segments)) * np.ldexp(1.0, shift)
+    lo = np.where(positive, base, -base - np.ldexp(1.0, shift))
+    hi = np.where(positive, base + np.ldexp(1.0, shift), -base)
+    n = length.sum(axis=1)
+    m = max(int(n.max()), 1)
+    expanded = [np.zeros((rows, m)) for _ in range(3)] + [np.zeros((rows, m), bool)]
+    for r in range(rows):
+        for i, values in enumerate((lo, hi, shift, positive)):
+            expanded[i][r, : n[r]] = np.repeat(values[r], length[r])
+    by_term = tree_width_histogram(
+        expanded[0], expanded[1], n, expanded[2].astype(np.int64), expanded[3]
+    )
+    by_segment = segment_tree_histogram(length, lo, hi, shift, positive)
+    assert list(np.trim_zeros(by_term, "b")) == list(np.trim_zeros(by_segment, "b"))

@@ -188,24 +188,26 @@ def _bit_length(values: np.ndarray) -> np.ndarray:
 
 
 def _range_width(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Width of ``rtl_gen.arith.range_shape(lo, hi)`` (Amaranth's range shape): signed
-    ranges need ``bit_length(max(-lo - 1, hi)) + 1`` bits (bit_length is monotone)."""
-    hi = np.where(lo == hi, hi + 1, hi)
+    """Width of ``rtl_gen.arith.range_shape(lo, hi)`` (Amaranth's range shape): a signed
+    range needs ``bit_length(max(-lo - 1, hi)) + 1`` bits (bit_length is monotone), an
+    unsigned one ``bit_length(hi)``, and ``-lo - 1 < hi`` there, so one maximum serves."""
+    hi = hi + (lo == hi)
     signed = lo < 0
-    magnitude = np.where(signed, np.maximum(-lo - 1, hi), np.maximum(hi, 0))
-    return np.maximum(_bit_length(magnitude) + signed, 1)
+    return np.maximum(_bit_length(np.maximum(-1 - lo, hi)) + signed, 1)
 
 
 def tree_width_histogram(
     true_lo: np.ndarray,
     true_hi: np.ndarray,
-    shift: np.ndarray,
-    negated: np.ndarray,
-    valid: np.ndarray,
+    n_valid: np.ndarray,
+    shift: np.ndarray | None = None,
+    positive: np.ndarray | None = None,
 ) -> np.ndarray:
     """``{width: adders}`` as an array indexed by width, over the trees
     :func:`rtl_gen.arith.adder_tree` builds, one tree per row of terms already in its order
-    (sorted by shift and sign, valid terms first).
+    (sorted by shift and sign), the first ``n_valid`` of each row being its terms and the
+    rest zero (``true_lo = true_hi = 0``). ``shift`` (default 0) is each term's shift,
+    ``positive`` (default: all) whether it is a term that is not negated.
 
     ``true_lo``/``true_hi`` bound each term's value in absolute units (``±v · 2**shift``).
     ``_combine``'s range arithmetic is interval addition aligned to the smaller shift, the
@@ -217,24 +219,22 @@ def tree_width_histogram(
     level is materialised. Exact while sums stay below 2**53.
     """
     rows, m = true_lo.shape
-    n_valid = valid.sum(axis=1)
-    lo_sum, hi_sum = np.zeros((rows, m + 1)), np.zeros((rows, m + 1))
-    plus_sum = np.zeros((rows, m + 1), np.int32)
-    np.cumsum(np.where(valid, true_lo, 0), axis=1, out=lo_sum[:, 1:])
-    np.cumsum(np.where(valid, true_hi, 0), axis=1, out=hi_sum[:, 1:])
-    np.cumsum(valid & ~negated, axis=1, out=plus_sum[:, 1:])
-    shifted, any_negated = bool(shift.any()), bool((negated & valid).any())
+    prefix = []
+    for values in (true_lo, true_hi) + ((positive,) if positive is not None else ()):
+        summed = np.zeros((rows, m + 1), values.dtype if values.dtype != bool else np.int32)
+        np.cumsum(values, axis=1, out=summed[:, 1:])
+        prefix.append(summed)
     histogram = np.zeros(1, np.int64)
     size = 2
     while size // 2 < m:
         blocks = -(-(m - size // 2) // size)  # those with a right half
         adder = np.arange(0, blocks * size, size) + size // 2 < n_valid[:, None]
-        lo, hi, plus = (_block_sums(c, size, blocks) for c in (lo_sum, hi_sum, plus_sum))
-        if shifted:
+        lo, hi = _block_sums(prefix[0], size, blocks), _block_sums(prefix[1], size, blocks)
+        if shift is not None:
             first = shift[:, 0:m:size][:, :blocks]
             lo, hi = np.ldexp(lo, -first), np.ldexp(hi, -first)
-        if any_negated:
-            negative = plus == 0
+        if positive is not None:
+            negative = _block_sums(prefix[2], size, blocks) == 0
             lo, hi = np.where(negative, -hi, lo), np.where(negative, -lo, hi)
         histogram = _add_histograms(histogram, np.bincount(_range_width(lo, hi)[adder]))
         size *= 2
@@ -249,6 +249,15 @@ def _block_sums(prefix: np.ndarray, size: int, blocks: int) -> np.ndarray:
     if ends.shape[1] < blocks:
         ends = np.concatenate([ends, prefix[:, m:]], axis=1)
     return ends[:, :blocks] - prefix[:, 0:m:size][:, :blocks]
+
+
+def _block_width(
+    lo: np.ndarray, hi: np.ndarray, first: np.ndarray, negative: np.ndarray
+) -> np.ndarray:
+    """Width of an adder over a block summing to ``[lo, hi]`` (absolute units), in units
+    of its first term's shift, negated where all its terms are."""
+    lo, hi = np.ldexp(lo, -first), np.ldexp(hi, -first)
+    return _range_width(np.where(negative, -hi, lo), np.where(negative, -lo, hi))
 
 
 def _add_histograms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -340,23 +349,94 @@ def _code_fields(layer: WeightLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _shift_add(layer: WeightLayer, lo_x: int, hi_x: int) -> np.ndarray:
-    """Adder-width histogram of the shift-add unit: terms sorted by (shift, sign), stably,
-    then the bias-and-rounding constant after the inputs of its key (the last such term)."""
+    """Adder-width histogram of the shift-add unit: terms sorted by key (shift, sign),
+    stably, then the bias-and-rounding constant after the inputs of its key (the last such
+    term). Inputs of one key are equal terms, so a row is a run per key (slot ``2k``) with
+    the constant in slot ``2k + 1`` after its key's run (or last): see
+    :func:`segment_tree_histogram`."""
     nonzero, negative, shift = _code_fields(layer)
-    constants = layer.bias + _rounding(layer.shift)
+    rows = len(nonzero)
+    constants = (layer.bias + _rounding(layer.shift)).astype(float)
     tz, has_const = _constant(constants)
-    sentinel = np.int16(np.iinfo(np.int16).max)
-    key = np.where(nonzero, shift * 2 + negative, sentinel).astype(np.int16)
-    const_key = np.where(has_const, tz * 2, sentinel).astype(np.int16)
-    position = (key <= const_key[:, None]).sum(axis=1)
-    ordered = np.sort(np.concatenate([key, const_key[:, None]], axis=1), axis=1)
-    valid, neg, sh = ordered != sentinel, (ordered & 1) == 1, (ordered >> 1).astype(np.int64)
-    scale = np.ldexp(1.0, np.where(valid, sh, 0))
-    true_lo = np.where(neg, -hi_x, lo_x) * scale
-    true_hi = np.where(neg, -lo_x, hi_x) * scale
-    rows = np.flatnonzero(has_const)
-    true_lo[rows, position[rows]] = true_hi[rows, position[rows]] = constants[rows]
-    return tree_width_histogram(true_lo, true_hi, sh, neg, valid)
+    key = shift.astype(np.int64) * 2 + negative
+    keys = int(key[nonzero].max()) + 1 if nonzero.any() else 0
+    slots = 2 * keys + 1
+    slot = np.where(nonzero, 2 * key, slots)  # zero weights: a slot that is dropped
+    index = (np.arange(rows)[:, None] * (slots + 1) + slot).ravel()
+    length = np.bincount(index, minlength=rows * (slots + 1)).reshape(rows, slots + 1)
+    length = length[:, :slots]
+    const_slot = np.where(tz * 2 < keys, tz * 4 + 1, slots - 1)
+    length[np.arange(rows), const_slot] += has_const
+    k = np.arange(keys)
+    term_shift, term_negated = k >> 1, (k & 1) == 1
+    scale = np.ldexp(1.0, term_shift)
+    lo = np.repeat(constants[:, None], slots, axis=1)
+    hi = lo.copy()
+    lo[:, 0 : 2 * keys : 2] = np.where(term_negated, -hi_x, lo_x) * scale
+    hi[:, 0 : 2 * keys : 2] = np.where(term_negated, -lo_x, hi_x) * scale
+    shifts = np.repeat(tz[:, None], slots, axis=1)
+    shifts[:, 0 : 2 * keys : 2] = term_shift
+    positive = np.ones((rows, slots), bool)
+    positive[:, 0 : 2 * keys : 2] = ~term_negated
+    return segment_tree_histogram(length, lo, hi, shifts, positive)
+
+
+def segment_tree_histogram(
+    length: np.ndarray, lo: np.ndarray, hi: np.ndarray, shift: np.ndarray, positive: np.ndarray
+) -> np.ndarray:
+    """:func:`tree_width_histogram` of rows given as segments of equal terms, ``(rows,
+    segments)``: ``length`` terms each bounded by ``lo``/``hi`` (absolute units), of
+    ``shift``, ``positive`` unless negated. The work is per segment, not per term.
+
+    At each level, a block lying inside one segment has the segment's width (scaled by the
+    block size); they are counted, not visited. Every other block holds a segment end
+    strictly inside it (at most one block per segment end); those are summed from the
+    prefix sums at their ends, found by a binary search over every row's segment starts
+    at once (rows offset so that the starts are sorted).
+    """
+    rows, _ = length.shape
+    ends = np.cumsum(length, axis=1)
+    starts = ends - length
+    n = ends[:, -1]
+    m = int(n.max()) if rows else 0
+    before = [np.cumsum(length * v, axis=1) - length * v for v in (lo, hi, positive)]
+    offsets = np.arange(rows)[:, None] * (m + 1)
+    flat_starts = (starts + offsets).ravel()
+
+    def at(points: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The segment holding each point (the last starting at or before it) and the
+        prefix sums of lo, hi and positive up to it."""
+        seg = np.searchsorted(flat_starts, (points + offsets).ravel(), side="right") - 1
+        seg = seg.reshape(points.shape)
+        inside = points - starts.ravel()[seg]
+        values = zip(before, (lo, hi, positive), strict=True)
+        return seg, [b.ravel()[seg] + inside * v.ravel()[seg] for b, v in values]
+
+    histogram = np.zeros(1, np.int64)
+    size = 2
+    while size // 2 < m:
+        inner = np.maximum(0, ends // size + (-starts // size))  # floor(E/s) - ceil(A/s)
+        if inner.any():
+            widths = _block_width(lo * size, hi * size, shift, ~positive)
+            histogram = _add_histograms(
+                histogram, np.bincount(widths.ravel(), weights=inner.ravel()).astype(np.int64)
+            )
+        # blocks holding a segment end strictly inside, once each (ends are sorted)
+        block = ends // size
+        candidate = ends % size != 0
+        marked = np.where(candidate, block, -1)
+        seen = np.maximum.accumulate(marked, axis=1)
+        seen = np.concatenate([np.full((rows, 1), -1), seen[:, :-1]], axis=1)
+        first = block * size
+        keep = candidate & (block > seen) & (first + size // 2 < n[:, None])
+        if keep.any():
+            seg, start_sums = at(first)
+            _, end_sums = at(np.minimum(first + size, n[:, None]))
+            lo_sum, hi_sum, plus = (e - b for e, b in zip(end_sums, start_sums, strict=True))
+            widths = _block_width(lo_sum, hi_sum, shift.ravel()[seg], plus == 0)
+            histogram = _add_histograms(histogram, np.bincount(widths[keep]))
+        size *= 2
+    return histogram
 
 
 @dataclass(frozen=True)
@@ -386,21 +466,22 @@ def _twin(layer: WeightLayer, lo_x: int, hi_x: int) -> _Twin:
     packed[sparse, :-1] = np.take_along_axis(w[sparse], order, axis=1)
     lo, hi = packed * lo_x, packed * hi_x
     lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-    values = w[nonzero].astype(float)
-    product_widths = _range_width(
-        np.minimum(lo_x * values, hi_x * values), np.maximum(lo_x * values, hi_x * values)
-    )
     constants = twin.bias + _rounding(twin.shift)
     _, has_const = _constant(constants)
-    valid = np.arange(packed.shape[1]) < (n_valid + has_const)[:, None]
     const_rows = np.flatnonzero(has_const)
     lo[const_rows, n_valid[const_rows]] = constants[const_rows]
     hi[const_rows, n_valid[const_rows]] = constants[const_rows]
-    shift = np.zeros(lo.shape, np.int64)
-    tree = tree_width_histogram(lo, hi, shift, np.zeros(lo.shape, bool), valid)
-    adders = csd_digits(w[nonzero]) - 1
-    multiplier_adds = np.bincount(product_widths, weights=adders).astype(np.int64)
-    return _Twin(tree, multiplier_adds, int(values.size))
+    tree = tree_width_histogram(lo, hi, n_valid + has_const)
+    # Per weight value (8-bit: 257 of them): its multiplier's adders and their width.
+    values = np.arange(-(1 << _BASELINE_BITS - 1), (1 << _BASELINE_BITS - 1) + 1)
+    offset = -values[0]
+    uses = np.bincount((w + offset).ravel(), minlength=len(values))
+    uses[offset] = 0  # zero weights: no multiplier
+    product = (lo_x * values, hi_x * values)
+    widths = _range_width(np.minimum(*product).astype(float), np.maximum(*product).astype(float))
+    adders = uses * (csd_digits(values) - 1)
+    multiplier_adds = np.bincount(widths, weights=adders).astype(np.int64)
+    return _Twin(tree, multiplier_adds, int(uses.sum()))
 
 
 def _design(
