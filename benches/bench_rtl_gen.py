@@ -20,7 +20,9 @@
    runs the full flow (``synth -flatten; abc -g ...``) to show what the cheaper script
    costs in gates. conv2 and conv3 run all their inputs but a few of their outputs
    (outputs share nothing but inputs, so gates scale with the output count); the table
-   labels them.
+   labels them. Yosys runs through :func:`inq_hw.cost.synth.synthesize` (no cache): the
+   cheaper flow is its ``generic`` target, the full one ``abc="full"``, and section 3's
+   ``synth_ice40`` its ``ice40`` target with ``abc="full"`` (plain ``synth_ice40``).
 3. **LUT quality.** ``synth_ice40`` LUT4 count of a 72-input × 16-output shift-add unit
    (8-bit signed inputs, raw accumulators) against the adder bits of its trees: the sum of
    the widths of the adders ``rtl_gen.arith.adder_tree`` builds (same pairing, same range

@@ -570,7 +570,6 @@ def _weight_layer(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
         pe_mac_energy_pj=fp[0] + fp_add[0] + table.energy("register", _FLOAT_BITS),
         pe_mac_area_um2=fp[1] + fp_add[1] + table.area("register", _FLOAT_BITS),
     )
-    histogram = shift_tree
     counts_ = {
         "inputs": n_in,
         "outputs": rows,
@@ -580,7 +579,7 @@ def _weight_layer(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
         "bits": layer.bits,
         "in_bits": x.bits,
         "const_shifts": int(np.count_nonzero(is_nonzero & (shifts > 0))),
-        "adds_by_width": {int(w): int(histogram[w]) for w in np.flatnonzero(histogram)},
+        "adds_by_width": {int(w): int(shift_tree[w]) for w in np.flatnonzero(shift_tree)},
     }
     return LayerCost(layer.name, layer.kind, positions, counts_, designs)
 
