@@ -253,9 +253,13 @@ class PEArray(wiring.Component):
             )
 
         # Row positions of the first pixel tile: pixel 0, then one pixel further per row.
-        chain = [(ins.start_y, ins.start_x, ins.start_pa)]
-        for _ in range(1, rows):
-            chain.append(advance(chain[-1], "one"))
+        # Each position is a signal: as nested expressions every step would copy the one
+        # before into each of its three results (3^R terms: 6 MB of Verilog at 8 rows).
+        chain: list[tuple[Value, Value, Value]] = [(ins.start_y, ins.start_x, ins.start_pa)]
+        for r in range(1, rows):
+            pos = tuple(reg(name=f"row{r}_first_{n}") for n in ("y", "x", "pa"))
+            m.d.comb += [s.eq(v) for s, v in zip(pos, advance(chain[-1], "one"), strict=True)]
+            chain.append((pos[0], pos[1], pos[2]))
 
         def load_rows(positions: Sequence[tuple[Value, Value, Value]]) -> None:
             for r, (y, x, pa) in enumerate(positions):
