@@ -195,11 +195,21 @@ def _json(value: Any) -> Any:
     raise TypeError(f"Not JSON: {value!r}")
 
 
+def _one_thread() -> None:
+    """Train on one thread: the embedded default is far too small to gain from more, and
+    on a busy 2-core machine (simulators and synthesis beside it) two threads made INQ at
+    2 bits take 629 s, against 3 s on an idle machine."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _fp32(cfg: FlowConfig) -> Callable[[Path], dict[str, Any]]:
     def work(tmp: Path) -> dict[str, Any]:
         from inq_hw.driver import ModelContext, train_fp32
         from inq_hw.train import TrainConfig
 
+        _one_thread()
         context = ModelContext(
             cfg.model, dict(cfg.model_args), cfg.dataset, cfg.data_dir, cfg.split_seed
         )
@@ -218,6 +228,7 @@ def _inq(cfg: FlowConfig, bits: int, fp32: Path) -> Callable[[Path], dict[str, A
         from inq_hw.inq import INQConfig, parse_schedule
         from inq_hw.train import TrainConfig
 
+        _one_thread()
         config = INQConfig(
             bits=bits,
             schedule=parse_schedule(cfg.schedule, bits=bits),
