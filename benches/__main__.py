@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-BENCHES = ("partition", "inq_overhead", "executor", "rtl_gen", "pe_array", "cost")
+BENCHES = ("partition", "inq_overhead", "executor", "rtl_gen", "pe_array", "cost", "sim")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
