@@ -153,6 +153,7 @@ class SynthResult:
     carry: int | None = None
     dsp: int | None = None
     bram: int | None = None
+    transistors_lower_bound: bool = False
     fmax_mhz: float | None = None
     utilization: dict[str, Any] | None = None
     seconds: float = 0.0
@@ -337,8 +338,11 @@ def _figures(target: str, design: dict[str, Any]) -> dict[str, Any]:
         figures["lut"] += 2 * figures["carry"]  # a CCU2C is two LUT4s and their carry
     if target == "generic":
         figures["gates"] = figures["cells"] - figures["ff"]
+        # Yosys writes e.g. "882912+" when some cells have no transistor figure: a lower bound
         transistors = design.get("estimated_num_transistors")
-        figures["transistors"] = int(transistors) if transistors is not None else None
+        text = str(transistors) if transistors is not None else None
+        figures["transistors"] = int(text.rstrip("+")) if text is not None else None
+        figures["transistors_lower_bound"] = text is not None and text.endswith("+")
     return figures
 
 
