@@ -158,10 +158,25 @@ def design_key(
     return digest.hexdigest()[:24]
 
 
+_ICARUS_DUMP = """module inq_hw_waves();
+  initial begin
+    $dumpfile("waves.fst");
+    $dumpvars(0, {top});
+  end
+endmodule
+"""
+
+
 def _build(runner: Any, sources: list[Path], top: str, build_dir: Path, waves: bool) -> None:
     log = build_dir / "build.log"
     build_dir.mkdir(parents=True, exist_ok=True)
-    args = _build_args(runner.__class__.__name__.lower())
+    simulator = runner.__class__.__name__.lower()
+    args = _build_args(simulator)
+    if waves and simulator == "icarus":
+        # cocotb's own dump module declares a SystemVerilog `string`, which -g2005 rejects
+        dump = build_dir / "inq_hw_waves.v"
+        dump.write_text(_ICARUS_DUMP.format(top=top))
+        sources, args, waves = [*sources, dump], [*args, "-s", "inq_hw_waves"], False
     try:
         runner.build(
             sources=[str(path) for path in sources],
@@ -237,6 +252,7 @@ def run_testbench(
             "PYTHONPATH": os.pathsep.join([str(_PROJECT_ROOT), *sys.path]),
             "COCOTB_LOG_LEVEL": "WARNING",
         }
+        # Icarus: "-fst" instead of "-none" at run time; the dump module is inq_hw_waves
         _run(runner, module, top, build_dir, Path(tmp), env, waves, timeout_s)
         if not result_path.is_file():
             log = (Path(tmp) / "sim.log").read_text(errors="replace")[-3000:]

@@ -242,3 +242,15 @@ def test_dataflow_verilog_is_lint_clean(baseline: str | None, tmp_path: Path) ->
     )
     (top,) = manifest["tops"]
     assert verilator_lint([tmp_path / "rtl" / top["file"]], top["name"]) == []
+
+
+def test_waves_are_written(small_package: Path, tmp_path: Path) -> None:
+    summary = simulate_package(
+        small_package,
+        rtl_dir=tmp_path / "rtl",
+        images=_images(small_cnn(), 1, 0),
+        simulator="icarus",
+        waves=True,
+    )
+    waves = Path(summary["waves"])
+    assert waves.suffix == ".fst" and waves.stat().st_size > 1000
