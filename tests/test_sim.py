@@ -248,7 +248,7 @@ def test_waves_are_written(small_package: Path, tmp_path: Path) -> None:
     summary = simulate_package(
         small_package,
         rtl_dir=tmp_path / "rtl",
-        images=_images(small_cnn(), 1, 0),
+        images=_images(small_cnn(), 2, 0),
         simulator="icarus",
         waves=True,
     )
