@@ -286,7 +286,13 @@ def _run(
         target=_run_child, args=(runner, module, top, build_dir, test_dir, env, waves)
     )
     child.start()
-    child.join(timeout_s)
+    try:
+        child.join(timeout_s)
+    except BaseException:  # Ctrl-C: take the simulator down too (it has its own session)
+        assert child.pid is not None
+        os.killpg(child.pid, signal.SIGKILL)
+        child.join()
+        raise
     if child.is_alive():
         assert child.pid is not None
         os.killpg(child.pid, signal.SIGKILL)  # the child leads its own process group

@@ -6,6 +6,7 @@ finished stage and leaves no half-written file."""
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -49,14 +50,18 @@ def _command(tmp_path: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def interrupted_then_finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A flow interrupted by SIGINT once its first stage has finished, then run again to
-    the end: the directory holding its stage cache and its report."""
+    """A flow interrupted by SIGINT while it simulates 500 images, then run again (3
+    images) to the end: the directory holding its stage cache and its report."""
     tmp_path = tmp_path_factory.mktemp("flow")
-    child = subprocess.Popen(_command(tmp_path), stderr=subprocess.PIPE, text=True)
+    # many images, so the simulation stage is surely running when the signal comes
+    child = subprocess.Popen(
+        _command(tmp_path, "--samples", "500"), stderr=subprocess.PIPE, text=True
+    )
     assert child.stderr is not None
-    for line in child.stderr:  # wait until the first stage has finished
-        if "train FP32: done" in line:
+    for line in child.stderr:  # wait until the simulation stage has started
+        if "simulate 4-bit ..." in line:
             break
+    time.sleep(2)
     child.send_signal(signal.SIGINT)
     child.communicate(timeout=300)
     assert child.returncode != 0
