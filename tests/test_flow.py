@@ -55,7 +55,11 @@ def interrupted_then_finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp_path = tmp_path_factory.mktemp("flow")
     # many images, so the simulation stage is surely running when the signal comes
     child = subprocess.Popen(
-        _command(tmp_path, "--samples", "500"), stderr=subprocess.PIPE, text=True
+        _command(tmp_path, "--samples", "500"),
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell's background job starts with SIGINT ignored, and a child would inherit it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert child.stderr is not None
     for line in child.stderr:  # wait until the simulation stage has started
