@@ -302,15 +302,12 @@ def _package(inq: Path) -> Callable[[Path], dict[str, Any]]:
 
 def _rtl(cfg: FlowConfig, package: Path) -> Callable[[Path], dict[str, Any]]:
     def work(tmp: Path) -> dict[str, Any]:
-        from inq_hw.commands.hardware import parse_folding
         from inq_hw.intmodel.package import load_package
-        from rtl_gen.dataflow import generate_dataflow
+        from rtl_gen.dataflow import expand_folding, generate_dataflow
 
         model = load_package(package / "pkg")
         names = [layer.name for layer in model.weight_layers()]
-        folding = _fit_folding(
-            model, parse_folding([f"{k}={v}" for k, v in cfg.folding.items()], names)
-        )
+        folding = _fit_folding(model, expand_folding(cfg.folding, names))
         manifest = generate_dataflow(package / "pkg", tmp / "rtl", folding=folding)
         params = manifest["tops"][0]["params"]
         return {

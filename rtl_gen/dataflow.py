@@ -65,7 +65,14 @@ from rtl_gen.timing import (
 )
 from rtl_gen.units import ConstDotUnit, Requant
 
-__all__ = ["DataflowTop", "build_dataflow", "dataflow_design", "generate_dataflow"]
+__all__ = [
+    "DataflowTop",
+    "build_dataflow",
+    "dataflow_design",
+    "expand_folding",
+    "generate_dataflow",
+    "parse_folds",
+]
 
 BASELINES = ("mult8",)
 
@@ -296,6 +303,28 @@ def _argmax(m: Module, values: Any) -> Signal:
         ]
         best_value, best_index = value, index
     return best_index
+
+
+def parse_folds(items: list[str]) -> dict[str, int]:
+    """``["features.conv2=4", "all=2"]`` → ``{"features.conv2": 4, "all": 2}``.
+
+    Raises:
+        ConfigError: An item that is not ``LAYER=F`` with ``F`` a positive integer.
+    """
+    folds = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not text.strip().isdigit() or not name.strip():
+            raise ConfigError(f"A fold must be LAYER=F with F a positive integer, not {item!r}")
+        folds[name.strip()] = int(text)
+    return folds
+
+
+def expand_folding(folds: Mapping[str, int], layer_names: list[str]) -> dict[str, int]:
+    """A fold per weight layer: ``all`` first, then the layers named."""
+    folding = dict.fromkeys(layer_names, folds["all"]) if "all" in folds else {}
+    folding.update({name: fold for name, fold in folds.items() if name != "all"})
+    return folding
 
 
 def build_dataflow(

@@ -23,6 +23,7 @@ from typing import Any
 
 from inq_hw.errors import InqHwError
 from rtl_gen.export import RTLError, find_verilator
+from sim.tb_io import CONFIG_ENV
 
 __all__ = [
     "SIMULATORS",
@@ -34,7 +35,6 @@ __all__ = [
 ]
 
 SIMULATORS = ("icarus", "verilator")
-CONFIG_ENV = "INQ_HW_TB_CONFIG"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _VERSION_TIMEOUT_S = 30
 

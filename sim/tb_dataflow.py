@@ -14,8 +14,6 @@ with the golden executor's logits and class and records every mismatch.
 """
 
 import itertools
-import json
-import os
 import random
 from typing import Any
 
@@ -25,8 +23,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from sim.streams import decode_fields, encode_beats
+from sim.tb_io import read_config, write_result
 
-CONFIG_ENV = "INQ_HW_TB_CONFIG"
 _KEPT_MISMATCHES = 20
 
 
@@ -57,8 +55,7 @@ class _Scoreboard:
 
 @cocotb.test()
 async def stream_images(dut: Any) -> None:
-    with open(os.environ[CONFIG_ENV]) as handle:
-        cfg = json.load(handle)
+    cfg = read_config()
     vectors = np.load(cfg["vectors"])
     count = cfg["samples"]
     beats = encode_beats(vectors["input"][:count], cfg["input"])
@@ -110,8 +107,6 @@ async def stream_images(dut: Any) -> None:
         "interval_cycles": gaps[-1] if gaps else None,
         "timing_intervals": gaps,
     }
-    with open(cfg["result"] + ".part", "w") as handle:
-        json.dump(result, handle)
-    os.replace(cfg["result"] + ".part", cfg["result"])
+    write_result(cfg, result)
     assert not result["timeout"], f"no result after {cycle} cycles ({board.received}/{count})"
     assert board.mismatched_samples == 0, board.mismatches[:3]

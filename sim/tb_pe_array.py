@@ -15,8 +15,6 @@ counted from the edge that sampled ``i_start`` to the edge that raised ``o_done`
 wall-clock time of that free run gives the simulator's speed in cycles per second.
 """
 
-import json
-import os
 import time
 from typing import Any
 
@@ -26,7 +24,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
-CONFIG_ENV = "INQ_HW_TB_CONFIG"
+from sim.tb_io import read_config, write_result
+
 PERIOD_NS = 10
 _KEPT_MISMATCHES = 20
 
@@ -97,8 +96,7 @@ def _compare(n: int, want: np.ndarray, seen: list[int], kept: list[dict[str, int
 
 @cocotb.test()
 async def run_images(dut: Any) -> None:
-    with open(os.environ[CONFIG_ENV]) as handle:
-        cfg = json.load(handle)
+    cfg = read_config()
     vectors = np.load(cfg["vectors"])
     count = cfg["images"]
     await _reset(dut)
@@ -126,8 +124,6 @@ async def run_images(dut: Any) -> None:
         "mismatches": mismatches,
         "outputs": outputs,
     }
-    with open(cfg["result"] + ".part", "w") as handle:
-        json.dump(result, handle)
-    os.replace(cfg["result"] + ".part", cfg["result"])
+    write_result(cfg, result)
     assert not result["timeout"], f"o_done did not rise within {cfg['max_cycles']} cycles"
     assert mismatched == 0, mismatches[:3]

@@ -8,8 +8,6 @@ units (combinational or pipelined), the requantiser, the PEs. A failure names th
 the port, the expected and the seen value.
 """
 
-import json
-import os
 from typing import Any
 
 import cocotb
@@ -17,7 +15,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, Timer
 from cocotb.types import Logic
 
-CONFIG_ENV = "INQ_HW_TB_CONFIG"
+from sim.tb_io import read_config, write_result
+
 _KEPT_MISMATCHES = 20
 
 
@@ -33,8 +32,7 @@ def _read(handle: Any, signed: bool) -> int | None:
 
 @cocotb.test()
 async def vectors(dut: Any) -> None:
-    with open(os.environ[CONFIG_ENV]) as handle:
-        cfg = json.load(handle)
+    cfg = read_config()
     ports = cfg["ports"]  # name -> {"width": w, "signed": bool}
     clocked = "clk" in ports
     if clocked:
@@ -62,7 +60,5 @@ async def vectors(dut: Any) -> None:
         if not clocked:
             await Timer(1, unit="ns")
     result = {"cycles": len(cfg["inputs"]), "checked": checked, "mismatches": mismatches}
-    with open(cfg["result"] + ".part", "w") as handle:
-        json.dump(result, handle)
-    os.replace(cfg["result"] + ".part", cfg["result"])
+    write_result(cfg, result)
     assert not mismatches, mismatches[:3]

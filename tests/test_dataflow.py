@@ -32,7 +32,13 @@ from inq_hw.intmodel.layers import (
     ReLULayer,
     WeightLayer,
 )
-from rtl_gen.dataflow import DataflowTop, build_dataflow, dataflow_design
+from rtl_gen.dataflow import (
+    DataflowTop,
+    build_dataflow,
+    dataflow_design,
+    expand_folding,
+    parse_folds,
+)
 from rtl_gen.timing import PipelineTiming
 from tests.test_rtl_units import _layer_fields, _with_exact_width
 
@@ -245,3 +251,12 @@ def test_unsupported_models_are_refused() -> None:
     branched = IntModel(layers=(x, add), output="add")
     with pytest.raises(ConfigError, match="chain of layers"):
         build_dataflow(branched)
+
+
+def test_fold_options_parse_and_expand() -> None:
+    folds = parse_folds(["c1=3", "all=2"])
+    assert expand_folding(folds, ["c1", "c2", "f1"]) == {"c1": 3, "c2": 2, "f1": 2}
+    assert expand_folding(parse_folds(["f1=4"]), ["c1", "f1"]) == {"f1": 4}
+    for bad in ("c1", "c1=", "c1=x", "=3", "c1=-2"):
+        with pytest.raises(ConfigError, match="LAYER=F"):
+            parse_folds([bad])

@@ -46,16 +46,6 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         raise ConfigError(f"{what} must be comma-separated integers, not {text!r}") from None
 
 
-def _fold(items: list[str]) -> dict[str, int]:
-    folding = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or not text.isdigit():
-            raise ConfigError(f"A fold must be LAYER=F with F a positive integer, not {item!r}")
-        folding[name] = int(text)
-    return folding
-
-
 def config_from_args(args: argparse.Namespace) -> Any:
     """The flow config: ``--config`` (or the defaults), then the options given."""
     from inq_hw.flow import FlowConfig
@@ -74,7 +64,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.targets is not None:
         changes["targets"] = tuple(t.strip() for t in args.targets.split(","))
     if args.fold is not None:
-        changes["folding"] = _fold(args.fold)
+        from rtl_gen.dataflow import parse_folds
+
+        changes["folding"] = parse_folds(args.fold)
     if args.name is not None:
         changes["name"] = args.name
     elif args.model is not None:

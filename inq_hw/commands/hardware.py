@@ -8,33 +8,24 @@ from inq_hw.cli import command
 from inq_hw.commands.common import format_table
 from inq_hw.errors import ConfigError
 
-__all__ = ["generate", "parse_folding", "simulate"]
+__all__ = ["generate", "simulate"]
 
 
-def parse_folding(items: list[str], layer_names: list[str]) -> dict[str, int]:
-    """``["conv2=4", "all=2"]`` → a fold per weight layer (``all`` first, then the rest)."""
-    folding: dict[str, int] = {}
-    pairs = []
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or not text.strip().isdigit():
-            raise ConfigError(f"A fold must be LAYER=F with F a positive integer, not {item!r}")
-        pairs.append((name.strip(), int(text)))
-    for name, fold in sorted(pairs, key=lambda pair: pair[0] != "all"):
-        for target in layer_names if name == "all" else [name]:
-            folding[target] = fold
-    return folding
+def _folding(items: list[str], package: Path) -> dict[str, int]:
+    from inq_hw.intmodel.package import load_package
+    from rtl_gen.dataflow import expand_folding, parse_folds
+
+    names = [layer.name for layer in load_package(package).weight_layers()]
+    return expand_folding(parse_folds(items), names)
 
 
 def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
-    from inq_hw.intmodel.package import load_package
     from rtl_gen.dataflow import generate_dataflow
     from rtl_gen.export import RTLError, verilator_lint
 
     if args.pipeline:
         raise ConfigError("--pipeline applies to constant-weight units, not --unit dataflow")
-    model = load_package(args.package)
-    folding = parse_folding(args.fold, [layer.name for layer in model.weight_layers()])
+    folding = _folding(args.fold, args.package)
     default = "rtl-dataflow-mult8" if args.baseline else "rtl-dataflow"
     out = args.out or args.package / default
     manifest = generate_dataflow(args.package, out, baseline=args.baseline, folding=folding)
@@ -168,11 +159,9 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     import json
 
     from inq_hw.checkpoint import atomic_write
-    from inq_hw.intmodel.package import load_package
     from sim.simulate import simulate_package
 
-    model = load_package(args.package)
-    folding = parse_folding(args.fold, [layer.name for layer in model.weight_layers()])
+    folding = _folding(args.fold, args.package)
     rtl = args.rtl or args.package / "rtl-dataflow"
     summary = simulate_package(
         args.package,
