@@ -252,20 +252,20 @@ def _weight_stats(model: Any) -> dict[str, Any]:
     """Counts, zero share, memory and exponent histograms of the weight layers."""
     layers, count, zeros, memory, baseline_memory = {}, 0, 0, 0, 0
     for layer in model.weight_layers():
-        codes = layer.codes.ravel().astype(np.int64)
-        zero = (codes >> (layer.bits - 1)) & 1
-        exponents = layer.n1 - (codes & ((1 << max(layer.bits - 2, 0)) - 1))
-        histogram: dict[str, int] = {"zero": int(zero.sum())}
+        magnitude = np.abs(layer.weights_int().ravel())  # 0 or 2**(e - n2)
+        nonzero = magnitude[magnitude > 0]
+        exponents = layer.n2 + np.log2(nonzero).astype(np.int64)  # exact for powers of two
+        histogram: dict[str, int] = {"zero": int(magnitude.size - nonzero.size)}
         for e in range(layer.n2, layer.n1 + 1):
-            histogram[str(e)] = int(((exponents == e) & (zero == 0)).sum())
+            histogram[str(e)] = int((exponents == e).sum())
         layers[layer.name] = {
-            "count": int(codes.size),
-            "zero_fraction": float(zero.mean()),
+            "count": int(magnitude.size),
+            "zero_fraction": histogram["zero"] / magnitude.size,
             "exponent_histogram": histogram,
         }
-        count, zeros = count + codes.size, zeros + int(zero.sum())
-        memory += codes.size * layer.bits
-        baseline_memory += codes.size * 8
+        count, zeros = count + magnitude.size, zeros + histogram["zero"]
+        memory += magnitude.size * layer.bits
+        baseline_memory += magnitude.size * 8
     return {
         "count": count,
         "zero_fraction": zeros / count if count else 0.0,
