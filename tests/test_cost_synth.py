@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inq_hw import tools as tools_module
 from inq_hw.cli import main
 from inq_hw.cost import CostError, SynthesisError, SynthesisTimeout, ToolNotFound
-from inq_hw.cost import synth as synth_module
 from inq_hw.cost.designs import layer_jobs, outputs_kept, subset_model
 from inq_hw.cost.synth import SynthJob, jobs_from_manifest, synthesize, synthesize_all
 from inq_hw.intmodel import ActFormat, WeightLayer
@@ -137,7 +137,7 @@ def test_cli_missing_tool(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(synth_module, "_tool_command", _raise_missing)
+    monkeypatch.setattr(tools_module, "tool_command", _raise_missing)
     code = main(
         ["cost", str(package), "--target", "ice40", "--cache", str(tmp_path), "--no-progress"]
     )

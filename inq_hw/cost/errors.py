@@ -1,6 +1,6 @@
 """The cost model's exceptions: each one a user error the CLI reports in one line."""
 
-from inq_hw.errors import InqHwError
+from inq_hw.errors import InqHwError, ToolError, ToolNotFound, ToolTimeout
 
 __all__ = ["CostError", "SynthesisError", "SynthesisTimeout", "TechTableError", "ToolNotFound"]
 
@@ -13,13 +13,6 @@ class TechTableError(CostError, ValueError):
     """A technology table is missing, unreadable, or has a malformed or missing figure."""
 
 
-class SynthesisError(CostError):
-    """A synthesis or place-and-route tool failed on a design."""
-
-
-class SynthesisTimeout(SynthesisError):
-    """A synthesis or place-and-route run did not finish within its time limit."""
-
-
-class ToolNotFound(SynthesisError):
-    """A synthesis or place-and-route tool is not installed."""
+#: Synthesis failures are the tool layer's (:mod:`inq_hw.tools`); the old names remain.
+SynthesisError = ToolError
+SynthesisTimeout = ToolTimeout

