@@ -69,6 +69,7 @@ __all__ = [
     "DataflowTop",
     "build_dataflow",
     "dataflow_design",
+    "dataflow_params",
     "expand_folding",
     "generate_dataflow",
     "parse_folds",
@@ -353,9 +354,22 @@ def dataflow_design(
     """The top as a :class:`~rtl_gen.export.Design` whose parameters state the stream
     formats, the folding, the latency and the interval (cycles per image)."""
     top = build_dataflow(model, baseline=baseline, folding=folding)
+    params = dataflow_params(top, baseline)
+    name = verilog_identifier("dataflow_mult8" if baseline else "dataflow_shiftadd", taken=set())
+    return Design(
+        top=name,
+        component=top,
+        latency=params["latency_cycles"],
+        params=params,
+        source_hash=source_hash,
+    )
+
+
+def dataflow_params(top: DataflowTop, baseline: str | None) -> dict[str, Any]:
+    """What a manifest says of ``top``: stream formats, folding, latency and interval."""
     timing = top.timing()
     first, last = top.first, top.last
-    params = {
+    return {
         "kind": "dataflow",
         "mode": "multiply" if baseline else "shift-add",
         "baseline": baseline,
@@ -369,10 +383,6 @@ def dataflow_design(
         "latency_cycles": timing.latency,
         "interval_cycles": timing.interval,
     }
-    name = verilog_identifier("dataflow_mult8" if baseline else "dataflow_shiftadd", taken=set())
-    return Design(
-        top=name, component=top, latency=timing.latency, params=params, source_hash=source_hash
-    )
 
 
 def generate_dataflow(

@@ -8,10 +8,11 @@ from inq_hw.cli import command
 from inq_hw.commands.common import format_table
 from inq_hw.errors import ConfigError
 
-__all__ = ["generate", "simulate"]
+__all__ = ["add_design_options", "dataflow_folding", "generate", "simulate"]
 
 
-def _folding(items: list[str], package: Path) -> dict[str, int]:
+def dataflow_folding(items: list[str], package: Path) -> dict[str, int]:
+    """The ``--fold`` items as a fold per weight layer of the package."""
     from inq_hw.intmodel.package import load_package
     from rtl_gen.dataflow import expand_folding, parse_folds
 
@@ -25,7 +26,7 @@ def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.pipeline:
         raise ConfigError("--pipeline applies to constant-weight units, not --unit dataflow")
-    folding = _folding(args.fold, args.package)
+    folding = dataflow_folding(args.fold, args.package)
     default = "rtl-dataflow-mult8" if args.baseline else "rtl-dataflow"
     out = args.out or args.package / default
     manifest = generate_dataflow(args.package, out, baseline=args.baseline, folding=folding)
@@ -44,13 +45,15 @@ def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
     return {**manifest, "out": str(out), "_text": f"{text}\n{top['name']}: {timing}\n-> {out}"}
 
 
-def _configure_generate(parser: argparse.ArgumentParser) -> None:
+def add_design_options(parser: argparse.ArgumentParser, *, unit: str = "network") -> None:
+    """The package and the unit, fold, pipeline and baseline options of ``generate``,
+    shared by every command that builds a design (``generate``, ``ip``)."""
     parser.add_argument("package", type=Path, help="package directory written by 'inq-hw export'")
     parser.add_argument(
         "--unit",
-        default="network",
+        default=unit,
         help="'layer:<name>' (one constant-weight unit), 'network' (one unit per weight "
-        "layer, default) or 'dataflow' (the whole network as one streaming top)",
+        f"layer) or 'dataflow' (the whole network as one streaming top); default {unit}",
     )
     parser.add_argument(
         "--fold",
@@ -69,6 +72,10 @@ def _configure_generate(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="generate the 8-bit uniform multiplier twin instead",
     )
+
+
+def _configure_generate(parser: argparse.ArgumentParser) -> None:
+    add_design_options(parser)
     parser.add_argument("--out", type=Path, default=None, help="default: PACKAGE/rtl")
     parser.add_argument(
         "--lint", action="store_true", help="run verilator --lint-only -Wall on each top"
@@ -161,7 +168,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     from inq_hw.checkpoint import atomic_write
     from sim.simulate import simulate_package
 
-    folding = _folding(args.fold, args.package)
+    folding = dataflow_folding(args.fold, args.package)
     rtl = args.rtl or args.package / "rtl-dataflow"
     summary = simulate_package(
         args.package,
