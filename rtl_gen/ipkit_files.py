@@ -338,7 +338,7 @@ async def stream_images(dut):
 
 
 def _cocotb_makefile(kit: Kit) -> str:
-    return f"""# cocotb testbench of {kit.top}: make SIM=icarus (or SIM=verilator) in this directory.
+    return f"""# cocotb testbench of {kit.top}: make SIM=icarus (or SIM=verilator) here.
 SIM ?= icarus
 TOPLEVEL_LANG = verilog
 VERILOG_SOURCES = $(abspath ../rtl/{kit.top}.v)
