@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw.cli import command
-from inq_hw.commands.common import format_table
+from inq_hw.commands.common import format_table, output_dir
 from inq_hw.commands.hardware import add_design_options, dataflow_folding
 from inq_hw.errors import ConfigError
 
@@ -15,7 +15,7 @@ __all__ = ["ip"]
 
 def _configure_ip(parser: argparse.ArgumentParser) -> None:
     add_design_options(parser, unit="dataflow")
-    parser.add_argument("--out", type=Path, required=True, help="the IP directory to write")
+    parser.add_argument("--out", type=output_dir, required=True, help="the IP directory to write")
     parser.add_argument(
         "--samples", type=int, default=16, help="golden test images shipped (default 16)"
     )
