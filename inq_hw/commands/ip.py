@@ -2,7 +2,6 @@
 testbenches, scripts and constraints (:mod:`rtl_gen.ipkit`)."""
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from inq_hw.cli import command
