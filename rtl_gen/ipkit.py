@@ -65,7 +65,8 @@ _MAX_IMAGES = 1024
 
 def ip_top_name(model: IntModel, baseline: str | None) -> str:
     """``<model>_axis`` (``<model>_mult8_axis`` for the twin) as a Verilog identifier."""
-    stem = str(model.meta.get("model") or "inq")
+    spec = model.meta.get("model")
+    stem = str(spec.get("name") or "inq") if isinstance(spec, dict) else "inq"
     return verilog_identifier(f"{stem}_mult8_axis" if baseline else f"{stem}_axis", taken=set())
 
 
