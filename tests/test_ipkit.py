@@ -108,7 +108,7 @@ def _wrapper(model: IntModel) -> AxiStreamWrapper:
     return AxiStreamWrapper(build_dataflow(model, folding=FOLDING))
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [1])
 def test_wrapper_loses_and_duplicates_no_beat(seed: int) -> None:
     model = small_cnn()
     ip = _wrapper(model)
