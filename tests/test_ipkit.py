@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from inq_hw.cli import main
@@ -28,7 +31,7 @@ from inq_hw.intmodel import IntModel, WeightLayer, run
 from inq_hw.intmodel.package import package_hash, save_package
 from rtl_gen.axi_stream import AxiStreamWrapper
 from rtl_gen.dataflow import build_dataflow
-from rtl_gen.export import find_verilator, write_designs
+from rtl_gen.export import Design, find_verilator, load_manifest, write_designs
 from rtl_gen.ipkit import ip_design, write_ip
 from sim.streams import encode_fields
 from tests.test_dataflow import _images, small_cnn
@@ -143,6 +146,23 @@ def test_a_misplaced_tlast_raises_the_sticky_frame_error(where: str) -> None:
 def test_wrapper_refuses_anything_but_a_dataflow_top() -> None:
     with pytest.raises(TypeError, match="DataflowTop"):
         AxiStreamWrapper(object())  # type: ignore[arg-type]
+
+
+class _Wire(wiring.Component):
+    a: In(1)
+    b: Out(1)
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.d.comb += self.b.eq(self.a)
+        return m
+
+
+def test_a_design_header_must_be_comment_lines() -> None:
+    ip = _Wire()
+    for header in ("module x;\n", "// no newline at the end"):
+        with pytest.raises(ValueError, match="Header must be"):
+            Design(top="t", component=ip, latency=0, header=header)
 
 
 # --- the exported kit ---------------------------------------------------------------------
@@ -321,6 +341,8 @@ def test_scripts_name_the_shipped_files_top_and_ports(kit: Path) -> None:
     assert f"interval: {params['interval_cycles']} cycles per image" in readme
     header = (kit / "rtl" / f"{TOP}.v").read_text().split("/* Generated", 1)[0]
     assert f"// m_axis_tdata: {params['m_axis']['width']} bits" in header
+    assert load_manifest(kit / "rtl").tops[0].name == TOP  # the hash covers the header
+    assert manifest["tools"]["yosys"]  # the banner is still found below the header
 
 
 @pytest.mark.hw
