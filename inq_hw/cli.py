@@ -2,34 +2,20 @@
 
 Every subcommand reads and writes files, prints a short summary (``--json``: a JSON
 document on stdout instead) and turns any user error into one line on stderr and exit
-code 2. Subcommands register themselves with :func:`command`.
+code 2. Subcommands register themselves with :func:`inq_hw.commands.registry.command`
+(re-exported here).
 """
 
 import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from inq_hw.errors import ConfigError, InqHwError
+from inq_hw.commands.registry import COMMANDS, command, parse_csv
+from inq_hw.errors import InqHwError
 
-__all__ = ["main"]
-
-Handler = Callable[[argparse.Namespace], dict[str, Any]]
-_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
-
-
-def command(
-    name: str, help_text: str, configure: Callable[[argparse.ArgumentParser], None]
-) -> Callable[[Handler], Handler]:
-    """Register a subcommand: its help, its argument set-up and its handler."""
-
-    def decorate(handler: Handler) -> Handler:
-        _COMMANDS[name] = (help_text, configure, handler)
-        return handler
-
-    return decorate
+__all__ = ["command", "main", "parse_csv"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,7 +29,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="inq-hw", description="Incremental Network Quantization to multiplier-free hardware."
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, (help_text, configure, _) in _COMMANDS.items():
+    for name, (help_text, configure, _) in COMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
         configure(child)
         child.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -68,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _, _, handler = _COMMANDS[args.command]
+    _, _, handler = COMMANDS[args.command]
     distributed = _init_distributed()
     try:
         summary = handler(args)
@@ -94,14 +80,6 @@ def _is_rank_zero() -> bool:
     import torch.distributed as dist
 
     return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def parse_csv(text: str, kind: Callable[[str], Any], what: str) -> list[Any]:
-    """``"a,b,c"`` → ``[kind(a), ...]``; a one-line ConfigError naming ``what`` otherwise."""
-    try:
-        return [kind(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"{what} must be a comma-separated list, not {text!r}") from None
 
 
 if __name__ == "__main__":
