@@ -29,6 +29,7 @@ Example usage::
     # fusesoc --cores-root out/ip run --target sim inq-hw:ip:<top>
 """
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -39,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-import inq_hw
 from inq_hw.errors import ConfigError
 from inq_hw.intmodel import IntModel, run
 from inq_hw.intmodel.package import load_package, package_hash
@@ -47,9 +47,9 @@ from rtl_gen import ipkit_files
 from rtl_gen.axi_stream import AxiStreamWrapper, StreamLayout
 from rtl_gen.dataflow import build_dataflow, dataflow_params
 from rtl_gen.export import WAIVERS, Design, Manifest, RTLError, write_designs
+from rtl_gen.fields import encode_fields
 from rtl_gen.ipkit_files import Kit
 from rtl_gen.names import verilog_identifier
-from sim.streams import encode_fields
 
 __all__ = ["KIT_MARK", "ip_design", "ip_top_name", "write_ip"]
 
@@ -165,7 +165,7 @@ def _kit(manifest: Manifest, clock_ns: float, images: int, seed: int) -> Kit:
     params = top.params
     return Kit(
         top=top.name,
-        core=f"inq-hw:ip:{top.name}:{inq_hw.__version__}",
+        core=f"inq-hw:ip:{top.name}:{_version()}",
         ports=top.ports,
         s_layout=_layout(params["s_axis"]),
         m_layout=_layout(params["m_axis"]),
@@ -178,6 +178,15 @@ def _kit(manifest: Manifest, clock_ns: float, images: int, seed: int) -> Kit:
         waivers=dict(WAIVERS),
         info={"manifest": manifest.to_json(), "source_hash": top.source_hash},
     )
+
+
+def _version() -> str:
+    """inq-hw's version, the core's version (the package's metadata: importing ``inq_hw``
+    itself would pull in the training side)."""
+    try:
+        return importlib.metadata.version("inq-hw")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
 
 
 def _layout(obj: Mapping[str, Any]) -> StreamLayout:

@@ -4,9 +4,9 @@ testbenches, scripts and constraints (:mod:`rtl_gen.ipkit`)."""
 import argparse
 from typing import Any
 
-from inq_hw.cli import command
 from inq_hw.commands.common import format_table, output_dir
 from inq_hw.commands.hardware import add_design_options, dataflow_folding
+from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
 __all__ = ["ip"]
