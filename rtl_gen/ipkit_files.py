@@ -123,7 +123,7 @@ targets:
 
   sim:
     description: the self-checking testbench (tb/{kit.tb}.v) on Icarus or Verilator
-    filesets: [rtl, waivers, tb]
+    filesets: [rtl, "tool_verilator? (waivers)", tb]
     toplevel: {kit.tb}
     default_tool: icarus
     tools:
