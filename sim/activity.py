@@ -250,11 +250,14 @@ def _period_ns(waves: Any, edges: list[int]) -> float | None:
     return float(ticks * scale.factor * unit)
 
 
-def activity_from_waves(path: str | os.PathLike[str], *, clock: str = "clk") -> Activity:
+def activity_from_waves(
+    path: str | os.PathLike[str], *, clock: str | None = "clk", cycles: int | None = None
+) -> Activity:
     """Toggle counts of every bit-vector signal in an FST or VCD file (module docstring).
 
     ``cycles`` is the number of rising edges of the shallowest 1-bit signal named
-    ``clock``; ``period_ns`` their median spacing.
+    ``clock``; ``period_ns`` their median spacing. A combinational design has no clock:
+    pass ``clock=None`` and the number of input vectors applied as ``cycles``.
 
     Raises
     ------
@@ -262,12 +265,18 @@ def activity_from_waves(path: str | os.PathLike[str], *, clock: str = "clk") -> 
         The file is missing or not a waveform, has no such clock, or no clock edge.
     """
     waves = _open_waves(Path(path))
-    edges = _rising_edges(list(_clock(waves, clock).signal))
-    if not edges:
-        raise ActivityError(f"Clock {clock!r} never rises in {path}")
+    if clock is None:
+        if cycles is None:
+            raise ActivityError("Without a clock, the number of cycles must be given")
+        edges: list[int] = []
+    else:
+        edges = _rising_edges(list(_clock(waves, clock).signal))
+        if not edges:
+            raise ActivityError(f"Clock {clock!r} never rises in {path}")
+        cycles = len(edges)
     signals = {}
     for var in waves.all_vars():
         if var.is_real or var.is_string or var.bitwidth < 1:
             continue
         signals[var.full_name] = tuple(_bit_toggles(list(var.signal), var.bitwidth))
-    return Activity(len(edges), _period_ns(waves, edges), signals)
+    return Activity(cycles, _period_ns(waves, edges), signals)

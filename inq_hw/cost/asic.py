@@ -54,7 +54,7 @@ from typing import Any
 
 from inq_hw.cost.errors import CostError
 from inq_hw.cost.synth import SynthJob, cache_load, cache_store
-from inq_hw.tools import run_tool, tool_version
+from inq_hw.tools import run_tool, tool_command, tool_version
 from sim.activity import Activity
 
 __all__ = [
@@ -167,7 +167,9 @@ def yosys_script(top: str, liberty: Path, *, abc: str = "fast") -> list[str]:
         f"synth -flatten -top {top}" + (" -noabc" if abc == "fast" else ""),
         f"dfflibmap -liberty {liberty}",
         mapping,
-        "opt_clean",
+        # Amaranth names array elements of a port ``o_data[0]``: purge those aliases before
+        # splitting the ports into bits of the same names
+        "opt_clean -purge",
         "splitnets -ports",
         "setundef -zero",
         "hilomap -singleton -hicell LOGIC1_X1 Z -locell LOGIC0_X1 Z",
@@ -276,11 +278,12 @@ def _relative(name: str, top: str) -> str | None:
 def map_activity(
     activity: Activity, top: str, nets: set[str], inputs: set[str]
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Toggle rates of the input-port bits, and what of the activity maps to the netlist.
+    """Toggle rates of the netlist nets found in the activity, and the coverage.
 
-    Returns ``(rates, coverage)``: ``rates`` maps every input net found in the activity
-    (``x[i]``) to its toggles per cycle; ``coverage`` counts input bits and netlist nets
-    with a measured activity, and the waveform bits that match no net.
+    Returns ``(rates, coverage)``: ``rates`` maps every netlist net whose name the
+    activity holds (``x[i]``, or ``x`` for a 1-bit signal) to its toggles per cycle;
+    ``coverage`` counts input bits and nets with a measured rate, and the waveform bits
+    that match no net (renamed or optimised away by synthesis).
     """
     measured: dict[str, float] = {}
     unmatched = 0
@@ -294,16 +297,15 @@ def map_activity(
                 measured[net] = count / activity.cycles
             else:
                 unmatched += 1
-    rates = {net: rate for net, rate in measured.items() if net in inputs and net != "clk"}
     coverage = {
         "input_bits": len(inputs - {"clk"}),
-        "input_bits_measured": len(rates),
+        "input_bits_measured": len(set(measured) & (inputs - {"clk"})),
         "nets": len(nets),
         "nets_measured": len(measured),
         "waveform_bits_unmatched": unmatched,
         "cycles": activity.cycles,
     }
-    return rates, coverage
+    return measured, coverage
 
 
 # --- one design ------------------------------------------------------------------------------
@@ -389,6 +391,8 @@ def asic_cost(
     if not period_ns > 0:
         raise CostError(f"Clock period must be positive, not {period_ns!r} ns")
     liberty = liberty_path()
+    for tool in ("yosys", "sta"):
+        tool_command(tool)  # a missing tool fails before minutes of synthesis
     script = yosys_script(job.top, liberty, abc=abc)
     key = _key(job, script, period_ns, activity)
     cached = _cached(cache_dir, key)
@@ -399,9 +403,11 @@ def asic_cost(
         work = Path(tmp)
         area = _area(_synthesise(job, script, liberty, work, timeout_s))
         nets, inputs = netlist_nets((work / "netlist.v").read_text())
-        rates, coverage = (
-            map_activity(activity, job.top, nets, inputs) if activity else (None, None)
-        )
+        rates: dict[str, float] | None = None
+        coverage = None
+        if activity is not None:
+            measured, coverage = map_activity(activity, job.top, nets, inputs)
+            rates = {net: r for net, r in measured.items() if net in inputs and net != "clk"}
         stdin = sta_script(
             job.top, liberty, registered=job.registered, period_ns=period_ns, input_rates=rates
         )
@@ -413,7 +419,7 @@ def asic_cost(
     sections = _sections(out)
     critical, fmax = parse_timing(sections.get("timing", ""), period_ns)
     power = parse_power(sections.get("power default", ""))
-    measured = parse_power(sections["power measured"]) if rates is not None else None
+    with_activity = parse_power(sections["power measured"]) if rates is not None else None
     result = AsicResult(
         top=job.top,
         **area,
@@ -422,8 +428,8 @@ def asic_cost(
         period_ns=period_ns,
         power_mw=power,
         energy_pj=power["total"] * period_ns,
-        power_measured_mw=measured,
-        energy_measured_pj=measured["total"] * period_ns if measured else None,
+        power_measured_mw=with_activity,
+        energy_measured_pj=with_activity["total"] * period_ns if with_activity else None,
         coverage=coverage,
         seconds=time.perf_counter() - start,
         key=key,
