@@ -46,12 +46,14 @@ import hashlib
 import importlib.metadata
 import json
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inq_hw.checkpoint import atomic_write
 from inq_hw.cost.errors import CostError
 from inq_hw.cost.synth import SynthJob, cache_load, cache_store
 from inq_hw.tools import run_tool, tool_command, tool_version
@@ -313,21 +315,52 @@ def map_activity(
 
 def _key(job: SynthJob, script: list[str], period_ns: float, activity: Activity | None) -> str:
     material = {
-        "cache_version": _CACHE_VERSION,
-        "target": TARGET,
-        "verilog_sha256": hashlib.sha256(job.verilog.encode()).hexdigest(),
-        "top": job.top,
-        "script": [line.replace(str(liberty_path()), "LIB") for line in script],
-        "liberty_sha256": LIBERTY_SHA256,
+        "synthesis": _netlist_key(job, script),
         "period_ns": period_ns,
         "activity_sha256": (
             hashlib.sha256(json.dumps(activity.to_dict()).encode()).hexdigest()
             if activity
             else None
         ),
-        "tools": [tool_version("yosys"), tool_version("sta")],
+        "sta": tool_version("sta"),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _netlist_key(job: SynthJob, script: list[str]) -> str:
+    """The synthesis step's key: one netlist serves every clock and activity."""
+    material = {
+        "cache_version": _CACHE_VERSION,
+        "target": TARGET,
+        "verilog_sha256": hashlib.sha256(job.verilog.encode()).hexdigest(),
+        "top": job.top,
+        "script": [line.replace(str(liberty_path()), "LIB") for line in script],
+        "liberty_sha256": LIBERTY_SHA256,
+        "yosys": tool_version("yosys"),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _netlist(
+    job: SynthJob,
+    script: list[str],
+    liberty: Path,
+    work: Path,
+    timeout_s: float,
+    cache_dir: Path | None,
+) -> dict[str, Any]:
+    """Yosys's ``stat`` (and ``work/netlist.v``), from the cache when it has them."""
+    key = _netlist_key(job, script)
+    cached = cache_load(cache_dir, f"{key}-stat")
+    netlist = cache_dir / f"{key}-netlist.v" if cache_dir is not None else None
+    if cached is not None and netlist is not None and netlist.is_file():
+        shutil.copyfile(netlist, work / "netlist.v")
+        return cached
+    design = _synthesise(job, script, liberty, work, timeout_s)
+    if cache_dir is not None and netlist is not None:
+        atomic_write(netlist, lambda tmp: _copy(work / "netlist.v", tmp))
+        cache_store(cache_dir, f"{key}-stat", design)
+    return design
 
 
 def _synthesise(
@@ -401,7 +434,7 @@ def asic_cost(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="inq_hw_asic_") as tmp:
         work = Path(tmp)
-        area = _area(_synthesise(job, script, liberty, work, timeout_s))
+        area = _area(_netlist(job, script, liberty, work, timeout_s, cache_dir))
         nets, inputs = netlist_nets((work / "netlist.v").read_text())
         rates: dict[str, float] | None = None
         coverage = None
@@ -437,6 +470,10 @@ def asic_cost(
     )
     cache_store(cache_dir, key, result.to_dict())
     return result
+
+
+def _copy(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
 
 
 def _check_sta(out: str, what: str) -> None:
