@@ -131,3 +131,26 @@ def test_cli_wrong_activity_images_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.endswith("error: --activity-images must be 0 or more, not -1")
+
+
+def test_the_report_shows_nangate45_beside_the_analytic_slices(tmp_path: Path) -> None:
+    from inq_hw.report import ResultsError, render_report, validate_results
+    from tests.test_report import make_results, md_tables
+
+    results = make_results()
+    names = ("area_um2", "critical_ns", "power_mw", "energy_pj", "analytic_area_um2")
+    for entry in results["bits"]:
+        entry["cost"]["nangate45"] = {
+            name: {"shift_add": 10.0 * (i + 1), "mult8": 40.0 * (i + 1)}
+            for i, name in enumerate(names)
+        }
+    validate_results(results)
+    render_report(results, tmp_path)
+    table = {row[""]: row for row in md_tables((tmp_path / "report.md").read_text())["4-bit"]}
+    row = table["Nangate45 energy per inference (pJ, slices)"]
+    assert float(row["INQ 4-bit (shift-add)"]) == 40.0
+    assert float(row["8-bit uniform (multiplier twin)"]) == 160.0
+    assert table["analytic energy, same slices (pJ)"]["INQ 4-bit (shift-add)"] == "not measured"
+    results["bits"][0]["cost"]["nangate45"]["area_um2"]["mult8"] = -1.0
+    with pytest.raises(ResultsError, match=r"nangate45\.area_um2\.mult8"):
+        validate_results(results)

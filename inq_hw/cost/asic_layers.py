@@ -26,7 +26,7 @@ from inq_hw.cost.designs import layer_jobs, subset_model
 from inq_hw.intmodel import IntModel
 from inq_hw.progress import Progress
 
-__all__ = ["DESIGNS", "METRICS", "asic_layers"]
+__all__ = ["DESIGNS", "METRICS", "asic_layers", "network_totals"]
 
 DESIGNS = (("shift-add", None), ("mult8", "mult8"))
 #: Figures compared per layer: (name, the ASIC result's, the analytic design's).
@@ -74,6 +74,7 @@ def asic_layers(
     model: IntModel,
     *,
     max_weights: int | None = 288,
+    max_outputs: int | None = None,
     images: int = 4,
     period_ns: float = DEFAULT_PERIOD_NS,
     cache_dir: Path | None = None,
@@ -88,7 +89,13 @@ def asic_layers(
 
     progress = progress or Progress()
     pairs = {
-        design: layer_jobs(model, baseline=baseline, max_weights=max_weights, layers=layers)
+        design: layer_jobs(
+            model,
+            baseline=baseline,
+            max_weights=max_weights,
+            max_outputs=max_outputs,
+            layers=layers,
+        )
         for design, baseline in DESIGNS
     }
     count = len(pairs["shift-add"])
@@ -119,3 +126,21 @@ def asic_layers(
         out.append({"layer": params["layer"], "params": params, "asic": asic,
                     "analytic": analytic})  # fmt: skip
     return out
+
+
+def network_totals(layers: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per design, over the layers' slices: Nangate45 area, power and energy summed, the
+    longest critical path, and the analytic area and energy of the same slices."""
+    totals: dict[str, dict[str, float]] = {}
+    for design, _ in DESIGNS:
+        asic = [layer["asic"][design] for layer in layers]
+        analytic = [layer["analytic"][design] for layer in layers]
+        totals[design] = {
+            "area_um2": sum(a["area_um2"] for a in asic),
+            "critical_ns": max(a["critical_ns"] for a in asic),
+            "power_mw": sum(a["power_mw"] for a in asic),
+            "energy_pj": sum(a["energy_pj"] for a in asic),
+            "analytic_area_um2": sum(a["area_um2"] for a in analytic),
+            "analytic_energy_pj": sum(a["energy_pj"] for a in analytic),
+        }
+    return totals
