@@ -180,6 +180,7 @@ def _nangate45(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]
         layers = asic_layers(
             load_package(args.package),
             max_weights=args.max_weights,
+            max_outputs=args.max_outputs,
             images=args.activity_images,
             period_ns=args.period,
             cache_dir=args.cache or default_cache_dir(),
