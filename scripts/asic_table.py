@@ -23,8 +23,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from inq_hw.checkpoint import atomic_write
 from inq_hw.cost.check import spearman
+from inq_hw.files import atomic_write
 
 DESIGNS = ("shift-add", "mult8")
 

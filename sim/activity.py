@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from inq_hw.checkpoint import atomic_write
 from inq_hw.errors import InqHwError
+from inq_hw.files import atomic_write
 
 __all__ = ["FORMAT", "VERSION", "Activity", "ActivityError", "activity_from_waves"]
 

@@ -17,7 +17,7 @@ Example usage::
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +26,6 @@ from inq_hw.intmodel.execute import _im2col
 from sim.activity import Activity, activity_from_waves
 from sim.streams import encode_fields
 from sim.vectors import golden_vectors
-
-if TYPE_CHECKING:
-    from inq_hw.cost.synth import SynthJob
 
 __all__ = ["layer_windows", "unit_activity"]
 
@@ -49,7 +46,7 @@ def layer_windows(model: IntModel, name: str, images: int) -> np.ndarray:
 
 
 def unit_activity(
-    job: "SynthJob",
+    job: Any,
     model: IntModel,
     layer: str,
     *,
@@ -58,7 +55,8 @@ def unit_activity(
     simulator: str = "icarus",
     timeout_s: float = 1800,
 ) -> Activity:
-    """Toggle counts of ``job`` (a combinational unit of ``layer``) on real windows."""
+    """Toggle counts of ``job`` (an :class:`inq_hw.cost.synth.SynthJob`: a combinational
+    unit of ``layer``) on real windows."""
     from sim.runner import run_testbench
 
     windows = layer_windows(model, layer, images)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw.checkpoint import atomic_write
-from inq_hw.cli import command
 from inq_hw.commands.common import format_table, output_file, progress
+from inq_hw.commands.registry import command
 from inq_hw.cost.errors import CostError
 
 __all__ = ["TARGETS", "cost"]
@@ -176,14 +176,16 @@ def _nangate45(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]
 
     if args.activity_images < 0:
         raise CostError(f"--activity-images must be 0 or more, not {args.activity_images}")
+    model = load_package(args.package)
+    cache = args.cache or default_cache_dir()
     with progress(args) as bar:
         layers = asic_layers(
-            load_package(args.package),
+            model,
             max_weights=args.max_weights,
             max_outputs=args.max_outputs,
-            images=args.activity_images,
+            activity=_activity(model, args.activity_images, cache),
             period_ns=args.period,
-            cache_dir=args.cache or default_cache_dir(),
+            cache_dir=cache,
             timeout_s=args.timeout,
             abc=args.abc,
             progress=bar,
@@ -202,6 +204,17 @@ def _nangate45(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]
                 row += [_num4(c), _num4(d), _ratio(c, d)]
             rows.append(row)
     return {"layers": layers, "period_ns": args.period}, rows
+
+
+def _activity(model: Any, images: int, cache: Path) -> Any:
+    """The unit-activity measurement on ``images`` test images, or ``None`` for 0."""
+    from sim.unit_activity import unit_activity
+
+    if images == 0:
+        return None
+    return lambda job, layer: unit_activity(
+        job, model, layer, images=images, cache_dir=cache / "activity"
+    )
 
 
 def _num4(value: float) -> Any:

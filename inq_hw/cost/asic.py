@@ -49,15 +49,15 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from inq_hw.checkpoint import atomic_write
 from inq_hw.cost.errors import CostError
 from inq_hw.cost.synth import SynthJob, cache_load, cache_store
+from inq_hw.files import atomic_write
 from inq_hw.tools import run_tool, tool_command, tool_version
-from sim.activity import Activity
 
 __all__ = [
     "DEFAULT_PERIOD_NS",
@@ -65,6 +65,7 @@ __all__ = [
     "LIBERTY_PATH",
     "LIBERTY_SHA256",
     "TARGET",
+    "Activity",
     "AsicResult",
     "LibertyError",
     "asic_cost",
@@ -85,6 +86,19 @@ _CACHE_VERSION = 1
 # strash/dc2 then standard-cell mapping, without ABC's SAT sweeping (see cost/synth.py)
 _FAST_ABC = '"+strash;dc2;strash;map;topo;stime,-p"'
 _POWER_GROUPS = ("internal", "switching", "leakage", "total")
+
+
+class Activity(Protocol):
+    """Toggle counts per signal bit over ``cycles`` cycles: what the cost model reads of a
+    :class:`sim.activity.Activity` (the cost model does not import the simulator side)."""
+
+    @property
+    def cycles(self) -> int: ...
+
+    @property
+    def signals(self) -> Mapping[str, tuple[int, ...]]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 class LibertyError(CostError):

@@ -13,16 +13,19 @@ layer's output positions), for the outputs synthesised. Both sides are kept apar
 
 Example usage::
 
-    layers = asic_layers(load_package("runs/asic/pkg4"), images=4, max_weights=288)
+    layers = asic_layers(model, activity=lambda job, layer: unit_activity(
+        job, model, layer, images=4, cache_dir=Path("build/activity")), max_weights=288)
     layers[0]["asic"]["shift-add"]["area_um2"], layers[0]["analytic"]["mult8"]["area_um2"]
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from inq_hw.cost.analytic import analyze
-from inq_hw.cost.asic import DEFAULT_PERIOD_NS, DEFAULT_TIMEOUT_S, AsicResult, asic_cost
+from inq_hw.cost.asic import DEFAULT_PERIOD_NS, DEFAULT_TIMEOUT_S, Activity, AsicResult, asic_cost
 from inq_hw.cost.designs import layer_jobs, subset_model
+from inq_hw.cost.synth import SynthJob
 from inq_hw.intmodel import IntModel
 from inq_hw.progress import Progress
 
@@ -75,7 +78,7 @@ def asic_layers(
     *,
     max_weights: int | None = 288,
     max_outputs: int | None = None,
-    images: int = 4,
+    activity: Callable[[SynthJob, str], Activity] | None = None,
     period_ns: float = DEFAULT_PERIOD_NS,
     cache_dir: Path | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -84,9 +87,9 @@ def asic_layers(
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Per weight layer: its parameters, the ASIC and the analytic figures of both designs
-    (module docstring). ``images=0`` keeps OpenSTA's default activity."""
-    from sim.unit_activity import unit_activity
-
+    (module docstring). ``activity(job, layer)`` measures a unit's switching activity
+    (the callers pass :func:`sim.unit_activity.unit_activity`); without it OpenSTA's
+    default activity is used."""
     progress = progress or Progress()
     pairs = {
         design: layer_jobs(
@@ -107,16 +110,10 @@ def asic_layers(
         asic = {}
         for design, _ in DESIGNS:
             job = pairs[design][index][0]
-            activity = None
-            if images > 0:
-                sim_dir = (cache_dir or Path("build")) / "activity"
-                activity = unit_activity(
-                    job, model, params["layer"], images=images, cache_dir=sim_dir
-                )
             result = asic_cost(
                 job,
                 period_ns=period_ns,
-                activity=activity,
+                activity=activity(job, params["layer"]) if activity else None,
                 cache_dir=cache_dir,
                 timeout_s=timeout_s,
                 abc=abc,
