@@ -381,3 +381,7 @@ def _final_side(input_size: int, *, halvings: int) -> int:
             f"for its shift-only average pool (it gives {side}x{side}), not {input_size!r}"
         )
     return side
+
+
+# The torchvision-style zoo registers itself here (it uses the helpers above).
+from inq_hw import zoo  # noqa: E402, F401
