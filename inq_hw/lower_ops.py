@@ -298,7 +298,7 @@ def _lower_mean(ctx: LoweringContext, node: fx.Node, _: None) -> None:
     axes = {d % rank for d in ([dims] if isinstance(dims, int) else (dims or ()))}
     if len(source.shape) != 3 or axes != {2, 3} or node.kwargs.get("dtype") is not None:
         raise _fail(name, "mean", f"only the mean over H and W of (N, C, H, W), not dim={dims}")
-    _, h, w = source.shape
+    h, w = source.shape[1:]
     _average(ctx, node, (h, w), (h, w), flatten=not keepdim)
 
 

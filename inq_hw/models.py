@@ -201,7 +201,7 @@ def _import_factory(module_name: str, factory_name: str) -> Callable[..., object
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ConfigError(f"{module_name!r} has no callable {factory_name!r}")
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
 def count_quantizable(model: nn.Module) -> int:

@@ -116,7 +116,7 @@ MODULES: dict[str, tuple[Callable[[], nn.Module], set[str]]] = {
             nn.Flatten(),
             nn.Dropout(),
             nn.Identity(),
-        ),  # fmt: skip
+        ),
         {"meanpool"},
     ),
     "AvgPool2d 3x3 stride 1": (
@@ -128,7 +128,7 @@ MODULES: dict[str, tuple[Callable[[], nn.Module], set[str]]] = {
             nn.Conv2d(2, 4, 3), nn.ReLU6(), nn.Conv2d(4, 4, 1), nn.Hardtanh(), nn.Flatten()
         ),
         {"clamp"},
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -159,7 +159,7 @@ CASES = _all_cases()
 def _ref_conv(layer: Conv2dLayer, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     g = layer.geometry()
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = g.kernel, g.stride, g.padding, g.dilation
-    n, c, h, wd = x.shape
+    n, _, h, wd = x.shape
     cout, cin_g = w.shape[:2]
     cout_g = cout // g.groups
     _, ho, wo = layer.shape
