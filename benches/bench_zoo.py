@@ -57,24 +57,26 @@ def _explore(model: IntModel) -> str:
     return f"{rows[0]['cycles']:,} cycles"
 
 
+def _measure(name: str) -> dict[str, Any]:
+    holder: dict[str, Any] = {}
+    t_inq = time_once(lambda: holder.update(q=_quantized(name)))
+    t_lower = time_once(lambda: holder.update(m=_lower(*holder["q"])))
+    model = holder["m"]
+    x = quantize_input(torch.rand(IMAGES, 3, SIZE, SIZE).numpy(), model.input.out)
+    t_exec = time_once(lambda: execute(model, x))
+    t_explore = time_once(lambda: holder.update(e=_explore(model)))
+    return {
+        "fold_inq_s": t_inq,
+        "lower_s": t_lower,
+        "executor_images_per_s": IMAGES / t_exec,
+        "explore_s": t_explore,
+        "explore": holder["e"],
+    }
+
+
 def run() -> dict[str, Any]:
-    figures: dict[str, Any] = {}
     with single_thread():
-        for name in ("resnet18", "mobilenet_v2"):
-            holder: dict[str, Any] = {}
-            t_inq = time_once(lambda: holder.update(q=_quantized(name)))
-            t_lower = time_once(lambda: holder.update(m=_lower(*holder["q"])))
-            model = holder["m"]
-            x = quantize_input(torch.rand(IMAGES, 3, SIZE, SIZE).numpy(), model.input.out)
-            t_exec = time_once(lambda: execute(model, x))
-            t_explore = time_once(lambda: holder.update(e=_explore(model)))
-            figures[name] = {
-                "fold_inq_s": t_inq,
-                "lower_s": t_lower,
-                "executor_images_per_s": IMAGES / t_exec,
-                "explore_s": t_explore,
-                "explore": holder["e"],
-            }
+        figures = {name: _measure(name) for name in ("resnet18", "mobilenet_v2")}
     print_table(
         f"zoo at {SIZE}x{SIZE}, {BITS}-bit weights, one thread",
         ["model", "fold+INQ step s", "lower s", "executor img/s", "explore 16x16 s", "explore"],

@@ -402,3 +402,40 @@ def test_pe_array_refuses_what_its_controller_cannot_run(name: str, match: str) 
     model, _ = _case(MODULES[name][0])
     with pytest.raises(ProgramError, match=match):
         fit_config(model, rows=2, cols=2)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "ops"),
+    [
+        # (C=6) x (3x3 = 9 window adds - 1 + set bits of the constant - 1) per output
+        ("F.avg_pool2d 3x3", "meanpool", None),
+        ("ReLU6", "clamp", 2 * 6 * 7 * 7),
+        ("torch.cat", "concat", None),
+    ],
+)
+def test_analytic_cost_counts_new_layers(name: str, kind: str, ops: int | None) -> None:
+    from inq_hw.cost.analytic import analyze
+
+    model, _ = _case(lambda: _Fn(OPERATORS[name][0]))
+    layer = next(layer for layer in model.layers if layer.kind == kind)
+    if isinstance(layer, MeanPoolLayer):
+        per_out = layer.kernel_h * layer.kernel_w - 1 + bin(layer.multiplier).count("1") - 1
+        ops = int(np.prod(layer.shape)) * per_out
+    if isinstance(layer, ConcatLayer):
+        ops = sum(
+            int(np.prod(model.layer(n).shape))
+            for n, s in zip(layer.inputs, layer.shifts, strict=True)
+            if s > 0
+        )
+    (cost,) = [c for c in analyze(model).layers if c.name == layer.name]
+    assert cost.counts["elementwise_ops"] == ops
+    assert cost.designs["shift-add"].energy_pj >= 0
+
+
+def test_dataflow_top_refuses_grouped_convolutions() -> None:
+    from inq_hw.errors import ConfigError
+    from rtl_gen.dataflow import build_dataflow
+
+    model, _ = _case(MODULES["grouped dilated rectangular strided Conv2d"][0])
+    with pytest.raises(ConfigError, match="convolution engine runs square kernels"):
+        build_dataflow(model)
