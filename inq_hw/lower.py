@@ -1,9 +1,13 @@
 """Lowering: a power-of-two PyTorch model → the integer-only :class:`IntModel`.
 
-The model is traced with ``torch.fx`` (:class:`~inq_hw.models.ResidualAdd` kept as a leaf,
-``nn.Identity`` left by BatchNorm folding dropped), run once in float on the calibration
-inputs to measure every tensor, then walked node by node. Each module type has a handler
-registered with :func:`lowers`; a node no handler knows is a :class:`ModelError`.
+The model is traced with ``torch.fx`` (:class:`~inq_hw.models.ResidualAdd` kept as a leaf;
+``nn.Identity`` left by BatchNorm folding, ``Dropout`` and ``F.dropout`` dropped; dead
+nodes removed), run once in float on the calibration inputs to measure every tensor, then
+walked node by node. Each module type has a handler registered with :func:`lowers`, each
+function or tensor method one registered with :func:`lowers_call` (those of CNNs written
+the ordinary way live in :mod:`inq_hw.lower_ops`); size computations (``x.size(0)``,
+``x.shape[0]``) make no layer. Every node no handler knows is listed in one
+:class:`ModelError` before anything is computed.
 
 Activation formats (calibration), ARCHITECTURE.md "Number formats":
 

@@ -20,6 +20,11 @@ The zoo:
 * ``lenet5`` (1x28x28): LeNet-5 (LeCun et al., Proc. IEEE 1998) with max pooling.
 * ``resnet``: a CIFAR-style ResNet of BasicBlocks (He et al., CVPR 2016, Sec. 4.2) with
   ``widths`` and ``blocks`` per stage; ``resnet8`` is its default shape.
+
+:mod:`inq_hw.zoo` adds the common CNNs written the torchvision way (``resnet18`` ...
+``alexnet``), which use functional calls and the wider operator set of
+:mod:`inq_hw.lower_ops`. A name ``package.module:factory`` builds a user's own model
+(:func:`build_model`).
 """
 
 import inspect
