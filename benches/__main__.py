@@ -22,7 +22,17 @@ from typing import Any
 
 import torch
 
-BENCHES = ("partition", "inq_overhead", "executor", "rtl_gen", "pe_array", "cost", "sim", "zoo")
+BENCHES = (
+    "partition",
+    "inq_overhead",
+    "executor",
+    "rtl_gen",
+    "pe_array",
+    "cost",
+    "sim",
+    "imports",
+    "zoo",
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command
 from inq_hw.commands.common import format_table, output_file, percent, progress
+from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
 __all__ = ["quantize", "train"]

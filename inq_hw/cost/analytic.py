@@ -600,7 +600,9 @@ def _ops(model: IntModel, layer: Layer) -> tuple[int, int]:
         return elements * 2, layer.out.bits  # two comparisons
     if isinstance(layer, ConcatLayer):
         # A rounding add per element of every operand shifted right; the rest is wiring.
-        rounded = [model.layer(name) for name, s in zip(layer.inputs, layer.shifts, strict=True) if s > 0]
+        rounded = [
+            model.layer(name) for name, s in zip(layer.inputs, layer.shifts, strict=True) if s > 0
+        ]
         return sum(int(np.prod(op.shape)) for op in rounded), layer.out.bits + 1
     kernel = layer.kernel  # type: ignore[attr-defined]
     return elements * (kernel * kernel - 1), layer.out.bits + (2 * kernel).bit_length()

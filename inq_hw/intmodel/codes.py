@@ -14,7 +14,7 @@ Changing the code format means editing this module (and the hardware decode in
 generators all call these functions.
 """
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -70,7 +70,8 @@ def zero_code(bits: int) -> int:
     return 1 << (bits - 1)
 
 
-class CodeFields(NamedTuple):
+@dataclass(frozen=True)
+class CodeFields:
     """The fields of packed codes: ``zero`` and ``sign`` (bool, sign False where zero) and
     ``index`` (int64, 0 where zero), each of the codes' shape."""
 
