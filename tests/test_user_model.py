@@ -37,6 +37,7 @@ def make(in_channels, num_classes, width=6):
 '''
 
 
+@pytest.mark.slow  # about a minute on the loaded 2-core machine (train, INQ, export)
 def test_user_factory_trains_quantizes_and_exports(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
