@@ -40,7 +40,7 @@ def layer_windows(model: IntModel, name: str, images: int) -> np.ndarray:
     x = arrays["input"] if source == model.input.name else arrays[f"layer/{source}"]
     if isinstance(layer, Conv2dLayer):
         # the executor's own window cut (one description of the patch order)
-        patches, _, _ = _im2col(x, layer.codes.shape[-1], layer.stride, layer.padding)
+        patches, _, _ = _im2col(x, layer.geometry())
         return np.asarray(patches)
     return np.asarray(x.reshape(x.shape[0], -1))
 
