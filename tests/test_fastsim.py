@@ -123,14 +123,27 @@ def test_engine_choice_and_bad_flags() -> None:
 
 
 @pytest.mark.slow
-def test_waves_of_the_trace_build(small: dict[str, Path]) -> None:
-    """--activity and --waves use a separate trace-enabled build; it writes an FST.
+def test_waves_and_activity_of_the_trace_build(small: dict[str, Path], tmp_path: Path) -> None:
+    """--activity and --waves use a separate trace-enabled build; it writes an FST, and
+    the activity JSON when sim.activity (its reader) is installed.
     (slow: the trace build compiles Verilator's FST writer too; 5 min on the loaded
     shared machine.)"""
+    import importlib.util
+
     summary = _simulate(small, _images(small_cnn(), 2, 0), waves=True)
     waves = Path(summary["waves"])
     assert waves.suffix == ".fst" and waves.stat().st_size > 1000
     assert summary["mismatched_samples"] == 0
+    default = _simulate(small, _images(small_cnn(), 2, 0))
+    assert default["build_dir"] != summary["build_dir"] and default["waves"] is None
+    activity = tmp_path / "activity.json"
+    traced = _simulate(small, _images(small_cnn(), 2, 0), activity=activity)
+    assert traced["build_dir"] == summary["build_dir"]  # the cached trace build
+    if importlib.util.find_spec("sim.activity") is None:
+        assert traced["activity"] is None and Path(traced["waves"]).is_file()
+    else:
+        saved = json.loads(activity.read_text())
+        assert saved["format"] == "inq-hw-activity" and saved["cycles"] > 0
 
 
 def test_pe_array_through_the_harness(tmp_path: Path) -> None:

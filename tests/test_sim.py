@@ -254,6 +254,13 @@ def test_simulate_command(tiny_inq: Path, tmp_path: Path) -> None:
         [*CLI, "simulate", str(package), "--samples", "0"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    wrong = subprocess.run(
+        [*CLI, "simulate", str(package), "--engine", "fast", "--simulator", "icarus"],
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode == 2 and "runs on Verilator" in wrong.stderr
+    assert wrong.stderr.count("\n") == 1
     assert decode_fields(encode_fields([-3, 5], 8), 2, 8, True) == [-3, 5]
 
 

@@ -143,7 +143,7 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--waves", action="store_true", help="write a waveform file")
     parser.add_argument(
         "--activity",
-        type=Path,
+        type=output_file,
         default=None,
         metavar="PATH",
         help="fast engine: write switching activity (toggles per signal bit) as JSON",
