@@ -24,14 +24,53 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+#: Subcommands in the order a user runs them (``inq-hw --help`` lists them so).
+WORKFLOW = (
+    "train", "quantize", "export", "eval", "vectors", "generate", "simulate", "implement",
+    "ip", "cost", "explore", "flow", "sweep", "report",
+)  # fmt: skip
+
+#: What to tell a user who pressed Ctrl-C, by subcommand.
+_RESUME_HINTS = {
+    "train": "rerun the same command with --resume to continue",
+    "quantize": "rerun the same command with --resume to continue",
+    "flow": "rerun the same command to continue: finished stages are cached",
+}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default, unless its help already names it or it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        said = "(default" in text or "default:" in text
+        if not action.option_strings or said or not _shows_default(action):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    return not any(action.default is none for none in (None, False, argparse.SUPPRESS))
+
+
+def _in_workflow_order(name: str) -> tuple[int, str]:
+    return (WORKFLOW.index(name) if name in WORKFLOW else len(WORKFLOW), name)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="inq-hw", description="Incremental Network Quantization to multiplier-free hardware."
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, (help_text, configure, _) in COMMANDS.items():
-        child = sub.add_parser(name, help=help_text, description=help_text)
+    for name in sorted(COMMANDS, key=_in_workflow_order):
+        help_text, configure, _ = COMMANDS[name]
+        child = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=_HelpFormatter
+        )
         configure(child)
+        for action in child._actions:  # options given no help still show their default
+            if action.help is None and action.option_strings and _shows_default(action):
+                action.help = "(default: %(default)s)"
         child.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
         child.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
@@ -63,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"inq-hw {args.command}: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"inq-hw {args.command}: interrupted\n")
+        hint = _RESUME_HINTS.get(args.command)
+        sys.stderr.write(f"inq-hw {args.command}: interrupted" + (f"; {hint}\n" if hint else "\n"))
         return 130
     finally:
         if distributed:
