@@ -32,13 +32,17 @@ class SimulationMismatch(SimulationError):
 
 
 def _manifest(
-    package: Path, rtl_dir: Path, baseline: str | None, folding: Mapping[str, int] | None
+    package: Path,
+    rtl_dir: Path,
+    baseline: str | None,
+    folding: Mapping[str, int] | None,
+    pipeline: Mapping[str, int] | None,
 ) -> Manifest:
     """The dataflow manifest in ``rtl_dir``, generated there first if there is none."""
     from rtl_gen.dataflow import generate_dataflow
 
     if not (rtl_dir / "manifest.json").is_file():
-        generate_dataflow(package, rtl_dir, baseline=baseline, folding=folding)
+        generate_dataflow(package, rtl_dir, baseline=baseline, folding=folding, pipeline=pipeline)
     try:
         manifest = load_manifest(rtl_dir)
     except RTLError as error:
@@ -75,6 +79,7 @@ def simulate_package(
     waves: bool = False,
     baseline: str | None = None,
     folding: Mapping[str, int] | None = None,
+    pipeline: Mapping[str, int] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     timeout_s: float = 3600,
     max_cycles: int | None = None,
@@ -92,7 +97,7 @@ def simulate_package(
         seed, idle, stall: The seed of the random input gaps (probability ``idle``) and
             output stalls (probability ``stall``).
         waves: Keep a waveform file (its path is in the summary).
-        baseline, folding: For generating the top when ``rtl_dir`` has none.
+        baseline, folding, pipeline: For generating the top when ``rtl_dir`` has none.
         cache_dir: Simulator builds (default ``rtl_dir/sim_build``).
         timeout_s: Wall-clock limit of the simulation.
         max_cycles: Cycle limit of the testbench (default: generous for the stalls).
@@ -109,7 +114,7 @@ def simulate_package(
     model = load_package(package)
     default = "rtl-dataflow-mult8" if baseline else "rtl-dataflow"
     rtl = Path(rtl_dir) if rtl_dir is not None else package / default
-    top = _dataflow_top(_manifest(package, rtl, baseline, folding), rtl, package)
+    top = _dataflow_top(_manifest(package, rtl, baseline, folding, pipeline), rtl, package)
     if top.params.get("baseline"):
         raise SimulationError(
             "The multiplier twin has no golden vectors here; simulate the shift-add top"
