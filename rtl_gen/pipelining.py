@@ -26,6 +26,7 @@ Example usage::
     top = build_dataflow(model, folding={"fc": 2}, pipeline=stages)
 """
 
+import itertools
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ def _segments(depth: int, stages: int) -> list[int]:
     last one ends at the root, before requantisation)."""
     cuts = sorted(register_levels(depth, stages) - {0})
     bounds = [0, *cuts]
-    segments = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+    segments = [b - a for a, b in itertools.pairwise(bounds)]
     return [*segments, depth - bounds[-1]]
 
 

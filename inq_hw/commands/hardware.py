@@ -208,9 +208,8 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     import json
 
     from inq_hw.checkpoint import atomic_write
-    from sim.simulate import simulate_package
-
     from inq_hw.intmodel.package import load_package
+    from sim.simulate import simulate_package
 
     folding = _folding(args.fold, args.package)
     stages = _stages(args.pipeline)
