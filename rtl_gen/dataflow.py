@@ -69,7 +69,7 @@ from rtl_gen.timing import (
     UnrolledDotTiming,
     measure,
 )
-from rtl_gen.units import ConstDotUnit, Requant
+from rtl_gen.units import BASELINES, ConstDotUnit, Requant
 
 __all__ = [
     "DataflowTop",
@@ -80,7 +80,6 @@ __all__ = [
     "parse_folds",
 ]
 
-BASELINES = ("mult8",)
 MAX_STAGES = 16
 
 
