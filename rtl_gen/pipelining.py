@@ -81,7 +81,7 @@ class DelayModel:
 #: Fitted by :func:`calibrate` (``python -m benches pipelining``; README, "Pipelined tops").
 DELAY_MODELS: dict[str, DelayModel] = {
     "ice40": DelayModel(register_ns=0.0, level_ns=1.622, bit_ns=0.2595),
-    "ecp5": DelayModel(register_ns=2.5, level_ns=1.0, bit_ns=0.08),
+    "ecp5": DelayModel(register_ns=0.0, level_ns=2.189, bit_ns=0.04115),
 }
 
 

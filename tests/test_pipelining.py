@@ -130,11 +130,15 @@ def test_generate_dataflow_pipeline_auto(
     package = tmp_path / "pkg"
     save_package(small_cnn(), package)
     folding = dict.fromkeys(["c1", "c2", "f1", "f2"], 2)
+    paths = dot_paths(small_cnn(), folding=folding).values()
+    clock = 950 / max(path_delay_ns(p, MAX_STAGES, DELAY_MODELS["ice40"]) for p in paths)
     auto = ["generate", str(package), "--unit", "dataflow", "--fold", "all=2", "--json"]
-    auto += ["--pipeline", "auto", "--clock-mhz", "40", "--family", "ice40"]
+    auto += ["--pipeline", "auto", "--clock-mhz", f"{clock:.3f}", "--family", "ice40"]
     code, text, err = _cli(capsys, *auto, "--out", str(tmp_path / "rtl"))
     assert code == 0, err
-    expected = pipeline_for_clock(small_cnn(), clock_mhz=40, family="ice40", folding=folding)
+    expected = pipeline_for_clock(
+        small_cnn(), clock_mhz=float(f"{clock:.3f}"), family="ice40", folding=folding
+    )
     assert sum(expected.values()) > 0
     top = json.loads(text)["tops"][0]
     engines = top["params"]["engines"]
