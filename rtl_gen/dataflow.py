@@ -253,6 +253,20 @@ def _check_names(model: IntModel, what: str, names: Mapping[str, int]) -> None:
         raise ConfigError(f"{what} names layers that are not weight layers: {sorted(unknown)}")
 
 
+def _check_plain(layer: Layer) -> None:
+    """Refuse the convolution and pooling options the engines do not implement."""
+    if isinstance(layer, Conv2dLayer) and not layer.geometry().plain:
+        raise ConfigError(
+            f"The dataflow top's convolution engine runs square kernels, one stride and "
+            f"padding, dilation 1 and groups 1, not layer {layer.name!r}: {layer.geometry()}"
+        )
+    if isinstance(layer, MaxPoolLayer) and not layer.plain:
+        raise ConfigError(
+            f"The dataflow top's pooling engine has no padding or ceil_mode, which layer "
+            f"{layer.name!r} needs"
+        )
+
+
 def _stages(
     model: IntModel,
     baseline: str | None,
@@ -271,6 +285,7 @@ def _stages(
                 _check_fold(layer, folding.get(layer.name, 1)),
                 _check_stages(layer, pipeline.get(layer.name, 0)),
             )
+        _check_plain(layer)
         if isinstance(layer, Conv2dLayer):
             stage, geo = _conv_stage(layer, geo, baseline, choice)
         elif isinstance(layer, LinearLayer):
