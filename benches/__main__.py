@@ -32,6 +32,7 @@ BENCHES = (
     "sim",
     "fastsim",
     "imports",
+    "pipelining",
     "zoo",
 )
 
