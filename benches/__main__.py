@@ -30,7 +30,10 @@ BENCHES = (
     "pe_array",
     "cost",
     "sim",
+    "fastsim",
     "imports",
+    "pipelining",
+    "zoo",
 )
 
 

@@ -75,11 +75,13 @@ def ip_design(
     *,
     baseline: str | None = None,
     folding: Mapping[str, int] | None = None,
+    pipeline: Mapping[str, int] | None = None,
     source_hash: str | None = None,
 ) -> Design:
     """The wrapped dataflow top as a :class:`~rtl_gen.export.Design`; its parameters add
     the two ``tdata`` layouts to the dataflow top's (formats, folding, latency, interval)."""
-    wrapper = AxiStreamWrapper(build_dataflow(model, baseline=baseline, folding=folding))
+    top = build_dataflow(model, baseline=baseline, folding=folding, pipeline=pipeline)
+    wrapper = AxiStreamWrapper(top)
     params = {
         **dataflow_params(wrapper.top, baseline),
         "kind": KIT_MARK,
@@ -104,6 +106,7 @@ def write_ip(
     images: np.ndarray,
     baseline: str | None = None,
     folding: Mapping[str, int] | None = None,
+    pipeline: Mapping[str, int] | None = None,
     clock_ns: float = DEFAULT_CLOCK_NS,
     seed: int = 1,
 ) -> dict[str, Any]:
@@ -114,7 +117,7 @@ def write_ip(
         out_dir: The kit's directory; replaced if it holds an earlier kit.
         images: Integer input images for the golden vectors, ``(N, *input shape)``; the
             expected outputs are the golden executor's (the twin's for ``baseline``).
-        baseline, folding: As for the dataflow top.
+        baseline, folding, pipeline: As for the dataflow top.
         clock_ns: Clock period the constraint files and the OpenLane config ask for.
         seed: Default seed of the shipped testbenches' random gaps and stalls.
 
@@ -132,7 +135,13 @@ def write_ip(
     _check_destination(out)
     model = load_package(package)
     x, expected = _vectors(model, images, baseline)
-    design = ip_design(model, baseline=baseline, folding=folding, source_hash=package_hash(package))
+    design = ip_design(
+        model,
+        baseline=baseline,
+        folding=folding,
+        pipeline=pipeline,
+        source_hash=package_hash(package),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -8,7 +8,7 @@ from inq_hw.commands.common import format_table, output_dir, output_file
 from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
-__all__ = ["add_design_options", "dataflow_folding", "generate", "simulate"]
+__all__ = ["add_design_options", "dataflow_folding", "dataflow_pipeline", "generate", "simulate"]
 
 
 def dataflow_folding(items: list[str], package: Path) -> dict[str, int]:
@@ -20,24 +20,54 @@ def dataflow_folding(items: list[str], package: Path) -> dict[str, int]:
     return expand_folding(parse_folds(items), names)
 
 
+def _stages(text: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"Pipeline stages must be a non-negative integer, not {text!r}")
+    return int(text)
+
+
+def dataflow_pipeline(args: argparse.Namespace, folding: dict[str, int]) -> dict[str, int]:
+    """Stages per weight layer: ``--pipeline N`` for all, or ``auto`` for ``--clock-mhz``."""
+    from inq_hw.intmodel.package import load_package
+
+    model = load_package(args.package)
+    if args.pipeline == "auto":
+        from rtl_gen.pipelining import pipeline_for_clock
+
+        if args.clock_mhz is None:
+            raise ConfigError("--pipeline auto needs --clock-mhz")
+        return pipeline_for_clock(
+            model,
+            clock_mhz=args.clock_mhz,
+            family=args.family,
+            folding=folding,
+            baseline=args.baseline,
+        )
+    if args.clock_mhz is not None:
+        raise ConfigError("--clock-mhz applies to --pipeline auto only")
+    stages = _stages(args.pipeline)
+    return {layer.name: stages for layer in model.weight_layers()}
+
+
 def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
     from rtl_gen.dataflow import generate_dataflow
     from rtl_gen.export import RTLError, verilator_lint
 
-    if args.pipeline:
-        raise ConfigError("--pipeline applies to constant-weight units, not --unit dataflow")
     folding = dataflow_folding(args.fold, args.package)
+    pipeline = dataflow_pipeline(args, folding)
     default = "rtl-dataflow-mult8" if args.baseline else "rtl-dataflow"
     out = args.out or args.package / default
-    manifest = generate_dataflow(args.package, out, baseline=args.baseline, folding=folding)
+    manifest = generate_dataflow(
+        args.package, out, baseline=args.baseline, folding=folding, pipeline=pipeline
+    )
     (top,) = manifest["tops"]
     if args.lint:
         warnings = verilator_lint([out / top["file"]], top["name"])
         if warnings:
             raise RTLError(f"Verilator lint of {top['name']}: {warnings[0]}")
     params = top["params"]
-    rows = [[e["layer"], e["kind"], e["fold"]] for e in params["engines"]]
-    text = format_table(["engine", "kind", "fold"], rows)
+    rows = [[e["layer"], e["kind"], e["fold"], e["pipeline"]] for e in params["engines"]]
+    text = format_table(["engine", "kind", "fold", "pipeline"], rows)
     timing = (
         f"latency {params['latency_cycles']} cycles, "
         f"interval {params['interval_cycles']} cycles per image"
@@ -64,7 +94,20 @@ def add_design_options(parser: argparse.ArgumentParser, *, unit: str = "network"
         "'all=F' for every weight layer; default 1, fully unrolled)",
     )
     parser.add_argument(
-        "--pipeline", type=int, default=0, help="pipeline stages per unit (default 0)"
+        "--pipeline",
+        default="0",
+        metavar="N|auto",
+        help="register stages inside each unit or dot stage (default 0, combinational); "
+        "dataflow: 'auto' picks them per layer for --clock-mhz on --family",
+    )
+    parser.add_argument(
+        "--clock-mhz", type=float, default=None, help="target clock of --pipeline auto"
+    )
+    parser.add_argument(
+        "--family",
+        choices=("ice40", "ecp5"),
+        default="ecp5",
+        help="device family of the --pipeline auto delay model (default ecp5)",
     )
     parser.add_argument(
         "--baseline",
@@ -93,9 +136,12 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         return _generate_dataflow(args)
     if args.fold:
         raise ConfigError("--fold applies to --unit dataflow only")
+    if args.pipeline == "auto" or args.clock_mhz is not None:
+        raise ConfigError("--pipeline auto and --clock-mhz apply to --unit dataflow only")
     out = args.out or args.package / "rtl"
+    stages = _stages(args.pipeline)
     manifest = generate_rtl(
-        args.package, out, unit=args.unit, stages=args.pipeline, baseline=args.baseline
+        args.package, out, unit=args.unit, stages=stages, baseline=args.baseline
     )
     rows = []
     for top in manifest["tops"]:
@@ -125,10 +171,17 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
         "--rtl", type=Path, default=None, help="dataflow RTL (default PACKAGE/rtl-dataflow)"
     )
     parser.add_argument(
+        "--engine",
+        choices=("fast", "cocotb"),
+        default=None,
+        help="fast: compiled Verilator harness; cocotb: the cocotb testbench "
+        "(default: fast when Verilator is installed)",
+    )
+    parser.add_argument(
         "--simulator",
         choices=("icarus", "verilator"),
         default=None,
-        help="default: the first installed of icarus, verilator",
+        help="cocotb engine: default the first installed of icarus, verilator",
     )
     parser.add_argument(
         "--samples", default="64", help="test images to simulate, or 'all' (default 64)"
@@ -142,7 +195,17 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--waves", action="store_true", help="write a waveform file")
     parser.add_argument(
+        "--activity",
+        type=output_file,
+        default=None,
+        metavar="PATH",
+        help="fast engine: write switching activity (toggles per signal bit) as JSON",
+    )
+    parser.add_argument(
         "--fold", action="append", default=[], metavar="LAYER=F", help="as for generate"
+    )
+    parser.add_argument(
+        "--pipeline", default="0", metavar="N", help="as for generate (a number of stages)"
     )
     parser.add_argument(
         "--out", type=output_file, default=None, help="summary JSON (default RTL/simulation.json)"
@@ -166,20 +229,26 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     import json
 
     from inq_hw.checkpoint import atomic_write
+    from inq_hw.intmodel.package import load_package
     from sim.simulate import simulate_package
 
     folding = dataflow_folding(args.fold, args.package)
+    stages = _stages(args.pipeline)
+    pipeline = {layer.name: stages for layer in load_package(args.package).weight_layers()}
     rtl = args.rtl or args.package / "rtl-dataflow"
     summary = simulate_package(
         args.package,
         rtl_dir=rtl,
+        engine=args.engine,
         simulator=args.simulator,
         samples=_samples(args.samples),
         seed=args.seed,
         idle=args.idle,
         stall=args.stall,
         waves=args.waves,
+        activity=args.activity,
         folding=folding,
+        pipeline=pipeline,
     )
     out = args.out or rtl / "simulation.json"
 
@@ -188,6 +257,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
 
     atomic_write(out, write)
     rows = [
+        ["engine", summary["engine"]],
         ["simulator", summary["simulator_version"]],
         ["samples", summary["samples"]],
         ["mismatches", summary["mismatched_samples"]],
@@ -199,8 +269,12 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
             "latency (cycles)",
             f"{summary['latency_cycles']} (manifest {summary['claimed_latency_cycles']})",
         ],
-        ["images per second of simulation", summary["images_per_second"]],
+        ["build seconds", summary["build_seconds"]],
+        ["run seconds", summary["run_seconds"]],
+        ["images per second of simulation (build excluded)", summary["images_per_second"]],
     ]
     if summary["waves"]:
         rows.append(["waves", summary["waves"]])
+    if summary["activity"]:
+        rows.append(["switching activity", summary["activity"]])
     return {**summary, "out": str(out), "_text": f"{format_table(['', ''], rows)}\n-> {out}"}

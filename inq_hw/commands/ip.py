@@ -5,7 +5,7 @@ import argparse
 from typing import Any
 
 from inq_hw.commands.common import format_table, output_dir
-from inq_hw.commands.hardware import add_design_options, dataflow_folding
+from inq_hw.commands.hardware import add_design_options, dataflow_folding, dataflow_pipeline
 from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
@@ -41,9 +41,8 @@ def ip(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(
             f"The IP kit wraps the streaming dataflow top: --unit dataflow, not {args.unit!r}"
         )
-    if args.pipeline:
-        raise ConfigError("--pipeline applies to constant-weight units, not the dataflow top")
     folding = dataflow_folding(args.fold, args.package)
+    pipeline = dataflow_pipeline(args, folding)
     _print(f"[1/2] golden vectors: {args.samples} test images")
     images = golden_vectors(load_package(args.package), args.samples)["input"]
     _print(f"[2/2] IP kit -> {args.out}")
@@ -53,6 +52,7 @@ def ip(args: argparse.Namespace) -> dict[str, Any]:
         images=images,
         baseline=args.baseline,
         folding=folding,
+        pipeline=pipeline,
         clock_ns=args.clock_ns,
     )
     (top,) = info["manifest"]["tops"]
