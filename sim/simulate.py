@@ -79,6 +79,7 @@ def simulate_package(
     timeout_s: float = 3600,
     max_cycles: int | None = None,
     optimize: bool = True,
+    sources: list[Path] | None = None,
 ) -> dict[str, Any]:
     """Run the package's dataflow top on ``samples`` test images (all when ``None``).
 
@@ -97,6 +98,8 @@ def simulate_package(
         timeout_s: Wall-clock limit of the simulation.
         max_cycles: Cycle limit of the testbench (default: generous for the stalls).
         optimize: Verilator: optimised build (default) or a quick -O0 one.
+        sources: Verilog to simulate instead of the top's file, with the same module and
+            ports: a synthesised netlist and its vendor cell models (post-synthesis check).
 
     Returns:
         The summary (see the module docstring); ``mismatches`` lists the first few.
@@ -137,7 +140,7 @@ def simulate_package(
         }
         start = time.perf_counter()
         result = run_testbench(
-            sources=[rtl / top.file],
+            sources=sources or [rtl / top.file],
             top=top.name,
             module="sim.tb_dataflow",
             config=config,
