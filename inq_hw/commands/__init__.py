@@ -1,6 +1,25 @@
 """The subcommands of ``inq-hw``; importing this package registers them with the CLI."""
 
-from inq_hw.commands import cost, explore, flow, hardware, integer, report, training
+from inq_hw.commands import (
+    cost,
+    explore,
+    flow,
+    hardware,
+    implement,
+    integer,
+    report,
+    training,
+)
 from inq_hw.commands.common import format_table
 
-__all__ = ["cost", "explore", "flow", "format_table", "hardware", "integer", "report", "training"]
+__all__ = [
+    "cost",
+    "explore",
+    "flow",
+    "format_table",
+    "hardware",
+    "implement",
+    "integer",
+    "report",
+    "training",
+]

@@ -44,6 +44,7 @@ __all__ = [
     "ImplementError",
     "dataflow_top",
     "default_cache_dir",
+    "implement_package",
     "implement_rtl",
 ]
 
@@ -300,8 +301,69 @@ def _publish(
         "tools": {tool: tool_version(tool) for tool in _tools(part)},
     }
     text = json.dumps(result, indent=2, sort_keys=True) + "\n"
-    atomic_write(out / RESULTS_NAME, lambda tmp: tmp.write_text(text))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    atomic_write(out / RESULTS_NAME, write)
     return result
+
+
+def implement_package(
+    package: str | os.PathLike[str],
+    device: str,
+    *,
+    rtl_dir: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    baseline: str | None = None,
+    folding: dict[str, int] | None = None,
+    pipeline: int = 0,
+    **options: Any,
+) -> dict[str, Any]:
+    """Implement ``package``'s dataflow top: the one in ``rtl_dir`` (checked to come from
+    this package), else one generated into ``OUT_DIR/rtl`` with ``baseline``, ``folding``
+    and ``pipeline``; ``options`` go to :func:`implement_rtl`.
+
+    Raises:
+        ImplementError: RTL of another package, or a generator without pipelining.
+    """
+    from inq_hw.intmodel.package import package_hash
+
+    get_device(device)
+    package = Path(package)
+    suffix = f"-{baseline}" if baseline else ""
+    out = Path(out_dir) if out_dir is not None else package / f"implement-{device}{suffix}"
+    if rtl_dir is None:
+        rtl = out / "rtl"
+        _generate(package, rtl, baseline, folding, pipeline)
+    else:
+        rtl = Path(rtl_dir)
+    top = dataflow_top(rtl)
+    expected = package_hash(package)
+    if top.source_hash != expected:
+        raise ImplementError(
+            f"The Verilog in {rtl} was generated from another package "
+            f"(hash {str(top.source_hash)[:12]}…, this package {expected[:12]}…); regenerate it"
+        )
+    return {**implement_rtl(rtl, device, out_dir=out, **options), "rtl": str(rtl)}
+
+
+def _generate(
+    package: Path, rtl: Path, baseline: str | None, folding: dict[str, int] | None, pipeline: int
+) -> None:
+    import inspect
+
+    from rtl_gen.dataflow import generate_dataflow
+
+    extra: dict[str, Any] = {}
+    if pipeline:
+        if "pipeline" not in inspect.signature(generate_dataflow).parameters:
+            raise ImplementError(
+                "--pipeline needs the pipelined dataflow generator (issue 12, rtl_gen), which "
+                "this version does not have"
+            )
+        extra["pipeline"] = pipeline
+    generate_dataflow(package, rtl, baseline=baseline, folding=folding, **extra)
 
 
 def _tools(part: Device) -> list[str]:
