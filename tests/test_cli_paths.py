@@ -1,0 +1,58 @@
+"""Output paths are checked when the command line is parsed, before any work starts."""
+
+from pathlib import Path
+
+import pytest
+
+from inq_hw.cli import main
+
+# Each command with an output option; the input need not exist: the path check comes first.
+COMMANDS = [
+    ["train", "--out", "{bad}/fp32.pt"],
+    ["quantize", "missing.pt", "--bits", "4", "--out", "{bad}/inq.pt"],
+    ["export", "missing.pt", "--out", "{bad}/pkg"],
+    ["vectors", "missing-pkg", "--out", "{bad}/v.npz"],
+    ["cost", "missing-pkg", "--out", "{bad}/cost.json"],
+    ["explore", "missing-pkg", "--out", "{bad}/explore"],
+    ["generate", "missing-pkg", "--out", "{bad}/rtl"],
+    ["simulate", "missing-pkg", "--out", "{bad}/sim.json"],
+    ["flow", "--out", "{bad}/flow"],
+    ["flow", "--report", "{bad}/report"],
+    ["report", "missing.json", "--out", "{bad}/report"],
+]
+
+
+def _run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: f"{argv[0]}-{argv[-2]}")
+def test_output_under_a_regular_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    blocker = tmp_path / "plain.txt"
+    blocker.write_text("a file, not a directory\n")
+    code, err = _run(capsys, [part.format(bad=blocker) for part in argv])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert f"{blocker} is a file, not a directory" in lines[0] and "Traceback" not in err
+
+
+def test_output_file_that_is_a_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, err = _run(capsys, ["train", "--out", str(tmp_path)])
+    assert code == 2 and "cannot write the file" in err and "it is a directory" in err
+
+
+def test_output_directory_that_is_a_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    plain = tmp_path / "pkg"
+    plain.write_text("x")
+    code, err = _run(capsys, ["export", "missing.pt", "--out", str(plain)])
+    assert code == 2 and "cannot write the directory" in err and "it is a file" in err
