@@ -16,6 +16,7 @@ COMMANDS = [
     ["explore", "missing-pkg", "--out", "{bad}/explore"],
     ["generate", "missing-pkg", "--out", "{bad}/rtl"],
     ["simulate", "missing-pkg", "--out", "{bad}/sim.json"],
+    ["implement", "missing-pkg", "--device", "ice40-up5k", "--out", "{bad}/impl"],
     ["flow", "--out", "{bad}/flow"],
     ["flow", "--report", "{bad}/report"],
     ["report", "missing.json", "--out", "{bad}/report"],

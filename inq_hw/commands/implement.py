@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw.cli import command
-from inq_hw.commands.common import format_table, percent, progress
+from inq_hw.commands.common import format_table, output_dir, percent, progress
 from inq_hw.errors import ConfigError
 
 __all__ = ["implement"]
@@ -59,7 +59,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=3600.0, help="time limit of each tool stage, seconds"
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="default: PACKAGE/implement-DEVICE[-mult8]"
+        "--out", type=output_dir, default=None, help="default: PACKAGE/implement-DEVICE[-mult8]"
     )
 
 
