@@ -150,3 +150,16 @@ def test_missing_tool_and_timeout_are_one_line(
         implement_rtl(micro / "rtl", "ice40-up5k", cache_dir=tmp_path)
     assert "\n" not in str(caught.value)
     assert not list(tmp_path.iterdir())  # nothing half-written in the cache
+
+
+def test_scripts_map_dsps_as_asked() -> None:
+    from inq_hw.cost.synth import synth_script
+    from inq_hw.implement.devices import DEVICES
+
+    assert all("-dsp" not in line for line in synth_script("ice40", "t"))
+    assert synth_script("ice40", "t", dsp=True)[0] == "synth_ice40 -top t -dsp -run :map_luts"
+    assert synth_script("ecp5", "t", dsp=False)[0] == "synth_ecp5 -top t -nodsp -run :map_luts"
+    assert synth_script("ecp5", "t", abc="full") == ["synth_ecp5 -top t"]
+    assert any(line.startswith("abc -dress -lut 4") for line in synth_script("ecp5", "t"))
+    assert {d.family for d in DEVICES.values()} == {"ice40", "ecp5"}
+    assert DEVICES["ice40-up5k"].lut == 5280 and DEVICES["ecp5-85k"].lut == 83640
