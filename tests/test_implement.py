@@ -163,3 +163,19 @@ def test_scripts_map_dsps_as_asked() -> None:
     assert any(line.startswith("abc -dress -lut 4") for line in synth_script("ecp5", "t"))
     assert {d.family for d in DEVICES.values()} == {"ice40", "ecp5"}
     assert DEVICES["ice40-up5k"].lut == 5280 and DEVICES["ecp5-85k"].lut == 83640
+
+
+def test_a_top_too_large_is_refused_naming_a_device(
+    micro: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UP5K shrunk to 300 LUTs: refused after synthesis, before place and route."""
+    import dataclasses
+
+    from inq_hw.implement import devices
+
+    small = dataclasses.replace(devices.DEVICES["ice40-up5k"], lut=300)
+    monkeypatch.setitem(devices.DEVICES, "ice40-up5k", small)
+    message = r"does not fit ice40-up5k: it needs \d+ LUT \(has 300\).*is ice40-hx8k; fold it"
+    with pytest.raises(ImplementError, match=message):
+        implement_rtl(micro / "rtl", "ice40-up5k", cache_dir=tmp_path, out_dir=tmp_path / "o")
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing cached, nothing written

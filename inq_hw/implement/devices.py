@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from inq_hw.errors import ConfigError
 
-__all__ = ["DEVICES", "Device", "DeviceError", "get_device"]
+__all__ = ["DEVICES", "Device", "DeviceError", "get_device", "smallest_fitting"]
 
 
 class DeviceError(ConfigError):
@@ -51,6 +51,15 @@ class Device:
             value = used.get(name)
             out[name] = None if value is None or total == 0 else value / total
         return out
+
+    def shortfall(self, used: dict[str, int | None]) -> list[str]:
+        """The resources ``used`` needs beyond this device's, as ``"42 DSP (has 28)"``."""
+        have = {"lut": self.lut, "ff": self.ff, "bram": self.bram, "dsp": self.dsp}
+        return [
+            f"{used[name]} {name.upper()} (has {total})"
+            for name, total in have.items()
+            if (used.get(name) or 0) > total
+        ]
 
 
 DEVICES: dict[str, Device] = {
@@ -83,3 +92,9 @@ def get_device(name: str) -> Device:
         return DEVICES[name]
     except KeyError:
         raise DeviceError(f"Unknown device {name!r}; known: {', '.join(DEVICES)}") from None
+
+
+def smallest_fitting(family: str, used: dict[str, int | None]) -> Device | None:
+    """The device of ``family`` with the fewest LUTs that holds ``used``, if any."""
+    fits = [d for d in DEVICES.values() if d.family == family and not d.shortfall(used)]
+    return min(fits, key=lambda d: d.lut, default=None)

@@ -34,7 +34,7 @@ from typing import Any
 from inq_hw.checkpoint import atomic_write
 from inq_hw.cost.synth import SynthJob, cache_key, cell_figures, fmax_wrapper, synth_script
 from inq_hw.errors import ConfigError, ToolError
-from inq_hw.implement.devices import Device, get_device
+from inq_hw.implement.devices import Device, get_device, smallest_fitting
 from inq_hw.progress import Progress
 from inq_hw.tools import run_tool, tool_version
 
@@ -219,6 +219,7 @@ def _run(
         seconds["synth"] = time.perf_counter() - start
         progress.message(f"yosys {script[0].split()[0]} on {job.top}: {seconds['synth']:.1f} s")
         progress.advance()
+        _check_fit(work, job.top, part)
         start = time.perf_counter()
         run_tool(
             f"nextpnr-{part.family}",
@@ -246,6 +247,30 @@ def _run(
         os.replace(work, stored)
         work.mkdir()  # TemporaryDirectory removes its (now empty) directory on exit
     return record
+
+
+def _check_fit(work: Path, top: str, part: Device) -> None:
+    """Refuse before place and route when the synthesised top exceeds the device."""
+    stat = json.loads((work / "stat.json").read_text())
+    used = cell_figures(part.family, stat["design"])
+    short = part.shortfall(used)
+    if not short:
+        return
+    other = smallest_fitting(part.family, used)
+    hint = (
+        f"the smallest {part.family} device that holds it is {other.name}"
+        if other
+        else (f"no {part.family} device holds it")
+    )
+    advice = (
+        "; fold it (--fold), or map multipliers to LUTs (--no-dsp)"
+        if used.get("dsp")
+        else ("; fold it (--fold)")
+    )
+    raise ImplementError(
+        f"{top} does not fit {part.name}: it needs {', '.join(short)} (wrapper included); "
+        f"{hint}{advice}"
+    )
 
 
 def _figures(work: Path, top: str, part: Device, clock_mhz: float) -> dict[str, Any]:
