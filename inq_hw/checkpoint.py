@@ -74,8 +74,7 @@ def load_checkpoint(
         Missing, truncated, corrupted, not ours, of a newer version or of another kind.
     """
     source = Path(path)
-    if not source.is_file():
-        raise CheckpointError(f"Checkpoint not found: {source}")
+    _check_is_checkpoint_file(source)
     try:
         payload = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged zip/pickle data
@@ -97,6 +96,35 @@ def load_checkpoint(
         if key not in payload:
             raise CheckpointError(f"Checkpoint {source} lacks the {key!r} entry")
     return payload
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+
+
+def _check_is_checkpoint_file(source: Path) -> None:
+    """Name what ``source`` is when it is not a checkpoint, before torch reads it."""
+    if source.is_dir():
+        if (source / "model.json").is_file():
+            raise CheckpointError(
+                f"{source} is an integer model package, not a checkpoint: give the .pt "
+                "checkpoint it was exported from (the package itself goes to eval, vectors, "
+                "generate, simulate, cost, explore)"
+            )
+        raise CheckpointError(f"{source} is a directory, not a checkpoint file")
+    if not source.is_file():
+        raise CheckpointError(f"Checkpoint not found: {source}")
+    with open(source, "rb") as handle:
+        head = handle.read(len(_ZIP_MAGIC))
+    if head != _ZIP_MAGIC:
+        kind = (
+            "a text file"
+            if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head)
+            else ("empty" if not head else "not a zip archive")
+        )
+        raise CheckpointError(
+            f"Not an inq-hw checkpoint: {source} is {kind}, not a file written by "
+            "`inq-hw train` or `inq-hw quantize`"
+        )
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

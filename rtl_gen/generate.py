@@ -16,11 +16,9 @@ from inq_hw.intmodel import IntModel, WeightLayer
 from inq_hw.intmodel.package import load_package, package_hash
 from rtl_gen.export import Design, write_designs
 from rtl_gen.names import verilog_identifier
-from rtl_gen.units import ConstDotUnit, Requant
+from rtl_gen.units import BASELINES, ConstDotUnit, Requant
 
 __all__ = ["BASELINES", "build_designs", "generate"]
-
-BASELINES = ("mult8",)
 
 
 def _weight_layer(model: IntModel, name: str) -> WeightLayer:

@@ -20,13 +20,21 @@ from amaranth.hdl import Const, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from inq_hw.intmodel.arith import ActFormat, signed_bits
+from inq_hw.intmodel.arith import (
+    ActFormat,
+    abs_row_sums,
+    rounding_constant,
+    signed_bits,
+    worst_case,
+)
 from inq_hw.intmodel.layers import WeightLayer
 from rtl_gen.arith import Term, act_shape, adder_tree, materialise, range_shape, requantize
 
-__all__ = ["MODES", "ConstDotUnit", "Requant", "is_power_of_two_matrix"]
+__all__ = ["BASELINES", "MODES", "ConstDotUnit", "Requant", "is_power_of_two_matrix"]
 
 MODES = ("shift-add", "multiply")
+#: Multiplier twins a generator can build instead of the power-of-two design.
+BASELINES = ("mult8",)
 
 
 class Requant:
@@ -78,6 +86,9 @@ class ConstDotUnit(wiring.Component):
         Requantise to this format; without it the outputs are the accumulators.
     stages : int
         Pipeline registers (0 = combinational); the latency in cycles.
+    acc_bits : int, optional
+        Accumulator width (a layer's ``acc_bits``); it must hold :meth:`worst_case`.
+        Default: the narrowest that does.
 
     Members
     -------
@@ -102,12 +113,21 @@ class ConstDotUnit(wiring.Component):
         mode: str = "shift-add",
         requant: Requant | None = None,
         stages: int = 0,
+        acc_bits: int | None = None,
     ) -> None:
         weights, bias = np.asarray(weights, dtype=object), np.asarray(bias, dtype=object)
         _validate(weights, bias, mode, stages)
         self.weights, self.bias, self.in_format = weights, bias, in_format
         self.mode, self.requant, self.stages = mode, requant, stages
-        self.acc_bits = signed_bits(self.worst_case())
+        need = signed_bits(self.worst_case())
+        if acc_bits is not None and (
+            isinstance(acc_bits, bool) or not isinstance(acc_bits, int) or acc_bits < need
+        ):
+            raise ValueError(
+                f"Accumulator width must be an integer of at least {need} (the worst case), "
+                f"not {acc_bits!r}"
+            )
+        self.acc_bits = need if acc_bits is None else acc_bits
         out_shape = act_shape(requant.out) if requant else signed(self.acc_bits)
         super().__init__(
             {
@@ -126,7 +146,12 @@ class ConstDotUnit(wiring.Component):
         weights = layer.weights_int().reshape(layer.codes.shape[0], -1)
         requant = Requant(shift=layer.shift, relu=layer.relu, out=layer.out) if requantise else None
         return cls(
-            weights=weights, bias=layer.bias, in_format=in_format, requant=requant, stages=stages
+            weights=weights,
+            bias=layer.bias,
+            in_format=in_format,
+            requant=requant,
+            stages=stages,
+            acc_bits=layer.acc_bits,
         )
 
     @property
@@ -134,15 +159,12 @@ class ConstDotUnit(wiring.Component):
         return self.stages
 
     def worst_case(self) -> int:
-        """``max_o |bias_o| + Σ_i |w_oi| · max|x|``: the accumulator bound."""
-        max_x = self.in_format.max_abs
-        return max(
-            abs(int(b)) + sum(abs(int(w)) for w in row) * max_x
-            for row, b in zip(self.weights, self.bias, strict=True)
-        )
+        """``max_o |bias_o| + Σ_i |w_oi| · max|x|``: the accumulator bound
+        (:func:`inq_hw.intmodel.arith.worst_case`)."""
+        return worst_case(abs_row_sums(self.weights), self.bias, self.in_format.max_abs)
 
     def _rounding(self) -> int:
-        return 1 << (self.requant.shift - 1) if self.requant and self.requant.shift > 0 else 0
+        return rounding_constant(self.requant.shift) if self.requant else 0
 
     def _terms(self, m: Module, row: Sequence[int], bias: int) -> list[Term]:
         lo_x, hi_x = self.in_format.lo, self.in_format.hi

@@ -57,3 +57,37 @@ def test_output_directory_that_is_a_file(
     plain.write_text("x")
     code, err = _run(capsys, ["export", "missing.pt", "--out", str(plain)])
     assert code == 2 and "cannot write the directory" in err and "it is a file" in err
+
+
+# --- inputs of the wrong kind are named as what they are --------------------------------
+
+
+def test_package_command_given_a_checkpoint(
+    capsys: pytest.CaptureFixture[str], tiny_fp32: Path
+) -> None:
+    code, err = _run(capsys, ["eval", str(tiny_fp32)])
+    assert code == 2 and "is a file, not an integer model package" in err
+    assert f"inq-hw export {tiny_fp32} --out DIR" in err
+
+
+def test_checkpoint_command_given_a_package(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "model.json").write_text("{}")
+    code, err = _run(capsys, ["export", str(package), "--out", str(tmp_path / "out")])
+    assert code == 2 and "is an integer model package, not a checkpoint" in err
+    code, err = _run(capsys, ["export", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert code == 2 and "is a directory, not a checkpoint file" in err
+
+
+@pytest.mark.parametrize(("content", "kind"), [(b"hello\n", "a text file"), (b"", "empty")])
+def test_checkpoint_that_is_not_a_torch_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes, kind: str
+) -> None:
+    path = tmp_path / "notes.pt"
+    path.write_bytes(content)
+    code, err = _run(capsys, ["quantize", str(path), "--bits", "4", "--out", str(tmp_path / "o")])
+    assert code == 2 and f"Not an inq-hw checkpoint: {path} is {kind}" in err
+    assert "Traceback" not in err
