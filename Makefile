@@ -20,6 +20,7 @@ default-report: setup
 lint: setup
 	$(BIN)/ruff check inq_hw rtl_gen sim tests benches scripts
 	$(BIN)/ruff format --check inq_hw rtl_gen sim tests benches scripts
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

@@ -7,16 +7,12 @@ arguments, the data set and its split seed, and for INQ the bits, schedule, part
 per-layer n1/n2/masks.
 """
 
-import hashlib
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from inq_hw.errors import CheckpointError
+from inq_hw.files import atomic_write, file_sha256
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -32,27 +28,6 @@ CHECKPOINT_VERSION = 1
 KINDS = ("fp32", "inq", "fp32-partial", "inq-partial")
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync, then rename.
-
-    A reader (or a run killed at any moment) sees either the old file or the new one,
-    never a half-written one.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``payload`` (with format and version stamped in) atomically to ``path``."""
     if payload.get("kind") not in KINDS:
@@ -60,6 +35,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Pa
             f"Checkpoint kind must be one of {KINDS}, not {payload.get('kind')!r}"
         )
     stamped = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
+    import torch  # here, so the file helpers above import without torch
+
     return atomic_write(path, lambda tmp: torch.save(stamped, tmp))
 
 
@@ -73,6 +50,8 @@ def load_checkpoint(
     CheckpointError
         Missing, truncated, corrupted, not ours, of a newer version or of another kind.
     """
+    import torch
+
     source = Path(path)
     _check_is_checkpoint_file(source)
     try:
@@ -125,12 +104,3 @@ def _check_is_checkpoint_file(source: Path) -> None:
             f"Not an inq-hw checkpoint: {source} is {kind}, not a file written by "
             "`inq-hw train` or `inq-hw quantize`"
         )
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file (provenance of checkpoints and packages)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from inq_hw.errors import ConfigError, InqHwError
+from inq_hw.intmodel.codes import check_model_bits
 
 __all__ = ["FlowConfig", "FlowError", "run_flow"]
 
@@ -78,8 +79,7 @@ class FlowConfig:
         object.__setattr__(self, "bits", tuple(self.bits))
         object.__setattr__(self, "targets", tuple(self.targets))
         for b in self.bits:
-            if isinstance(b, bool) or not isinstance(b, int) or not 2 <= b <= 7:
-                raise ConfigError(f"Bit-widths must be integers from 2 to 7, not {b!r}")
+            check_model_bits(b)
         if not self.bits or len(set(self.bits)) != len(self.bits):
             raise ConfigError(f"Bit-widths must be distinct and at least one, not {self.bits!r}")
         unknown = [t for t in self.targets if t not in TARGETS]

@@ -51,7 +51,6 @@ from torch import fx, nn
 
 from inq_hw.checkpoint import file_sha256, load_checkpoint
 from inq_hw.data import Dataset
-from inq_hw.driver import load_model
 from inq_hw.errors import ConfigError, ModelError
 from inq_hw.intmodel.arith import (
     MAX_ACCUMULATOR_BITS,
@@ -75,6 +74,7 @@ from inq_hw.intmodel.layers import (
     ReLULayer,
     WeightLayer,
 )
+from inq_hw.model_io import load_model
 from inq_hw.models import ResidualAdd, trace_graph
 from inq_hw.quant import Po2Codes, check_bits, decode_codes, pack_codes, po2_codes
 

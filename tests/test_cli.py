@@ -56,8 +56,9 @@ def test_quantize_prints_table_and_json(
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        (["--bits", "9"], "Bit-width must be an integer from 2 to 8, not 9"),
-        (["--bits", "1"], "Bit-width must be an integer from 2 to 8, not 1"),
+        (["--bits", "9"], "Bit-width must be an integer from 2 to 7, not 9"),
+        (["--bits", "1"], "Bit-width must be an integer from 2 to 7, not 1"),
+        (["--bits", "8"], "Bit-width 8 cannot be lowered to an integer model"),
         (["--schedule", "0.5,0.4,1"], "strictly increasing"),
         (["--schedule", "0.5,0.75"], "must end at 1.0"),
         (["--schedule", "fast"], "Schedule must be a name"),

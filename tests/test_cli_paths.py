@@ -91,3 +91,19 @@ def test_checkpoint_that_is_not_a_torch_file(
     code, err = _run(capsys, ["quantize", str(path), "--bits", "4", "--out", str(tmp_path / "o")])
     assert code == 2 and f"Not an inq-hw checkpoint: {path} is {kind}" in err
     assert "Traceback" not in err
+
+
+def test_written_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    from inq_hw.files import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "out.json", lambda tmp: tmp.write_text("{}"))
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        path = atomic_write(tmp_path / "private.json", lambda tmp: tmp.write_text("{}"))
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

@@ -72,7 +72,8 @@ def test_pareto_front() -> None:
     [
         (["--pe", "4y4"], "--pe must be shapes like 4x4,8x8"),
         (["--pe", "0x4"], "1 to 64 rows and columns"),
-        (["--bits", "9"], "--bits must be integers from 2 to 8"),
+        (["--bits", "9"], "Bit-width must be an integer from 2 to 7, not 9"),
+        (["--bits", "8"], "Bit-width 8 cannot be lowered"),
         (["--clock-mhz", "0"], "--clock-mhz must be positive"),
     ],
 )

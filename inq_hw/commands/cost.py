@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw.checkpoint import atomic_write
-from inq_hw.cli import command
 from inq_hw.commands.common import format_table, output_file, progress
+from inq_hw.commands.registry import command
 
 __all__ = ["TARGETS", "cost"]
 

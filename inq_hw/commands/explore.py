@@ -20,8 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command, parse_csv
 from inq_hw.commands.common import format_table, output_dir, percent
+from inq_hw.commands.registry import command, parse_csv
 from inq_hw.errors import ConfigError
 
 __all__ = ["explore", "pareto_front"]
@@ -38,7 +38,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--pe", default=DEFAULT_SHAPES, help=f"array shapes RxC (default {DEFAULT_SHAPES})"
     )
     parser.add_argument(
-        "--bits", default=None, help="weight code widths, 2 to 8 (default: the package's)"
+        "--bits", default=None, help="weight code widths, 2 to 7 (default: the package's)"
     )
     parser.add_argument(
         "--clock-mhz",
@@ -69,10 +69,12 @@ def _parse_shapes(text: str) -> list[tuple[int, int]]:
 def _parse_bits(text: str | None, own: int) -> list[int]:
     if text is None:
         return [own]
+    from inq_hw.intmodel.codes import check_model_bits
+
     bits = parse_csv(text, int, "--bits")
-    if not bits or any(not 2 <= b <= 8 for b in bits):
-        raise ConfigError(f"--bits must be integers from 2 to 8, not {text!r}")
-    return sorted(set(bits))
+    if not bits:
+        raise ConfigError(f"--bits must name at least one width, not {text!r}")
+    return sorted({check_model_bits(b) for b in bits})
 
 
 def _what_if(config: Any, bits: int) -> Any:
@@ -85,7 +87,7 @@ def _what_if(config: Any, bits: int) -> Any:
 
 
 def _row(report: Any, config: Any, clock_mhz: float, compiled: bool) -> dict[str, Any]:
-    from sim.cycle_model import estimate_area, estimate_energy
+    from inq_hw.cost.pe_array import estimate_area, estimate_energy
 
     report = dataclasses.replace(report, config=config)
     return {

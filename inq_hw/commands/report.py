@@ -4,8 +4,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command
 from inq_hw.commands.common import output_dir
+from inq_hw.commands.registry import command
 
 __all__ = ["report"]
 

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command
 from inq_hw.commands.common import format_table, output_file, percent, progress
+from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
 __all__ = ["quantize", "train"]
@@ -107,7 +107,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 def _configure_quantize(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="FP32 checkpoint written by 'inq-hw train'")
     parser.add_argument(
-        "--bits", type=int, default=5, help="weight bit-width, 2 (ternary) to 8 (default 5)"
+        "--bits", type=int, default=5, help="weight bit-width, 2 (ternary) to 7 (default 5)"
     )
     parser.add_argument(
         "--schedule",
@@ -132,9 +132,9 @@ def _configure_quantize(parser: argparse.ArgumentParser) -> None:
 def quantize(args: argparse.Namespace) -> dict[str, Any]:
     from inq_hw.driver import run_inq
     from inq_hw.inq import INQConfig, parse_schedule
-    from inq_hw.quant import check_bits
+    from inq_hw.intmodel.codes import check_model_bits
 
-    bits = check_bits(args.bits)
+    bits = check_model_bits(args.bits)
     config = INQConfig(
         bits=bits,
         schedule=parse_schedule(args.schedule, bits=bits),

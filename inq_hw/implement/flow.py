@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inq_hw.checkpoint import atomic_write
 from inq_hw.cost.synth import SynthJob, cache_key, cell_figures, fmax_wrapper, synth_script
 from inq_hw.errors import ConfigError, ToolError
+from inq_hw.files import atomic_write
 from inq_hw.implement.devices import Device, get_device, smallest_fitting
 from inq_hw.progress import Progress
 from inq_hw.tools import run_tool, tool_version

@@ -23,7 +23,7 @@ builds its shifts from the same constant).
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -166,7 +166,7 @@ def abs_row_sums(weights: np.ndarray) -> list[int]:
 
 
 def worst_case(
-    weight_abs_sums: np.ndarray | list[int], bias: np.ndarray, input_max_abs: int
+    weight_abs_sums: np.ndarray | Sequence[int], bias: np.ndarray, input_max_abs: int
 ) -> int:
     """The accumulator bound ``max_o |bias_o| + Σ|w_int| · max|x_int|`` (0 without outputs).
 
@@ -183,7 +183,9 @@ def worst_case(
     )
 
 
-def accumulator_bits(weight_abs_sums: np.ndarray, bias: np.ndarray, input_max_abs: int) -> int:
+def accumulator_bits(
+    weight_abs_sums: np.ndarray | Sequence[int], bias: np.ndarray, input_max_abs: int
+) -> int:
     """Accumulator width from the worst case ``|bias| + Σ|w_int| · max|x_int|``
     (:func:`worst_case`), so an accumulator of this width never overflows.
 

@@ -14,7 +14,7 @@ Changing the code format means editing this module (and the hardware decode in
 generators all call these functions.
 """
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,9 +22,11 @@ from inq_hw.errors import ConfigError
 
 __all__ = [
     "MAX_BITS",
+    "MAX_MODEL_BITS",
     "MIN_BITS",
     "CodeFields",
     "check_bits",
+    "check_model_bits",
     "code_of_weight",
     "compute_n2",
     "encode",
@@ -38,6 +40,10 @@ __all__ = [
 
 MIN_BITS = 2
 MAX_BITS = 8
+#: The widest code an integer model can hold: 8-bit codes span 2^(n1-n2) = 2^63, so a
+#: product needs an accumulator wider than the executor's 62 bits. Every command that
+#: makes a network to lower (quantize, flow, explore) accepts 2..MAX_MODEL_BITS.
+MAX_MODEL_BITS = 7
 
 
 def check_bits(bits: object) -> int:
@@ -51,6 +57,31 @@ def check_bits(bits: object) -> int:
     if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
         raise ConfigError(
             f"Bit-width must be an integer from {MIN_BITS} to {MAX_BITS}, not {bits!r}"
+        )
+    return bits
+
+
+def check_model_bits(bits: object) -> int:
+    """Return ``bits`` if a network quantized to it can be lowered to an integer model.
+
+    Raises
+    ------
+    ConfigError
+        If ``bits`` is not an integer from 2 to :data:`MAX_MODEL_BITS`; 8 with the reason.
+    """
+    if bits == MAX_BITS and not isinstance(bits, bool):
+        raise ConfigError(
+            f"Bit-width {MAX_BITS} cannot be lowered to an integer model (its codes span "
+            f"2^{(1 << (MAX_BITS - 2)) - 1}, beyond 62-bit accumulators); use {MIN_BITS} to "
+            f"{MAX_MODEL_BITS}"
+        )
+    if (
+        isinstance(bits, bool)
+        or not isinstance(bits, int)
+        or not MIN_BITS <= bits <= MAX_MODEL_BITS
+    ):
+        raise ConfigError(
+            f"Bit-width must be an integer from {MIN_BITS} to {MAX_MODEL_BITS}, not {bits!r}"
         )
     return bits
 
@@ -70,7 +101,8 @@ def zero_code(bits: int) -> int:
     return 1 << (bits - 1)
 
 
-class CodeFields(NamedTuple):
+@dataclass(frozen=True)
+class CodeFields:
     """The fields of packed codes: ``zero`` and ``sign`` (bool, sign False where zero) and
     ``index`` (int64, 0 where zero), each of the codes' shape."""
 
