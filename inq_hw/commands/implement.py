@@ -4,8 +4,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command
 from inq_hw.commands.common import format_table, output_dir, percent, progress
+from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
 __all__ = ["implement"]
