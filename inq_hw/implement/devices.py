@@ -3,13 +3,16 @@
 Figures are the vendors' datasheet counts:
 
 * iCE40 UltraPlus UP5K (Lattice FPGA-DS-02008, table 1.1): 5,280 LUT4 (each with a
-  flip-flop), 30 sysMEM EBR of 4 kbit, 8 sysDSP (SB_MAC16), 4 SPRAM of 256 kbit; the SG48
-  package has 39 I/O.
+  flip-flop), 30 sysMEM EBR of 4 kbit, 8 sysDSP (SB_MAC16), 4 SPRAM of 256 kbit; SG48
+  package.
 * iCE40 HX8K (Lattice DS1040, table 1.1): 7,680 logic cells (LUT4 and flip-flop), 32
-  RAM4K blocks, no DSP; CT256 package, 206 I/O.
+  RAM4K blocks, no DSP; CT256 package.
 * ECP5 LFE5U-25F / -45F / -85F (Lattice FPGA-DS-02012, table 1.1): 24K / 44K / 84K LUT4
   (24,288 / 43,848 / 83,640, two flip-flops per two LUTs), 56 / 108 / 208 sysMEM EBR of 18
-  kbit, 28 / 72 / 156 18x18 multipliers; CABGA381 package, 197 / 203 / 205 I/O.
+  kbit, 28 / 72 / 156 18x18 multipliers; CABGA381 package.
+
+A top needs four pins whatever its ports (:mod:`inq_hw.implement.flow`), so pin counts
+are not modelled.
 
 Example usage::
 
@@ -40,7 +43,6 @@ class Device:
     ff: int
     bram: int
     dsp: int
-    io: int
     part: str
 
     def shares(self, used: dict[str, int | None]) -> dict[str, float | None]:
@@ -64,23 +66,23 @@ class Device:
 
 DEVICES: dict[str, Device] = {
     "ice40-up5k": Device(
-        "ice40-up5k", "ice40", ("--up5k", "--package", "sg48"), 5280, 5280, 30, 8, 39,
+        "ice40-up5k", "ice40", ("--up5k", "--package", "sg48"), 5280, 5280, 30, 8,
         "iCE40UP5K-SG48",
     ),
     "ice40-hx8k": Device(
-        "ice40-hx8k", "ice40", ("--hx8k", "--package", "ct256"), 7680, 7680, 32, 0, 206,
+        "ice40-hx8k", "ice40", ("--hx8k", "--package", "ct256"), 7680, 7680, 32, 0,
         "iCE40HX8K-CT256",
     ),
     "ecp5-25k": Device(
-        "ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381"), 24288, 24288, 56, 28, 197,
+        "ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381"), 24288, 24288, 56, 28,
         "LFE5U-25F-CABGA381",
     ),
     "ecp5-45k": Device(
-        "ecp5-45k", "ecp5", ("--45k", "--package", "CABGA381"), 43848, 43848, 108, 72, 203,
+        "ecp5-45k", "ecp5", ("--45k", "--package", "CABGA381"), 43848, 43848, 108, 72,
         "LFE5U-45F-CABGA381",
     ),
     "ecp5-85k": Device(
-        "ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381"), 83640, 83640, 208, 156, 205,
+        "ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381"), 83640, 83640, 208, 156,
         "LFE5U-85F-CABGA381",
     ),
 }  # fmt: skip
