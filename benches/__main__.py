@@ -30,8 +30,10 @@ BENCHES = (
     "pe_array",
     "cost",
     "sim",
+    "fastsim",
     "imports",
     "implement",
+    "zoo",
 )
 
 

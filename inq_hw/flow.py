@@ -33,7 +33,7 @@ from inq_hw.intmodel.codes import check_model_bits
 __all__ = ["FlowConfig", "FlowError", "run_flow"]
 
 FLOW_VERSION = 1
-TARGETS = ("analytic", "generic", "ice40", "ecp5")
+TARGETS = ("analytic", "generic", "ice40", "ecp5", "nangate45")
 _STAGE_VERSION = {"fp32": 1, "inq": 1, "package": 1, "rtl": 1, "sim": 1, "cost": 1, "synth": 1}
 
 
@@ -404,6 +404,8 @@ def _synth(cfg: FlowConfig, package: Path, target: str) -> Callable[[Path], dict
         from inq_hw.intmodel.package import load_package
 
         model = load_package(package / "pkg")
+        if target == "nangate45":
+            return _nangate45(cfg, model)
         figures: dict[str, dict[str, int]] = {name: {} for name in _SYNTH_FIGURES[target]}
         for design, baseline in (("shift_add", None), ("mult8", "mult8")):
             jobs = layer_jobs(model, baseline=baseline, max_outputs=cfg.synth_outputs)
@@ -414,6 +416,30 @@ def _synth(cfg: FlowConfig, package: Path, target: str) -> Callable[[Path], dict
         return {**figures, "slice_outputs": cfg.synth_outputs}
 
     return work
+
+
+def _nangate45(cfg: FlowConfig, model: Any) -> dict[str, Any]:
+    """Nangate45 figures of the same slices, summed over the layers, with activity from
+    two test images; the analytic figures of those slices beside them (never mixed)."""
+    from inq_hw.cost.asic_layers import asic_layers, network_totals
+    from sim.unit_activity import unit_activity
+
+    cache = _synth_cache()
+    layers = asic_layers(
+        model,
+        max_weights=None,
+        max_outputs=cfg.synth_outputs,
+        activity=lambda job, layer: unit_activity(
+            job, model, layer, images=2, cache_dir=cache / "activity"
+        ),
+        cache_dir=cache,
+    )
+    totals = network_totals(layers)
+    figures: dict[str, Any] = {
+        name: {design.replace("-", "_"): totals[design][name] for design in totals}
+        for name in totals["shift-add"]
+    }
+    return {**figures, "slice_outputs": cfg.synth_outputs}
 
 
 def _synth_cache() -> Path:

@@ -1,9 +1,13 @@
 """Lowering: a power-of-two PyTorch model → the integer-only :class:`IntModel`.
 
-The model is traced with ``torch.fx`` (:class:`~inq_hw.models.ResidualAdd` kept as a leaf,
-``nn.Identity`` left by BatchNorm folding dropped), run once in float on the calibration
-inputs to measure every tensor, then walked node by node. Each module type has a handler
-registered with :func:`lowers`; a node no handler knows is a :class:`ModelError`.
+The model is traced with ``torch.fx`` (:class:`~inq_hw.models.ResidualAdd` kept as a leaf;
+``nn.Identity`` left by BatchNorm folding, ``Dropout`` and ``F.dropout`` dropped; dead
+nodes removed), run once in float on the calibration inputs to measure every tensor, then
+walked node by node. Each module type has a handler registered with :func:`lowers`, each
+function or tensor method one registered with :func:`lowers_call` (those of CNNs written
+the ordinary way live in :mod:`inq_hw.lower_ops`); size computations (``x.size(0)``,
+``x.shape[0]``) make no layer. Every node no handler knows is listed in one
+:class:`ModelError` before anything is computed.
 
 Activation formats (calibration), ARCHITECTURE.md "Number formats":
 
@@ -38,6 +42,7 @@ baselines and ``meta["baseline"]`` is ``None``, with the reason in
 """
 
 import math
+import operator
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -63,14 +68,11 @@ from inq_hw.intmodel.baseline import BASELINE_BITS, baseline_fields
 from inq_hw.intmodel.codes import weight_abs_sums
 from inq_hw.intmodel.layers import (
     AddLayer,
-    AvgPoolLayer,
-    Conv2dLayer,
     FlattenLayer,
     InputLayer,
     IntModel,
     Layer,
     LinearLayer,
-    MaxPoolLayer,
     ReLULayer,
     WeightLayer,
 )
@@ -84,6 +86,7 @@ __all__ = [
     "lower_checkpoint",
     "lower_model",
     "lowers",
+    "lowers_call",
 ]
 
 CONFIG_VERSION = 1
@@ -214,16 +217,43 @@ class _Recorder(fx.Interpreter):
 # --- tracing ------------------------------------------------------------------------------
 
 
+#: Modules that are the identity at inference (a folded BatchNorm is an ``nn.Identity``).
+_IDENTITY_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+)
+#: Functions and tensor methods that are the identity at inference.
+_IDENTITY_CALLS: tuple[object, ...] = (
+    nn.functional.dropout,
+    nn.functional.dropout2d,
+    "contiguous",
+)
+
+
+def _is_identity(model: nn.Module, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return type(model.get_submodule(str(node.target))) in _IDENTITY_MODULES
+    return node.op in ("call_function", "call_method") and node.target in _IDENTITY_CALLS
+
+
 def _trace(model: nn.Module) -> fx.GraphModule:
     graph = trace_graph(model, "it cannot be lowered")
     for node in list(graph.nodes):
-        # Folded BatchNorms are nn.Identity; dropping them lets a ReLU after one fuse.
-        if node.op == "call_module" and type(model.get_submodule(str(node.target))) is nn.Identity:
-            if len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], fx.Node):
-                raise ModelError(f"Cannot lower {node.target!r} (Identity): odd arguments")
+        # Identity, Dropout (inference) and folded BatchNorms are dropped, which also
+        # lets a ReLU after one fuse into the layer before it.
+        if _is_identity(model, node):
+            if not node.args or not isinstance(node.args[0], fx.Node):
+                raise ModelError(f"Cannot lower {node.name!r} (identity): odd arguments")
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
-    return fx.GraphModule(model, graph)
+    graph_module = fx.GraphModule(model, graph)
+    graph_module.graph.eliminate_dead_code()
+    graph_module.recompile()
+    return graph_module
 
 
 def _record(
@@ -319,13 +349,31 @@ class LoweringContext:
         return ActFormat(bits, signed, _frac_for(extent, hi))
 
     def fusable_relu(self, node: fx.Node) -> fx.Node | None:
-        """The ``nn.ReLU`` node that is the only user of ``node``, if there is one."""
+        """The ReLU node (module, function or method) that is the only user of ``node``."""
         if len(node.users) != 1:
             return None
         (user,) = node.users
-        if user.op != "call_module" or type(self.module(user)) is not nn.ReLU:
-            return None
-        return user if user.args == (node,) and not user.kwargs else None
+        return user if self.is_relu(user) and user.args == (node,) else None
+
+    def is_relu(self, node: fx.Node) -> bool:
+        """Whether ``node`` is ``nn.ReLU``, ``F.relu``/``torch.relu`` or ``x.relu()``."""
+        if node.op == "call_module":
+            return type(self.module(node)) is nn.ReLU
+        return node.op in ("call_function", "call_method") and node.target in RELU_CALLS
+
+    def name(self, node: fx.Node) -> str:
+        """The integer layer's name: the module's, else the fx node's."""
+        return str(node.target) if node.op == "call_module" else node.name
+
+
+#: ReLU written as a function or a tensor method.
+RELU_CALLS: tuple[object, ...] = (
+    nn.functional.relu,
+    torch.relu,
+    torch.relu_,
+    "relu",
+    "relu_",
+)
 
 
 Handler = Callable[[LoweringContext, fx.Node, Any], None]
@@ -347,17 +395,34 @@ def lowers(*kinds: type[nn.Module]) -> Callable[[_H], _H]:
     return decorate
 
 
+_CALLS: dict[object, Handler] = {}
+
+
+def lowers_call(*targets: object) -> Callable[[_H], _H]:
+    """Register a handler ``fn(context, node, None)`` for ``call_function`` nodes of the
+    functions ``targets`` and ``call_method`` nodes of the method names (strings)."""
+
+    def decorate(fn: _H) -> _H:
+        for target in targets:
+            _CALLS[target] = fn
+        return fn
+
+    return decorate
+
+
+def _handler(ctx: LoweringContext, node: fx.Node) -> Handler | None:
+    if node.op == "call_module":
+        return _LOWERINGS.get(type(ctx.module(node)))
+    if node.op in ("call_function", "call_method"):
+        try:
+            return _CALLS.get(node.target)
+        except TypeError:  # an unhashable target
+            return None
+    return None
+
+
 def _unsupported(name: str, module: nn.Module, reason: str) -> ModelError:
     return ModelError(f"Cannot lower {name!r} ({type(module).__name__}): {reason}")
-
-
-def _square(name: str, module: nn.Module, what: str, value: object) -> int:
-    """An int, or a pair of equal ints, as one int."""
-    if isinstance(value, int):
-        return value
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1]:
-        return int(value[0])
-    raise _unsupported(name, module, f"{what} must be square, not {value!r}")
 
 
 def _require(condition: bool, name: str, module: nn.Module, reason: str) -> None:
@@ -483,35 +548,6 @@ def _lower_weights(
     ctx.add(layer, node, relu)
 
 
-def _conv_padding(name: str, conv: nn.Conv2d, kernel: int) -> int:
-    padding = conv.padding
-    if padding == "valid":
-        return 0
-    if padding == "same" and (kernel - 1) % 2 == 0:
-        return (kernel - 1) // 2
-    if isinstance(padding, tuple) and len(padding) == 2 and padding[0] == padding[1]:
-        return int(padding[0])
-    raise _unsupported(name, conv, f"padding must be symmetric, not {padding!r}")
-
-
-@lowers(nn.Conv2d)
-def _lower_conv2d(ctx: LoweringContext, node: fx.Node, conv: nn.Conv2d) -> None:
-    name = str(node.target)
-    kernel = _square(name, conv, "kernel_size", conv.kernel_size)
-    stride = _square(name, conv, "stride", conv.stride)
-    _require(conv.groups == 1, name, conv, f"groups must be 1, not {conv.groups}")
-    _require(conv.dilation == (1, 1), name, conv, f"dilation must be 1, not {conv.dilation}")
-    _require(
-        conv.padding_mode == "zeros",
-        name,
-        conv,
-        f"padding_mode must be 'zeros', not {conv.padding_mode!r}",
-    )
-    padding = _conv_padding(name, conv, kernel)
-    _require_rank(ctx.operands(node)[0], 3, name, conv)
-    _lower_weights(ctx, node, conv, Conv2dLayer, stride=stride, padding=padding)
-
-
 @lowers(nn.Linear)
 def _lower_linear(ctx: LoweringContext, node: fx.Node, linear: nn.Linear) -> None:
     name = str(node.target)
@@ -528,57 +564,6 @@ def _zero(value: object) -> bool:
 
 def _one(value: object) -> bool:
     return value == 1 or value == (1, 1)
-
-
-@lowers(nn.MaxPool2d)
-def _lower_maxpool(ctx: LoweringContext, node: fx.Node, pool: nn.MaxPool2d) -> None:
-    name = str(node.target)
-    kernel = _square(name, pool, "kernel_size", pool.kernel_size)
-    stride = _square(name, pool, "stride", pool.stride)
-    _require(_zero(pool.padding), name, pool, f"padding must be 0, not {pool.padding!r}")
-    _require(_one(pool.dilation), name, pool, f"dilation must be 1, not {pool.dilation!r}")
-    _require(not pool.ceil_mode, name, pool, "ceil_mode must be False")
-    _require(not pool.return_indices, name, pool, "return_indices must be False")
-    (source,) = ctx.operands(node)
-    _require_rank(source, 3, name, pool)
-    layer = MaxPoolLayer(
-        name, (source.name,), ctx.shape(node), source.out, kernel=kernel, stride=stride
-    )
-    ctx.add(layer, node)
-
-
-@lowers(nn.AvgPool2d)
-def _lower_avgpool(ctx: LoweringContext, node: fx.Node, pool: nn.AvgPool2d) -> None:
-    name = str(node.target)
-    kernel = _square(name, pool, "kernel_size", pool.kernel_size)
-    stride = _square(name, pool, "stride", pool.stride)
-    window = kernel * kernel
-    _require(
-        window & (window - 1) == 0,
-        name,
-        pool,
-        f"the window must have a power-of-two size (a shift), not {kernel}x{kernel}",
-    )
-    _require(_zero(pool.padding), name, pool, f"padding must be 0, not {pool.padding!r}")
-    _require(not pool.ceil_mode, name, pool, "ceil_mode must be False")
-    _require(
-        pool.divisor_override in (None, window),
-        name,
-        pool,
-        f"divisor_override must be None, not {pool.divisor_override!r}",
-    )
-    (source,) = ctx.operands(node)
-    _require_rank(source, 3, name, pool)
-    layer = AvgPoolLayer(
-        name,
-        (source.name,),
-        ctx.shape(node),
-        source.out,
-        kernel=kernel,
-        stride=stride,
-        shift=window.bit_length() - 1,
-    )
-    ctx.add(layer, node)
 
 
 @lowers(nn.Flatten)
@@ -604,21 +589,29 @@ def _lower_relu(ctx: LoweringContext, node: fx.Node, relu: nn.ReLU) -> None:
 
 @lowers(ResidualAdd)
 def _lower_add(ctx: LoweringContext, node: fx.Node, add: ResidualAdd) -> None:
-    """Align both operands to the finer scale ``F``, add, requantise to the output's."""
-    name = str(node.target)
-    a, b = ctx.operands(node, 2)
-    _require(a.shape == b.shape, name, add, f"operand shapes differ: {a.shape} and {b.shape}")
-    common = max(a.out.frac, b.out.frac)
-    align = (common - a.out.frac, common - b.out.frac)
+    add_layer(ctx, node, str(node.target), ctx.operands(node, 2))
+
+
+def add_layer(ctx: LoweringContext, node: fx.Node, name: str, operands: list[Layer]) -> None:
+    """Align the operands to the finest scale ``F``, add, requantise to the output's."""
+    shapes = {operand.shape for operand in operands}
+    if len(shapes) != 1:
+        raise ModelError(
+            f"Cannot lower {name!r} (add): operand shapes differ: {sorted(shapes)} "
+            "(broadcasting needs a multiplier-free layout the hardware lacks)"
+        )
+    common = max(operand.out.frac for operand in operands)
+    align = tuple(common - operand.out.frac for operand in operands)
     relu = ctx.fusable_relu(node)
     out_node = relu or node
     out = ctx.calibrate(out_node, signed=relu is None)
-    acc_bits = signed_bits((a.out.max_abs << align[0]) + (b.out.max_abs << align[1]))
+    worst = sum(op.out.max_abs << a for op, a in zip(operands, align, strict=True))
+    acc_bits = signed_bits(worst)
     if acc_bits > MAX_ACCUMULATOR_BITS:
         raise ModelError(f"Layer {name!r}: the add would need {acc_bits} accumulator bits")
     layer = AddLayer(
         name,
-        (a.name, b.name),
+        tuple(operand.name for operand in operands),
         ctx.shape(out_node),
         out,
         align=align,
@@ -634,30 +627,48 @@ def _lower_add(ctx: LoweringContext, node: fx.Node, add: ResidualAdd) -> None:
 
 def _describe(node: fx.Node) -> str:
     target = getattr(node.target, "__name__", None) or str(node.target)
-    return f"node {node.name!r} ({node.op} {target})"
+    return f"{node.op} {target}"
+
+
+#: Nodes that compute sizes, not tensors (``x.size(0)``, ``x.shape[0]``): no layer.
+_SHAPE_CALLS: tuple[object, ...] = ("size", "dim")
+
+
+def _is_shape(node: fx.Node) -> bool:
+    """Whether ``node`` computes a size (used by ``view``/``reshape``), not a tensor."""
+    if node.op == "call_method" and node.target in _SHAPE_CALLS:
+        return True
+    if node.op == "call_function" and node.target is getattr and node.args[1:] == ("shape",):
+        return True
+    if node.op == "call_function" and node.target is operator.getitem:
+        source = node.args[0]
+        return isinstance(source, fx.Node) and _is_shape(source)
+    return False
 
 
 def _check_supported(ctx: LoweringContext, graph: fx.Graph) -> None:
-    """Fail before calibration on any node no handler knows."""
+    """Fail before calibration, listing every node no handler knows, in one line."""
     placeholders = [node for node in graph.nodes if node.op == "placeholder"]
     if len(placeholders) != 1:
         raise ModelError(f"The model must take one input tensor, not {len(placeholders)}")
-    for node in graph.nodes:
-        if node.op in ("placeholder", "output"):
-            continue
-        if node.op != "call_module":
-            raise ModelError(
-                f"Cannot lower {_describe(node)}: only calls of supported modules can be "
-                "lowered (use nn.Flatten, nn.ReLU, ResidualAdd ... as modules)"
-            )
-        module = ctx.module(node)
-        if type(module) not in _LOWERINGS:
-            raise _unsupported(
-                str(node.target),
-                module,
-                f"no integer layer for this module type; supported: "
-                f"{sorted(kind.__name__ for kind in _LOWERINGS)}",
-            )
+    unknown = [
+        _describe_unsupported(ctx, node)
+        for node in graph.nodes
+        if node.op not in ("placeholder", "output")
+        and not _is_shape(node)
+        and _handler(ctx, node) is None
+    ]
+    if unknown:
+        raise ModelError(
+            f"Cannot lower {len(unknown)} node(s), which have no multiplier-free integer "
+            f"layer: {', '.join(unknown)} (see README, 'Supported operators')"
+        )
+
+
+def _describe_unsupported(ctx: LoweringContext, node: fx.Node) -> str:
+    if node.op == "call_module":
+        return f"{str(node.target)!r} ({type(ctx.module(node)).__name__})"
+    return f"{node.name!r} ({_describe(node)})"
 
 
 def _lower_input(ctx: LoweringContext, node: fx.Node) -> None:
@@ -679,9 +690,10 @@ def _walk(ctx: LoweringContext, graph: fx.Graph) -> str:
             if not isinstance(result, fx.Node):
                 raise ModelError(f"The model must return one tensor, not {result!r}")
             output = ctx.produced[result].name
-        else:
-            module = ctx.module(node)
-            _LOWERINGS[type(module)](ctx, node, module)
+        elif not _is_shape(node):
+            handler = _handler(ctx, node)
+            assert handler is not None  # _check_supported
+            handler(ctx, node, ctx.module(node) if node.op == "call_module" else None)
     assert output is not None  # every fx graph has an output node
     return output
 
@@ -824,3 +836,8 @@ def _fp32_source(
             fp32, _ = load_model(load_checkpoint(candidate, kinds=("fp32",)), data)
             return fp32, {"path": os.fspath(candidate), "sha256": source["sha256"]}
     return None, f"the FP32 source checkpoint {source['path']} has changed since the INQ run"
+
+
+# The handlers of general convolutions, pooling, clamps and functional calls register
+# themselves on import (kept in their own module; they use the registry above).
+from inq_hw import lower_ops  # noqa: E402, F401

@@ -20,6 +20,11 @@ The zoo:
 * ``lenet5`` (1x28x28): LeNet-5 (LeCun et al., Proc. IEEE 1998) with max pooling.
 * ``resnet``: a CIFAR-style ResNet of BasicBlocks (He et al., CVPR 2016, Sec. 4.2) with
   ``widths`` and ``blocks`` per stage; ``resnet8`` is its default shape.
+
+:mod:`inq_hw.zoo` adds the common CNNs written the torchvision way (``resnet18`` ...
+``alexnet``), which use functional calls and the wider operator set of
+:mod:`inq_hw.lower_ops`. A name ``package.module:factory`` builds a user's own model
+(:func:`build_model`).
 """
 
 import inspect
@@ -132,6 +137,10 @@ def build_model(
         model = build_model("digits-cnn", in_channels=1, num_classes=10, input_size=8)
         logits = model(torch.zeros(4, 1, 8, 8))  # shape (4, 10)
     """
+    if isinstance(name, str) and (":" in name or name.endswith(_MODEL_FILE_SUFFIXES)):
+        return _user_model(
+            name, in_channels=in_channels, num_classes=num_classes, input_size=input_size, **kwargs
+        )
     builder = _REGISTRY.get(name)
     if builder is None:
         raise ConfigError(
@@ -148,6 +157,56 @@ def build_model(
     return builder(
         in_channels=in_channels, num_classes=num_classes, input_size=input_size, **kwargs
     )
+
+
+#: Model files we cannot rebuild deterministically from a name (what to give instead).
+_MODEL_FILE_SUFFIXES = (".pt", ".pth", ".pt2", ".ts", ".jit", ".pkl", ".pickle", ".onnx")
+
+
+def _user_model(name: str, **kwargs: object) -> nn.Module:
+    """``package.module:factory``, importable from the current directory: the factory is
+    called with the keyword arguments its signature accepts (``in_channels``,
+    ``num_classes``, ``input_size`` and the ``--model-arg`` options)."""
+    if name.endswith(_MODEL_FILE_SUFFIXES):
+        raise ConfigError(
+            f"A model file cannot be given as --model ({name!r}): a TorchScript, pickled or "
+            "exported model holds no Python modules to fold, quantize and lower and cannot "
+            "be rebuilt for a checkpoint; give the Python factory that builds it as "
+            "package.module:factory (importable from the current directory)"
+        )
+    module_name, _, factory_name = name.partition(":")
+    if not module_name or not factory_name.isidentifier():
+        raise ConfigError(f"A user model is package.module:factory, not {name!r}")
+    factory = _import_factory(module_name, factory_name)
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        parameters = {}  # type: ignore[assignment]
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    own = {k: v for k, v in kwargs.items() if takes_all or k in parameters}
+    model = factory(**own)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{name} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _import_factory(module_name: str, factory_name: str) -> Callable[..., object]:
+    import importlib
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # an ImportError, or whatever the user's module raises
+        raise ConfigError(
+            f"Cannot import {module_name!r} for --model: {type(exc).__name__}: {exc}"
+        ) from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ConfigError(f"{module_name!r} has no callable {factory_name!r}")
+    return factory
 
 
 def count_quantizable(model: nn.Module) -> int:
@@ -381,3 +440,7 @@ def _final_side(input_size: int, *, halvings: int) -> int:
             f"for its shift-only average pool (it gives {side}x{side}), not {input_size!r}"
         )
     return side
+
+
+# The torchvision-style zoo registers itself here (it uses the helpers above).
+from inq_hw import zoo  # noqa: E402, F401

@@ -206,6 +206,20 @@ def _input_geometry(layer: InputLayer) -> _Geometry:
     return _Geometry(1, layer.shape[0], layer.out, None)
 
 
+def _check_plain(layer: Layer) -> None:
+    """Refuse the convolution and pooling options the engines do not implement."""
+    if isinstance(layer, Conv2dLayer) and not layer.geometry().plain:
+        raise ConfigError(
+            f"The dataflow top's convolution engine runs square kernels, one stride and "
+            f"padding, dilation 1 and groups 1, not layer {layer.name!r}: {layer.geometry()}"
+        )
+    if isinstance(layer, MaxPoolLayer) and not layer.plain:
+        raise ConfigError(
+            f"The dataflow top's pooling engine has no padding or ceil_mode, which layer "
+            f"{layer.name!r} needs"
+        )
+
+
 def _stages(
     model: IntModel, baseline: str | None, folding: Mapping[str, int]
 ) -> tuple[list[_Stage], _Geometry, _Geometry]:
@@ -219,6 +233,7 @@ def _stages(
         fold = (
             _check_fold(layer, folding.get(layer.name, 1)) if isinstance(layer, WeightLayer) else 1
         )
+        _check_plain(layer)
         if isinstance(layer, Conv2dLayer):
             stage, geo = _conv_stage(layer, geo, baseline, fold)
         elif isinstance(layer, LinearLayer):

@@ -43,6 +43,8 @@ import numpy as np
 from inq_hw.intmodel import (
     AddLayer,
     AvgPoolLayer,
+    ClampLayer,
+    ConcatLayer,
     Conv2dLayer,
     FlattenLayer,
     InputLayer,
@@ -50,6 +52,7 @@ from inq_hw.intmodel import (
     Layer,
     LinearLayer,
     MaxPoolLayer,
+    MeanPoolLayer,
     ReLULayer,
     WeightLayer,
 )
@@ -346,11 +349,12 @@ def _lane_values(layer: WeightLayer, weights: str, bits: int) -> np.ndarray:
     return values & ((1 << bits) - 1)
 
 
-def _pack_weights(b: _Builder, layer: WeightLayer) -> int:
-    """Append the layer's weight words (output tile by tile, step by step); their base."""
+def _pack_weights(b: _Builder, layer: WeightLayer, rows: slice = slice(None)) -> int:
+    """Append the weight words of the layer's output channels ``rows`` (output tile by
+    tile, step by step); their base."""
     cfg = b.config
     bits = cfg.weight_bits
-    lanes = _lane_values(layer, b.weights, bits)
+    lanes = _lane_values(layer, b.weights, bits)[rows]
     cout, ksteps = lanes.shape
     tiles = -(-cout // cfg.cols)
     padded = np.zeros((tiles * cfg.cols, ksteps), dtype=object)
@@ -381,19 +385,24 @@ def _matmul(
     stride: int,
     padding: int,
     out_hw: tuple[int, int],
+    group: int = 0,
+    groups: int = 1,
 ) -> None:
+    """One MATMUL; for a grouped convolution, the one of group ``group``: its output
+    channels, its input channels' region and its part of the output region."""
     cfg, source = b.config, b.model.layer(layer.inputs[0])
     shift, _, bias = _arith(layer, b.weights)
     (h, w), (ho, wo) = in_hw, out_hw
-    cout, pixels = layer.codes.shape[0], ho * wo
-    w_base, b_base = _pack_weights(b, layer), len(b.bias)
-    b.bias.extend(int(v) for v in bias)
+    cout, pixels = layer.codes.shape[0] // groups, ho * wo
+    rows = slice(group * cout, (group + 1) * cout)
+    w_base, b_base = _pack_weights(b, layer, rows), len(b.bias)
+    b.bias.extend(int(v) for v in bias[rows])
     one, tile = _move(1, wo, stride, w), _move(cfg.rows, wo, stride, w)
     values = {
         "op": OP_MATMUL,
         **_requant(shift, layer.relu, layer.out, cfg.acc_bits + 1),
-        "in_base": b.region(source.name).base,
-        "out_base": b.region(layer.name).base,
+        "in_base": b.region(source.name).base + group * cin * h * w,
+        "out_base": b.region(layer.name).base + group * cout * pixels,
         "w_base": w_base,
         "b_base": b_base,
         "cin": cin,
@@ -427,18 +436,23 @@ def _matmul(
 
 @_compiles(Conv2dLayer)
 def _conv(b: _Builder, layer: Conv2dLayer) -> None:
+    """One MATMUL, or one per group (depthwise: one per channel)."""
     cin, h, w = b.model.layer(layer.inputs[0]).shape
     _, ho, wo = layer.shape
-    _matmul(
-        b,
-        layer,
-        cin=cin,
-        in_hw=(h, w),
-        kernel=layer.codes.shape[-1],
-        stride=layer.stride,
-        padding=layer.padding,
-        out_hw=(ho, wo),
-    )
+    groups = layer.geometry().groups
+    for group in range(groups):
+        _matmul(
+            b,
+            layer,
+            cin=cin // groups,
+            in_hw=(h, w),
+            kernel=layer.codes.shape[-1],
+            stride=layer.stride,
+            padding=layer.padding,
+            out_hw=(ho, wo),
+            group=group,
+            groups=groups,
+        )
 
 
 @_compiles(LinearLayer)
@@ -457,15 +471,17 @@ def _vector(
     in_hw: tuple[int, int],
     stride: int,
     requant: dict[str, int],
+    shape: tuple[int, ...] | None = None,
+    out_offset: int = 0,
 ) -> None:
-    channels, ho, wo = _chw(layer.shape)
+    channels, ho, wo = _chw(layer.shape if shape is None else shape)
     h, w = in_hw
     values = {
         "op": OP_VECTOR,
         "reduce": reduce,
         **requant,
         "in_base": in_base,
-        "out_base": b.region(layer.name).base,
+        "out_base": b.region(layer.name).base + out_offset,
         "terms": len(terms),
         "term_base": len(b.terms),
         "elements": channels * ho * wo,
@@ -526,6 +542,73 @@ def _elementwise(b: _Builder, layer: ReLULayer | AddLayer) -> None:
     )
 
 
+@_compiles(MeanPoolLayer)
+def _meanpool(b: _Builder, layer: MeanPoolLayer) -> None:
+    """Window sum times the constant: one term per window tap and set bit of the
+    multiplier (a shifted add each), then the rounding shift."""
+    source = b.model.layer(layer.inputs[0])
+    _, h, w = _chw(source.shape)
+    bits = [j for j in range(layer.multiplier.bit_length()) if layer.multiplier >> j & 1]
+    terms = [
+        (kh * w + kw, j)
+        for kh in range(layer.kernel_h)
+        for kw in range(layer.kernel_w)
+        for j in bits
+    ]
+    _vector(
+        b,
+        layer,
+        reduce=REDUCE_SUM,
+        terms=terms,
+        in_base=b.region(source.name).base,
+        in_hw=(h, w),
+        stride=layer.stride_h,
+        requant=_requant(layer.shift, False, layer.out, b.config.acc_bits),
+    )
+
+
+@_compiles(ClampLayer)
+def _clamp(b: _Builder, layer: ClampLayer) -> None:
+    """A copy whose requantiser bounds are the clamp's."""
+    _, h, w = _chw(layer.shape)
+    _vector(
+        b,
+        layer,
+        reduce=REDUCE_SUM,
+        terms=[(b.region(layer.inputs[0]).base, 0)],
+        in_base=0,
+        in_hw=(h, w),
+        stride=1,
+        requant={
+            **_requant(0, False, layer.out, b.config.acc_bits),
+            "lo": layer.lo,
+            "hi": layer.hi,
+        },
+    )
+
+
+@_compiles(ConcatLayer)
+def _concat(b: _Builder, layer: ConcatLayer) -> None:
+    """One requantising copy per operand into its channel range of the output."""
+    offset = 0
+    for name, shift in zip(layer.inputs, layer.shifts, strict=True):
+        source = b.model.layer(name)
+        _, h, w = _chw(source.shape)
+        _vector(
+            b,
+            layer,
+            reduce=REDUCE_SUM,
+            terms=[(b.region(name).base, 0)],
+            in_base=0,
+            in_hw=(h, w),
+            stride=1,
+            requant=_requant(shift, False, layer.out, b.config.acc_bits),
+            shape=source.shape,
+            out_offset=offset,
+        )
+        offset += math.prod(source.shape)
+
+
 @_compiles(InputLayer, FlattenLayer)
 def _no_instruction(b: _Builder, layer: Layer) -> None:
     """The input is written by the host; Flatten aliases its input's region."""
@@ -543,6 +626,9 @@ def _check_layers(model: IntModel, config: ArrayConfig, weights: str) -> None:
     for layer in model.layers:
         if type(layer) not in _HANDLERS:
             raise _fail(f"Layer {layer.name!r} ({layer.kind}) cannot run on the PE array")
+        reason = _unsupported_option(layer)
+        if reason:
+            raise _fail(f"Layer {layer.name!r} ({layer.kind}) cannot run on the PE array: {reason}")
         need = layer.out.bits + (0 if layer.out.signed else 1)
         if need > config.act_bits:
             raise _fail(
@@ -568,6 +654,27 @@ def _check_layers(model: IntModel, config: ArrayConfig, weights: str) -> None:
             )
 
 
+def _unsupported_option(layer: Layer) -> str | None:
+    """Why the controller cannot run this layer's options, or ``None``."""
+    if isinstance(layer, Conv2dLayer):
+        g = layer.geometry()
+        if g.kernel[0] != g.kernel[1] or g.stride[0] != g.stride[1] or g.padding[0] != g.padding[1]:
+            return (
+                f"its address generator walks square kernels with one stride and padding, "
+                f"not kernel {g.kernel}, stride {g.stride}, padding {g.padding}"
+            )
+        if g.dilation != (1, 1):
+            return f"its address generator steps taps by 1, not dilation {g.dilation}"
+    if isinstance(layer, MaxPoolLayer) and not layer.plain:
+        return (
+            "the vector unit reads every window tap from memory and has no bounds check "
+            f"for padding {layer.padding or 0} / ceil_mode {bool(layer.ceil_mode)}"
+        )
+    if isinstance(layer, MeanPoolLayer) and layer.stride_h != layer.stride_w:
+        return f"the vector unit has one stride, not {(layer.stride_h, layer.stride_w)}"
+    return None
+
+
 def _check_shifts(layer: Layer, config: ArrayConfig, weights: str) -> None:
     shift = None
     if isinstance(layer, WeightLayer):
@@ -579,6 +686,8 @@ def _check_shifts(layer: Layer, config: ArrayConfig, weights: str) -> None:
                 f"Layer {layer.name!r}: alignment {max(layer.align)} exceeds the array's "
                 f"largest, {config.max_align}"
             )
+    elif isinstance(layer, ConcatLayer):
+        shift = min(layer.shifts)
     if shift is not None and -shift > config.max_lshift:
         raise _fail(
             f"Layer {layer.name!r}: left shift {-shift} exceeds the requantiser's largest, "
@@ -595,6 +704,12 @@ def _acc_need(model: IntModel, layer: Layer, weights: str) -> int:
     if isinstance(layer, AvgPoolLayer):
         source = model.layer(layer.inputs[0])
         return signed_bits(source.out.max_abs * layer.kernel * layer.kernel)
+    if isinstance(layer, MeanPoolLayer):
+        source = model.layer(layer.inputs[0])
+        count = layer.kernel_h * layer.kernel_w
+        return signed_bits(source.out.max_abs * count * layer.multiplier)
+    if isinstance(layer, ConcatLayer | ClampLayer):
+        return max(signed_bits(model.layer(name).out.max_abs) for name in layer.inputs)
     return 0
 
 
@@ -774,6 +889,8 @@ def _layer_shift(layer: Layer, weights: str) -> int:
         return _arith(layer, weights)[0]
     if isinstance(layer, AddLayer):
         return layer.shift
+    if isinstance(layer, ConcatLayer):
+        return min(layer.shifts)
     return 0
 
 

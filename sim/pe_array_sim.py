@@ -30,7 +30,7 @@ from rtl_gen.pe_array import PEArray
 from rtl_gen.pe_program import Program
 from sim.cycle_model import predict
 from sim.runner import SimulationError, run_testbench
-from sim.simulate import SimulationMismatch
+from sim.simulate import SimulationMismatch, choose_engine
 
 __all__ = [
     "CycleMismatch",
@@ -82,6 +82,7 @@ def simulate_pe_array(
     images: np.ndarray,
     *,
     out_dir: Path,
+    engine: str | None = None,
     simulator: str | None = None,
     expected: np.ndarray | None = None,
     max_cycles: int | None = None,
@@ -94,7 +95,9 @@ def simulate_pe_array(
         model: The package ``program`` was compiled from (for the golden outputs).
         images: Integer inputs ``(N, *input shape)``.
         out_dir: Where the Verilog and its manifest go.
-        simulator: ``"icarus"``, ``"verilator"`` or ``None`` (first installed).
+        engine: ``"fast"`` (the compiled Verilator harness), ``"cocotb"`` or ``None``
+            (fast when Verilator is installed and ``simulator`` allows it).
+        simulator: cocotb engine: ``"icarus"``, ``"verilator"`` or ``None`` (first installed).
         expected: Outputs to compare with instead of the golden executor's (``(N, size)``).
         max_cycles: Cycle limit per inference (default: twice the cycle model's figure).
         cache_dir: Simulator builds (default ``out_dir/sim_build``).
@@ -114,6 +117,28 @@ def simulate_pe_array(
     predicted = predict(program).cycles
     write_designs([pe_array_design(program)], out_dir)
     top = load_manifest(out_dir).tops[0]
+    limit = max_cycles or _LIMIT_FACTOR * predicted
+    cache = cache_dir or out_dir / "sim_build"
+    start = time.perf_counter()
+    if choose_engine(engine, simulator) == "fast":
+        result = _run_fast(top, out_dir, program, flat, want, limit, cache, timeout_s)
+    else:
+        result = _run_cocotb(top, out_dir, program, flat, want, limit, cache, simulator, timeout_s)
+    seconds = time.perf_counter() - start
+    return _summary(result, top.name, program, predicted, seconds)
+
+
+def _run_cocotb(
+    top: Any,
+    out_dir: Path,
+    program: Program,
+    flat: np.ndarray,
+    want: np.ndarray,
+    limit: int,
+    cache: Path,
+    simulator: str | None,
+    timeout_s: float,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="inq_hw_pe_vectors_") as tmp:
         vectors = Path(tmp) / "vectors.npz"
         np.savez(vectors, input=flat, output=want)
@@ -123,20 +148,53 @@ def simulate_pe_array(
             "input_base": program.input.base,
             "output_base": program.output.base,
             "output_size": program.output.size,
-            "max_cycles": max_cycles or _LIMIT_FACTOR * predicted,
+            "max_cycles": limit,
         }
-        start = time.perf_counter()
         result = run_testbench(
             sources=[out_dir / top.file],
             top=top.name,
             module="sim.tb_pe_array",
             config=config,
             simulator=simulator,
-            cache_dir=cache_dir or out_dir / "sim_build",
+            cache_dir=cache,
             timeout_s=timeout_s,
         )
-        seconds = time.perf_counter() - start
-    return _summary(result, top.name, program, predicted, seconds)
+    return {**result, "engine": "cocotb"}
+
+
+def _run_fast(
+    top: Any,
+    out_dir: Path,
+    program: Program,
+    flat: np.ndarray,
+    want: np.ndarray,
+    limit: int,
+    cache: Path,
+    timeout_s: float,
+) -> dict[str, Any]:
+    from sim.fast.engine import build_harness, run_pe_array
+    from sim.runner import simulator_version
+
+    build = build_harness([out_dir / top.file], top.name, "pe_array", cache)
+    result = run_pe_array(
+        build,
+        flat,
+        want,
+        input_base=program.input.base,
+        output_base=program.output.base,
+        output_size=program.output.size,
+        port_widths={port.name: port.width for port in top.ports},
+        max_cycles=limit,
+        timeout_s=timeout_s,
+    )
+    return {
+        **result,
+        "engine": "fast",
+        "simulator": "verilator",
+        "simulator_version": simulator_version("verilator"),
+        "build_dir": str(build.executable.parent),
+        "build_seconds": build.build_seconds,
+    }
 
 
 def _summary(
@@ -149,6 +207,7 @@ def _summary(
         "top": top,
         "array": f"{cfg.rows}x{cfg.cols}",
         "pe": cfg.pe,
+        "engine": result["engine"],
         "weight_bits": cfg.weight_bits,
         "simulator": result["simulator"],
         "simulator_version": result["simulator_version"],
@@ -164,6 +223,7 @@ def _summary(
         and all(c == predicted for c in result["o_cycles"] + result["counted_cycles"]),
         "sim_cycles_per_s": cycles / run_s if run_s > 0 else None,
         "seconds": round(seconds, 3),
+        "build_seconds": round(result["build_seconds"], 3),
         "build_dir": result["build_dir"],
     }
 

@@ -17,7 +17,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ __all__ = [
     "SimulationError",
     "available_simulators",
     "choose_simulator",
+    "design_key",
     "run_testbench",
+    "simulator_environment",
     "simulator_version",
 ]
 
@@ -104,7 +107,7 @@ def simulator_version(name: str) -> str:
 
 
 @contextlib.contextmanager
-def _environment(name: str, optimize: bool = True) -> Iterator[None]:
+def simulator_environment(name: str, optimize: bool = True) -> Iterator[None]:
     """Put the simulator's directory on ``PATH`` (cocotb starts it by name) and its
     variables in the environment, for the duration of a build and run."""
     tool = _tool(name)
@@ -147,14 +150,23 @@ def _build_args(simulator: str) -> list[str]:
 
 
 def design_key(
-    sources: list[Path], top: str, simulator: str, waves: bool, optimize: bool = True
+    sources: list[Path],
+    top: str,
+    simulator: str,
+    waves: bool,
+    optimize: bool = True,
+    *,
+    flags: Sequence[str] | None = None,
 ) -> str:
-    """The build cache key: sources' contents, top, simulator and version, waves."""
+    """The build cache key: the contents of ``sources`` (Verilog, and a harness's own
+    files), top, simulator and version, build flags (default: the cocotb build's), waves."""
     digest = hashlib.sha256()
     for path in sources:
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    flags = " ".join(_build_args(simulator)) + ("" if optimize else " -O0")
-    digest.update(f"{top}\0{simulator}\0{simulator_version(simulator)}\0{flags}\0{waves}".encode())
+    if flags is None:
+        flags = [*_build_args(simulator), *([] if optimize else ["-O0"])]
+    text = f"{top}\0{simulator}\0{simulator_version(simulator)}\0{' '.join(flags)}\0{waves}"
+    digest.update(text.encode())
     return digest.hexdigest()[:24]
 
 
@@ -221,8 +233,8 @@ def run_testbench(
             faster to run) or at -O0 (for a few images of a large design).
 
     Returns:
-        The testbench's result, with ``simulator``, ``simulator_version`` and
-        ``build_dir`` added.
+        The testbench's result, with ``simulator``, ``simulator_version``, ``build_dir``
+        and ``build_seconds`` (the build or the cache check, apart from the run) added.
 
     Raises:
         SimulationError: Simulator missing, build failure, timeout, or a testbench that
@@ -241,9 +253,14 @@ def run_testbench(
         raise SimulationError(f"Verilog sources not found: {missing}")
     key = design_key(sources, top, name, waves, optimize)
     build_dir = Path(cache_dir) / f"{name}-{key}"
-    with _environment(name, optimize), tempfile.TemporaryDirectory(prefix="inq_hw_sim_") as tmp:
+    with (
+        simulator_environment(name, optimize),
+        tempfile.TemporaryDirectory(prefix="inq_hw_sim_") as tmp,
+    ):
         runner = get_runner(name)
+        started = time.perf_counter()
         _build(runner, [Path(p).resolve() for p in sources], top, build_dir, waves)
+        build_seconds = time.perf_counter() - started
         result_path = Path(tmp) / "result.json"
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps({**config, "result": str(result_path)}))
@@ -265,6 +282,7 @@ def run_testbench(
         "simulator": name,
         "simulator_version": simulator_version(name),
         "build_dir": str(build_dir),
+        "build_seconds": round(build_seconds, 3),
     }
 
 

@@ -1,16 +1,20 @@
 """Simulate a package's dataflow top against the golden executor, end to end.
 
 :func:`simulate_package` generates the top (or reads one already generated, after checking
-that it was made from this very package), computes the test vectors, runs
-:mod:`sim.tb_dataflow` on Icarus or Verilator and returns a summary: simulator and
-version, samples, mismatches, cycles per image measured against the manifest's claim,
-latency, images per second of simulation.
+that it was made from this very package), computes the test vectors, runs them on one
+of two engines (the compiled Verilator harness of :mod:`sim.fast.engine`, or cocotb's
+:mod:`sim.tb_dataflow` on Icarus or Verilator) and returns one summary for both: engine,
+simulator and version, samples, mismatches, cycles per image measured against the
+manifest's claim, latency, build and run seconds apart, and images per second of the run
+(the build excluded).
 """
 
+import dataclasses
 import os
+import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +26,10 @@ from rtl_gen.export import Manifest, RTLError, load_manifest
 from sim.runner import SimulationError, run_testbench
 from sim.vectors import golden_vectors
 
-__all__ = ["SimulationMismatch", "simulate_package"]
+__all__ = ["ENGINES", "SimulationMismatch", "choose_engine", "simulate_package"]
 
 _CYCLES_PER_BEAT_LIMIT = 64  # cycle limit per input beat, stalls included
+_TIMING_IMAGES = 4  # the first results, without gaps or stalls: latency and interval
 
 
 class SimulationMismatch(SimulationError):
@@ -62,10 +67,33 @@ def _dataflow_top(manifest: Manifest, rtl_dir: Path, package: Path) -> Any:
     return top
 
 
+ENGINES = ("fast", "cocotb")
+
+
+def choose_engine(engine: str | None, simulator: str | None = None) -> str:
+    """``engine``, or the default: ``"fast"`` when Verilator is installed (and no other
+    simulator was asked for), else ``"cocotb"``.
+
+    Raises:
+        SimulationError: Unknown engine, or the fast engine on a simulator other than
+            Verilator.
+    """
+    from sim.fast.engine import fast_available
+
+    if engine is not None and engine not in ENGINES:
+        raise SimulationError(f"Engine must be one of {ENGINES}, not {engine!r}")
+    if engine == "fast" and simulator not in (None, "verilator"):
+        raise SimulationError(f"The fast engine runs on Verilator, not {simulator!r}")
+    if engine is None:
+        engine = "fast" if simulator in (None, "verilator") and fast_available() else "cocotb"
+    return engine
+
+
 def simulate_package(
     package: str | os.PathLike[str],
     *,
     rtl_dir: str | os.PathLike[str] | None = None,
+    engine: str | None = None,
     simulator: str | None = None,
     samples: int | None = 64,
     images: np.ndarray | None = None,
@@ -73,6 +101,7 @@ def simulate_package(
     idle: float = 0.2,
     stall: float = 0.2,
     waves: bool = False,
+    activity: str | os.PathLike[str] | None = None,
     baseline: str | None = None,
     folding: Mapping[str, int] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -80,6 +109,7 @@ def simulate_package(
     max_cycles: int | None = None,
     optimize: bool = True,
     sources: list[Path] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the package's dataflow top on ``samples`` test images (all when ``None``).
 
@@ -87,12 +117,16 @@ def simulate_package(
         package: Integer model package directory.
         rtl_dir: Where the top is (default ``PACKAGE/rtl-dataflow``, or
             ``PACKAGE/rtl-dataflow-mult8`` for the twin); generated when missing.
-        simulator: ``"icarus"``, ``"verilator"`` or None (first installed).
+        engine: ``"fast"`` (the compiled Verilator harness, :mod:`sim.fast.engine`),
+            ``"cocotb"`` (:mod:`sim.tb_dataflow`) or None (fast when Verilator is here).
+        simulator: cocotb engine: ``"icarus"``, ``"verilator"`` or None (first installed).
         samples: Test images from the package's data set (all when None).
         images: Integer input images to use instead of the data set (``(N, *shape)``).
         seed, idle, stall: The seed of the random input gaps (probability ``idle``) and
             output stalls (probability ``stall``).
         waves: Keep a waveform file (its path is in the summary).
+        activity: Fast engine: write switching activity (``sim.activity``'s JSON format)
+            here, from an FST of the run recorded by a separate trace-enabled build.
         baseline, folding: For generating the top when ``rtl_dir`` has none.
         cache_dir: Simulator builds (default ``rtl_dir/sim_build``).
         timeout_s: Wall-clock limit of the simulation.
@@ -100,6 +134,8 @@ def simulate_package(
         optimize: Verilator: optimised build (default) or a quick -O0 one.
         sources: Verilog to simulate instead of the top's file, with the same module and
             ports: a synthesised netlist and its vendor cell models (post-synthesis check).
+        optimize: cocotb on Verilator: optimised build (default) or a quick -O0 one.
+        log: Where progress lines go (default: stderr, flushed per line).
 
     Returns:
         The summary (see the module docstring); ``mismatches`` lists the first few.
@@ -108,7 +144,66 @@ def simulate_package(
         SimulationError: Mismatched package and RTL, simulator missing, timeout.
         SimulationMismatch: Any output differs (the summary is its ``summary`` attribute).
     """
-    package = Path(package)
+    run = _Run(
+        engine=choose_engine(engine, simulator),
+        simulator=simulator,
+        seed=seed,
+        idle=_check_probability("idle", idle),
+        stall=_check_probability("stall", stall),
+        waves=waves,
+        activity=Path(activity) if activity is not None else None,
+        timeout_s=timeout_s,
+        max_cycles=max_cycles,
+        optimize=optimize,
+        log=log or _stderr,
+    )
+    if run.activity is not None and run.engine != "fast":
+        raise SimulationError("Switching activity (--activity) needs the fast engine")
+    top, rtl, arrays = _prepare(Path(package), rtl_dir, baseline, folding, samples, images)
+    cache = Path(cache_dir) if cache_dir else rtl / "sim_build"
+    count = len(arrays["input"])
+    run.log(f"simulate: {top.name} on {count} samples, engine {run.engine}")
+    if run.engine == "fast":
+        result = _run_fast(run, top, rtl, arrays, cache)
+    else:
+        result = _run_cocotb(run, top, rtl, arrays, cache)
+    run.log(
+        f"simulate: {result['received']}/{count} samples in {result['run_seconds']:.2f} s "
+        f"(build {result['build_seconds']:.1f} s)"
+    )
+    return _verdict(result, top, count)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """How one simulation runs (the arguments of :func:`simulate_package`, checked)."""
+
+    engine: str
+    simulator: str | None
+    seed: int
+    idle: float
+    stall: float
+    waves: bool
+    activity: Path | None
+    timeout_s: float
+    max_cycles: int | None
+    optimize: bool
+    log: Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _prepare(
+    package: Path,
+    rtl_dir: str | os.PathLike[str] | None,
+    baseline: str | None,
+    folding: Mapping[str, int] | None,
+    samples: int | None,
+    images: np.ndarray | None,
+) -> tuple[Any, Path, dict[str, np.ndarray]]:
+    """The dataflow top (checked against the package), its directory, the vectors."""
     model = load_package(package)
     default = "rtl-dataflow-mult8" if baseline else "rtl-dataflow"
     rtl = Path(rtl_dir) if rtl_dir is not None else package / default
@@ -117,11 +212,19 @@ def simulate_package(
         raise SimulationError(
             "The multiplier twin has no golden vectors here; simulate the shift-add top"
         )
-    _check_probability("idle", idle)
-    _check_probability("stall", stall)
     arrays = golden_vectors(model, samples) if images is None else _vectors_of(model, images)
-    count = len(arrays["input"])
+    return top, rtl, arrays
+
+
+def _limit(run: _Run, top: Any, count: int) -> int:
     beats = top.params["input"]["beats"]
+    return run.max_cycles or _cycle_limit(count, beats, top.params["interval_cycles"])
+
+
+def _run_cocotb(
+    run: _Run, top: Any, rtl: Path, arrays: dict[str, np.ndarray], cache: Path
+) -> dict[str, Any]:
+    count = len(arrays["input"])
     with tempfile.TemporaryDirectory(prefix="inq_hw_vectors_") as tmp:
         vectors = Path(tmp) / "vectors.npz"
         np.savez(
@@ -130,11 +233,11 @@ def simulate_package(
         config = {
             "vectors": str(vectors),
             "samples": count,
-            "seed": seed,
-            "idle": idle,
-            "stall": stall,
-            "timing_images": 4,
-            "max_cycles": max_cycles or _cycle_limit(count, beats, top.params["interval_cycles"]),
+            "seed": run.seed,
+            "idle": run.idle,
+            "stall": run.stall,
+            "timing_images": _TIMING_IMAGES,
+            "max_cycles": _limit(run, top, count),
             "input": top.params["input"],
             "output": top.params["output"],
         }
@@ -144,14 +247,75 @@ def simulate_package(
             top=top.name,
             module="sim.tb_dataflow",
             config=config,
-            simulator=simulator,
-            cache_dir=Path(cache_dir) if cache_dir else rtl / "sim_build",
-            waves=waves,
-            timeout_s=timeout_s,
-            optimize=optimize,
+            simulator=run.simulator,
+            cache_dir=cache,
+            waves=run.waves,
+            timeout_s=run.timeout_s,
+            optimize=run.optimize,
         )
         seconds = time.perf_counter() - start
-    summary = _summary(result, top, count, seconds)
+    return {**result, "engine": "cocotb", "run_seconds": seconds - result["build_seconds"]}
+
+
+def _run_fast(
+    run: _Run, top: Any, rtl: Path, arrays: dict[str, np.ndarray], cache: Path
+) -> dict[str, Any]:
+    from sim.fast.engine import build_harness, run_stream
+
+    traced = run.waves or run.activity is not None
+    build = build_harness([rtl / top.file], top.name, "stream", cache, trace=traced, log=run.log)
+    waves = build.executable.parent / "waves.fst" if traced else None
+    result = run_stream(
+        build,
+        arrays["input"],
+        top.params["input"],
+        top.params["output"],
+        arrays["output"],
+        arrays["prediction"],
+        port_widths={port.name: port.width for port in top.ports},
+        seed=run.seed,
+        idle=run.idle,
+        stall=run.stall,
+        timing_images=_TIMING_IMAGES,
+        max_cycles=_limit(run, top, len(arrays["input"])),
+        timeout_s=run.timeout_s,
+        trace=waves,
+    )
+    from sim.runner import simulator_version
+
+    activity = _write_activity(run, waves) if waves is not None else None
+    return {
+        **result,
+        "engine": "fast",
+        "simulator": "verilator",
+        "simulator_version": simulator_version("verilator"),
+        "build_dir": str(build.executable.parent),
+        "build_seconds": build.build_seconds,
+        "build_cached": build.cached,
+        "run_seconds": result["wall_seconds"],
+        "waves": str(waves) if waves is not None else None,
+        "activity": activity,
+    }
+
+
+def _write_activity(run: _Run, waves: Path) -> str | None:
+    """Toggle counts from the run's FST, through :mod:`sim.activity` (the one reader of
+    waveforms), when it is installed and ``activity`` was asked for."""
+    if run.activity is None:
+        return None
+    try:
+        from sim.activity import activity_from_waves  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        run.log(f"simulate: sim.activity is not available; the FST is {waves}")
+        return None
+    activity_from_waves(waves, clock="clk").write(run.activity)
+    run.log(f"simulate: switching activity -> {run.activity}")
+    return str(run.activity)
+
+
+def _verdict(result: dict[str, Any], top: Any, count: int) -> dict[str, Any]:
+    """The summary; raises when the run timed out or any output differs."""
+    summary = _summary(result, top, count)
     if result["timeout"]:
         raise SimulationError(
             f"The design gave {result['received']} of {count} results within "
@@ -180,15 +344,18 @@ def _vectors_of(model: Any, images: np.ndarray) -> dict[str, np.ndarray]:
     return {"input": images, "output": output, "prediction": output.argmax(axis=1)}
 
 
-def _check_probability(name: str, value: float) -> None:
+def _check_probability(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise SimulationError(f"The {name} probability must be in [0, 1), not {value!r}")
+    return float(value)
 
 
-def _summary(result: dict[str, Any], top: Any, count: int, seconds: float) -> dict[str, Any]:
+def _summary(result: dict[str, Any], top: Any, count: int) -> dict[str, Any]:
     claimed = {"latency": top.params["latency_cycles"], "interval": top.params["interval_cycles"]}
+    run_s = result["run_seconds"]
     return {
         "top": top.name,
+        "engine": result["engine"],
         "simulator": result["simulator"],
         "simulator_version": result["simulator_version"],
         "samples": count,
@@ -203,8 +370,13 @@ def _summary(result: dict[str, Any], top: Any, count: int, seconds: float) -> di
             result["latency_cycles"] == claimed["latency"]
             and result["interval_cycles"] == claimed["interval"]
         ),
-        "seconds": round(seconds, 3),
-        "images_per_second": round(count / seconds, 2) if seconds > 0 else None,
+        "build_seconds": round(result["build_seconds"], 3),
+        "run_seconds": round(run_s, 3),
+        "seconds": round(result["build_seconds"] + run_s, 3),
+        "images_per_second": round(count / run_s, 2) if run_s > 0 else None,
+        # fast engine: the harness loop's CPU time, i.e. the speed on one core of its own
+        "harness_cpu_seconds": result.get("cpu_seconds"),
         "waves": result.get("waves"),
+        "activity": result.get("activity"),
         "build_dir": result["build_dir"],
     }

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_fields", "encode_beats", "encode_fields"]
+__all__ = ["decode_fields", "encode_beats", "encode_fields", "pack_words", "unpack_fields"]
 
 
 def encode_fields(values: Sequence[int], bits: int) -> int:
@@ -42,3 +42,32 @@ def encode_beats(images: np.ndarray, fmt: dict[str, Any]) -> list[int]:
     if pixels.shape[1] != fmt["elems"]:
         raise ValueError(f"Beats of {pixels.shape[1]} integers, the top takes {fmt['elems']}")
     return [encode_fields(row, fmt["bits"]) for row in pixels.tolist()]
+
+
+def pack_words(rows: np.ndarray, bits: int) -> np.ndarray:
+    """Rows of integers as port vectors, ``bits`` per field, field 0 in the low bits, each
+    vector as little-endian 32-bit words (``(N, ceil(F * bits / 32))`` ``uint32``): what
+    :func:`encode_fields` computes, vectorised for the compiled harness."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n, elems = rows.shape
+    words = max(1, -(-elems * bits // 32))
+    # >> on int64 is arithmetic, so negative values give their two's complement bits
+    field_bits = ((rows[:, :, None] >> np.arange(bits)) & 1).astype(np.uint8)
+    flat = np.zeros((n, words * 32), dtype=np.uint8)
+    flat[:, : elems * bits] = field_bits.reshape(n, elems * bits)
+    packed = np.packbits(flat, axis=1, bitorder="little")
+    return np.ascontiguousarray(packed).view("<u4").reshape(n, words).astype(np.uint32)
+
+
+def unpack_fields(
+    words: np.ndarray, count: int, bits: int, signed: bool, offset: int = 0
+) -> np.ndarray:
+    """``count`` fields of ``bits`` from each row of 32-bit words, starting at bit
+    ``offset`` (two's complement when ``signed``): :func:`decode_fields`, vectorised."""
+    words = np.ascontiguousarray(np.asarray(words, dtype="<u4"))
+    flat = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little").astype(np.int64)
+    fields = flat[:, offset : offset + count * bits].reshape(len(words), count, bits)
+    values = fields @ (np.int64(1) << np.arange(bits, dtype=np.int64))
+    if signed:
+        values = np.where(values >= 1 << (bits - 1), values - (1 << bits), values)
+    return values

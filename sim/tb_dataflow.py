@@ -9,8 +9,8 @@ Every cycle, at the falling clock edge, the driver offers a beat (or, with the i
 probability, none; a beat once offered stays until taken) and the sink raises or drops
 ``o.ready``; after the logic settles the monitor records the transfers the next rising
 edge makes. The first ``timing_images`` images run without gaps or stalls, to measure the
-latency and the interval; the rest with both. The scoreboard compares each result beat
-with the golden executor's logits and class and records every mismatch.
+latency and the interval; the rest with both. The scoreboard (:mod:`sim.scoreboard`, shared with the
+compiled engine) compares each result beat with the golden executor's logits and class.
 """
 
 import itertools
@@ -22,35 +22,30 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
+from sim.scoreboard import score_stream
 from sim.streams import decode_fields, encode_beats
 from sim.tb_io import read_config, write_result
 
-_KEPT_MISMATCHES = 20
-
 
 class _Scoreboard:
+    """Collects the decoded result beats; :func:`sim.scoreboard.score_stream` judges them."""
+
     def __init__(self, expected: np.ndarray, labels: np.ndarray, fmt: dict[str, Any]) -> None:
         self.expected, self.labels, self.fmt = expected, labels, fmt
-        self.received = 0
-        self.mismatched_samples = 0
-        self.mismatches: list[dict[str, Any]] = []
+        self.seen: list[list[int]] = []
+
+    @property
+    def received(self) -> int:
+        return len(self.seen)
 
     def check(self, payload: int) -> None:
-        n, fmt = self.received, self.fmt
+        fmt = self.fmt
         logits = decode_fields(payload, fmt["elems"], fmt["bits"], fmt["signed"])
-        label = payload >> (fmt["elems"] * fmt["bits"])
-        seen = [*logits, label]
-        want = [*(int(v) for v in self.expected[n]), int(self.labels[n])]
-        wrong = [k for k, (a, b) in enumerate(zip(want, seen, strict=True)) if a != b]
-        if wrong:
-            self.mismatched_samples += 1
-            for k in wrong:
-                if len(self.mismatches) < _KEPT_MISMATCHES:
-                    index: Any = "class" if k == fmt["elems"] else k
-                    self.mismatches.append(
-                        {"sample": n, "output": index, "expected": want[k], "seen": seen[k]}
-                    )
-        self.received += 1
+        self.seen.append([*logits, payload >> (fmt["elems"] * fmt["bits"])])
+
+    def verdict(self) -> tuple[int, list[dict[str, Any]]]:
+        seen = np.array(self.seen, dtype=np.int64).reshape(len(self.seen), self.fmt["elems"] + 1)
+        return score_stream(self.expected, self.labels, seen)
 
 
 @cocotb.test()
@@ -94,6 +89,7 @@ async def stream_images(dut: Any) -> None:
         cycle += 1
 
     gaps = [b - a for a, b in itertools.pairwise(out_cycles[:timed])]
+    mismatched, mismatches = board.verdict()
     result = {
         "samples": count,
         "received": board.received,
@@ -101,12 +97,12 @@ async def stream_images(dut: Any) -> None:
         "beats_per_image": per_image,
         "cycles": cycle,
         "timeout": board.received < count,
-        "mismatched_samples": board.mismatched_samples,
-        "mismatches": board.mismatches,
+        "mismatched_samples": mismatched,
+        "mismatches": mismatches,
         "latency_cycles": out_cycles[0] - first_in if out_cycles and first_in is not None else None,
         "interval_cycles": gaps[-1] if gaps else None,
         "timing_intervals": gaps,
     }
     write_result(cfg, result)
     assert not result["timeout"], f"no result after {cycle} cycles ({board.received}/{count})"
-    assert board.mismatched_samples == 0, board.mismatches[:3]
+    assert mismatched == 0, mismatches[:3]

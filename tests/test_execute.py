@@ -804,9 +804,10 @@ def test_comparison_catches_executor_with_wrong_rounding(
 _IM2COL = execute._im2col
 
 
-def _transposed_im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> Any:
+def _transposed_im2col(x: np.ndarray, geometry: Any) -> Any:
     """im2col with kh and kw swapped: a convolution by the transposed kernel."""
-    patches, ho, wo = _IM2COL(x, kernel, stride, padding)
+    patches, ho, wo = _IM2COL(x, geometry)
+    kernel = geometry.kernel[0]
     taps = patches.reshape(-1, x.shape[1], kernel, kernel).transpose(0, 1, 3, 2)
     return taps.reshape(patches.shape), ho, wo
 

@@ -505,7 +505,7 @@ NPZ_EDITS: dict[str, tuple[Callable[[dict], None], tuple[str, ...]]] = {
     ),
     "codes-rank": (
         _set_array("001.codes", lambda c: c.reshape(4, -1)),
-        ("'conv' (conv2d)", "(Cout, Cin, k, k)"),
+        ("'conv' (conv2d)", "(Cout, Cin/groups, kh, kw)"),
     ),
     "fc-fan-in": (
         _set_array("004.codes", lambda c: c[:, :32]),

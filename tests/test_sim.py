@@ -24,6 +24,7 @@ from rtl_gen.export import Design, export_design, verilator_lint, write_designs
 from rtl_gen.pe import ShiftMAC, shift_mac_reference
 from rtl_gen.units import ConstDotUnit, Requant
 from sim import runner
+from sim.fast.engine import fast_available
 from sim.runner import SimulationError, run_testbench
 from sim.simulate import SimulationMismatch, simulate_package
 from sim.streams import decode_fields, encode_fields
@@ -157,9 +158,10 @@ def test_dataflow_top_is_bit_exact_with_stalls(small_package: Path, tmp_path: Pa
     assert summary["interval_cycles"] == summary["claimed_interval_cycles"] > 0
 
 
-def test_a_corrupted_design_is_caught(small_package: Path, tmp_path: Path) -> None:
-    """One weight code changed after generation: the Verilog comes from a model whose
-    largest fc weight has its sign flipped, under the manifest of the true package."""
+def corrupted_design(package: Path, out: Path) -> None:
+    """Write to ``out`` a top whose largest fc weight has its sign flipped, under the
+    manifest (and package hash) of the true ``package``: one weight code changed after
+    generation."""
     import dataclasses
 
     model = small_cnn()
@@ -172,13 +174,35 @@ def test_a_corrupted_design_is_caught(small_package: Path, tmp_path: Path) -> No
             dataclasses.replace(fc, codes=codes) if layer is fc else layer for layer in model.layers
         ),
     )
-    design = dataflow_design(bad, source_hash=package_hash(small_package))
-    write_designs([design], tmp_path / "rtl")
+    write_designs([dataflow_design(bad, source_hash=package_hash(package))], out)
+
+
+@pytest.mark.parametrize(
+    ("engine", "simulator"),
+    [
+        ("cocotb", "icarus"),
+        pytest.param(
+            "fast",
+            None,
+            marks=pytest.mark.skipif(not fast_available(), reason="Verilator missing"),
+        ),
+    ],
+)
+def test_a_corrupted_design_is_caught(
+    engine: str, simulator: str | None, small_package: Path, tmp_path: Path
+) -> None:
+    """Both engines catch one weight's sign flipped after generation."""
+    corrupted_design(small_package, tmp_path / "rtl")
     with pytest.raises(SimulationMismatch, match="differ from the golden model") as caught:
         simulate_package(
-            small_package, rtl_dir=tmp_path / "rtl", images=_images(model, 4, 2), simulator="icarus"
+            small_package,
+            rtl_dir=tmp_path / "rtl",
+            images=_images(small_cnn(), 4, 2),
+            engine=engine,
+            simulator=simulator,
         )
     summary = caught.value.summary  # type: ignore[attr-defined]
+    assert summary["engine"] == engine
     first = summary["mismatches"][0]
     assert {"sample", "output", "expected", "seen"} <= set(first)
     assert first["expected"] != first["seen"]
@@ -230,6 +254,13 @@ def test_simulate_command(tiny_inq: Path, tmp_path: Path) -> None:
         [*CLI, "simulate", str(package), "--samples", "0"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    wrong = subprocess.run(
+        [*CLI, "simulate", str(package), "--engine", "fast", "--simulator", "icarus"],
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode == 2 and "runs on Verilator" in wrong.stderr
+    assert wrong.stderr.count("\n") == 1
     assert decode_fields(encode_fields([-3, 5], 8), 2, 8, True) == [-3, 5]
 
 

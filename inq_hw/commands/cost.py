@@ -1,13 +1,17 @@
 """Subcommand ``cost``: the shift-add design against its multiplier twin, per layer.
 
 ``--target analytic`` prices operation counts with a technology table (fast, no tools);
-``generic``, ``ice40`` and ``ecp5`` synthesise rtl_gen's units with Yosys (cached). Prints
-a table (shift-add, baseline, shift-add / baseline) and writes the figures as JSON.
+``generic``, ``ice40`` and ``ecp5`` synthesise rtl_gen's units with Yosys (cached);
+``nangate45`` maps them to the Nangate45 cells and times and powers them with OpenSTA,
+with switching activity from a simulation on ``--activity-images`` test images, beside
+the analytic figures of the same slices (:mod:`inq_hw.cost.asic_layers`). Prints a table
+(shift-add, baseline, shift-add / baseline) and writes the figures as JSON.
 
 Example usage::
 
     inq-hw cost build/inq5                         # analytic, 45 nm Horowitz table
     inq-hw cost build/inq5 --target ice40 --jobs 2 --json
+    inq-hw cost build/inq5 --target nangate45 --activity-images 4 --period 10
 """
 
 import argparse
@@ -18,10 +22,11 @@ from typing import Any
 from inq_hw.checkpoint import atomic_write
 from inq_hw.commands.common import format_table, output_file, progress
 from inq_hw.commands.registry import command
+from inq_hw.cost.errors import CostError
 
 __all__ = ["TARGETS", "cost"]
 
-TARGETS = ("analytic", "generic", "ice40", "ecp5")
+TARGETS = ("analytic", "generic", "ice40", "ecp5", "nangate45")
 _SYNTH_METRICS = {
     "generic": ("gates", "transistors", "ff"),
     "ice40": ("lut", "carry", "ff", "dsp", "bram"),
@@ -50,11 +55,24 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fmax", action="store_true", help="place and route registered units (nextpnr)"
     )
+    parser.add_argument(
+        "--max-weights",
+        type=int,
+        default=288,
+        help="nangate45: synthesise max(1, N // inputs) outputs per layer (default 288)",
+    )
+    parser.add_argument(
+        "--activity-images",
+        type=int,
+        default=4,
+        help="nangate45: test images simulated for switching activity (0: OpenSTA default)",
+    )
+    parser.add_argument(
+        "--period", type=float, default=10.0, help="nangate45: clock period in ns (power)"
+    )
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from inq_hw.cost import CostError
-
     if args.target not in TARGETS:
         raise CostError(f"Target must be one of {TARGETS}, not {args.target!r}")
     allowed = ("mult8", "fp32") if args.target == "analytic" else ("mult8",)
@@ -151,6 +169,58 @@ def _synth(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]]]:
     return {"layers": layers}, rows
 
 
+def _nangate45(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]]]:
+    from inq_hw.cost.asic_layers import METRICS, asic_layers
+    from inq_hw.cost.synth import default_cache_dir
+    from inq_hw.intmodel import load_package
+
+    if args.activity_images < 0:
+        raise CostError(f"--activity-images must be 0 or more, not {args.activity_images}")
+    model = load_package(args.package)
+    cache = args.cache or default_cache_dir()
+    with progress(args) as bar:
+        layers = asic_layers(
+            model,
+            max_weights=args.max_weights,
+            max_outputs=args.max_outputs,
+            activity=_activity(model, args.activity_images, cache),
+            period_ns=args.period,
+            cache_dir=cache,
+            timeout_s=args.timeout,
+            abc=args.abc,
+            progress=bar,
+        )
+    rows = []
+    for layer in layers:
+        params, asic, analytic = layer["params"], layer["asic"], layer["analytic"]
+        name = f"{params['layer']} ({params['outputs_synthesised']}/{params['outputs_total']})"
+        for metric, ours, theirs in METRICS:
+            a, b = asic["shift-add"][ours], asic["mult8"][ours]
+            row = [name, metric, _num4(a), _num4(b), _ratio(a, b)]
+            if theirs is None:
+                row += ["-", "-", "-"]
+            else:
+                c, d = analytic["shift-add"][theirs], analytic["mult8"][theirs]
+                row += [_num4(c), _num4(d), _ratio(c, d)]
+            rows.append(row)
+    return {"layers": layers, "period_ns": args.period}, rows
+
+
+def _activity(model: Any, images: int, cache: Path) -> Any:
+    """The unit-activity measurement on ``images`` test images, or ``None`` for 0."""
+    from sim.unit_activity import unit_activity
+
+    if images == 0:
+        return None
+    return lambda job, layer: unit_activity(
+        job, model, layer, images=images, cache_dir=cache / "activity"
+    )
+
+
+def _num4(value: float) -> Any:
+    return float(f"{value:.4g}")
+
+
 def _num(value: float | None) -> Any:
     return None if value is None else round(value, 1)
 
@@ -164,7 +234,8 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
 @command("cost", "Area and energy of the shift-add design against its multiplier twin.", _configure)
 def cost(args: argparse.Namespace) -> dict[str, Any]:
     _validate(args)
-    figures, rows = _analytic(args) if args.target == "analytic" else _synth(args)
+    run = {"analytic": _analytic, "nangate45": _nangate45}.get(args.target, _synth)
+    figures, rows = run(args)
     out = args.out or args.package / f"cost-{args.target}.json"
     summary = {
         "package": str(args.package),
@@ -175,6 +246,8 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     atomic_write(out, lambda tmp: _write_text(tmp, text))
     header = ["layer", "metric", "shift-add", args.baseline, "shift-add / " + args.baseline]
+    if args.target == "nangate45":
+        header += ["analytic shift-add", f"analytic {args.baseline}", "analytic ratio"]
     table = format_table(header, rows)
     return {**summary, "out": str(out), "_text": f"{table}\n-> {out}"}
 

@@ -20,7 +20,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", default=None, help="INQ bit-widths, e.g. 2,3,4,5 (default)")
     parser.add_argument("--simulator", choices=("icarus", "verilator"), default=None)
     parser.add_argument(
-        "--targets", default=None, help="cost targets among analytic,generic,ice40,ecp5"
+        "--targets", default=None, help="cost targets among analytic,generic,ice40,ecp5,nangate45"
     )
     parser.add_argument("--samples", type=int, default=None, help="test images simulated")
     parser.add_argument("--skip-synthesis", action="store_true", default=None)

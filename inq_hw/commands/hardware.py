@@ -118,10 +118,17 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
         "--rtl", type=Path, default=None, help="dataflow RTL (default PACKAGE/rtl-dataflow)"
     )
     parser.add_argument(
+        "--engine",
+        choices=("fast", "cocotb"),
+        default=None,
+        help="fast: compiled Verilator harness; cocotb: the cocotb testbench "
+        "(default: fast when Verilator is installed)",
+    )
+    parser.add_argument(
         "--simulator",
         choices=("icarus", "verilator"),
         default=None,
-        help="default: the first installed of icarus, verilator",
+        help="cocotb engine: default the first installed of icarus, verilator",
     )
     parser.add_argument(
         "--samples", default="64", help="test images to simulate, or 'all' (default 64)"
@@ -134,6 +141,13 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
         "--idle", type=float, default=0.2, help="probability of an idle input cycle"
     )
     parser.add_argument("--waves", action="store_true", help="write a waveform file")
+    parser.add_argument(
+        "--activity",
+        type=output_file,
+        default=None,
+        metavar="PATH",
+        help="fast engine: write switching activity (toggles per signal bit) as JSON",
+    )
     parser.add_argument(
         "--fold", action="append", default=[], metavar="LAYER=F", help="as for generate"
     )
@@ -166,12 +180,14 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     summary = simulate_package(
         args.package,
         rtl_dir=rtl,
+        engine=args.engine,
         simulator=args.simulator,
         samples=_samples(args.samples),
         seed=args.seed,
         idle=args.idle,
         stall=args.stall,
         waves=args.waves,
+        activity=args.activity,
         folding=folding,
     )
     out = args.out or rtl / "simulation.json"
@@ -181,6 +197,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
 
     atomic_write(out, write)
     rows = [
+        ["engine", summary["engine"]],
         ["simulator", summary["simulator_version"]],
         ["samples", summary["samples"]],
         ["mismatches", summary["mismatched_samples"]],
@@ -192,8 +209,12 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
             "latency (cycles)",
             f"{summary['latency_cycles']} (manifest {summary['claimed_latency_cycles']})",
         ],
-        ["images per second of simulation", summary["images_per_second"]],
+        ["build seconds", summary["build_seconds"]],
+        ["run seconds", summary["run_seconds"]],
+        ["images per second of simulation (build excluded)", summary["images_per_second"]],
     ]
     if summary["waves"]:
         rows.append(["waves", summary["waves"]])
+    if summary["activity"]:
+        rows.append(["switching activity", summary["activity"]])
     return {**summary, "out": str(out), "_text": f"{format_table(['', ''], rows)}\n-> {out}"}

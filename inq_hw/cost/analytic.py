@@ -44,7 +44,15 @@ from inq_hw.cost.tables import HOROWITZ_45NM, TechTable
 from inq_hw.intmodel import IntModel, Layer, WeightLayer
 from inq_hw.intmodel.arith import rounding_constant
 from inq_hw.intmodel.codes import unpack
-from inq_hw.intmodel.layers import AddLayer, AvgPoolLayer, Conv2dLayer, MaxPoolLayer
+from inq_hw.intmodel.layers import (
+    AddLayer,
+    AvgPoolLayer,
+    ClampLayer,
+    ConcatLayer,
+    Conv2dLayer,
+    MaxPoolLayer,
+    MeanPoolLayer,
+)
 
 __all__ = [
     "DESIGNS",
@@ -578,15 +586,32 @@ def _weight_layer(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
     return LayerCost(layer.name, layer.kind, positions, counts_, designs)
 
 
-@counts_for(AddLayer, AvgPoolLayer, MaxPoolLayer)
+def _ops(model: IntModel, layer: Layer) -> tuple[int, int]:
+    """``(operations, width)`` of a layer without weights: additions or comparisons."""
+    elements = int(np.prod(layer.shape))
+    if isinstance(layer, AddLayer):
+        return elements * (len(layer.inputs) - 1), layer.acc_bits
+    if isinstance(layer, MeanPoolLayer):
+        count = layer.kernel_h * layer.kernel_w
+        # Window sum, then the constant: one shifted add per further set bit of it.
+        per_out = count - 1 + bin(layer.multiplier).count("1") - 1
+        return elements * per_out, layer.out.bits + count.bit_length() + layer.shift
+    if isinstance(layer, ClampLayer):
+        return elements * 2, layer.out.bits  # two comparisons
+    if isinstance(layer, ConcatLayer):
+        # A rounding add per element of every operand shifted right; the rest is wiring.
+        rounded = [
+            model.layer(name) for name, s in zip(layer.inputs, layer.shifts, strict=True) if s > 0
+        ]
+        return sum(int(np.prod(op.shape)) for op in rounded), layer.out.bits + 1
+    kernel = layer.kernel  # type: ignore[attr-defined]
+    return elements * (kernel * kernel - 1), layer.out.bits + (2 * kernel).bit_length()
+
+
+@counts_for(AddLayer, AvgPoolLayer, MaxPoolLayer, MeanPoolLayer, ClampLayer, ConcatLayer)
 def _elementwise(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
     """Additions (or comparisons) per output element, the same in both integer designs."""
-    if isinstance(layer, AddLayer):
-        per_out, width = len(layer.inputs) - 1, layer.acc_bits
-    else:
-        kernel = layer.kernel  # type: ignore[attr-defined]
-        per_out, width = kernel * kernel - 1, layer.out.bits + (2 * kernel).bit_length()
-    n = int(np.prod(layer.shape)) * per_out
+    n, width = _ops(model, layer)
     integer = DesignCost(n * table.energy("int_add", width), 0.0, n, n * width, 0, 0)
     fp = DesignCost(n * table.energy("fp_add", _FLOAT_BITS), 0.0, n, n * _FLOAT_BITS, 0, 0)
     designs = {"shift-add": integer, "mult8": integer, "fp32": fp}

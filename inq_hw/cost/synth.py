@@ -61,6 +61,8 @@ __all__ = [
     "SynthJob",
     "SynthResult",
     "cache_key",
+    "cache_load",
+    "cache_store",
     "cell_figures",
     "default_cache_dir",
     "fmax_wrapper",
@@ -279,22 +281,35 @@ def cache_key(material: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def _cached(cache_dir: Path | None, key: str) -> SynthResult | None:
+def cache_load(cache_dir: Path | None, key: str) -> dict[str, Any] | None:
+    """The cached result object of ``key``, or ``None`` (no cache, absent or damaged)."""
     if cache_dir is None:
         return None
-    path = cache_dir / f"{key}.json"
     try:
-        obj = json.loads(path.read_text())
-        return SynthResult(**{**obj, "cached": True})
-    except (OSError, ValueError, TypeError):
+        obj = json.loads((cache_dir / f"{key}.json").read_text())
+    except (OSError, ValueError):
         return None  # absent or damaged: synthesise again and overwrite
+    return obj if isinstance(obj, dict) else None
+
+
+def cache_store(cache_dir: Path | None, key: str, obj: dict[str, Any]) -> None:
+    """Store a result object under ``key``, atomically (no cache: nothing)."""
+    if cache_dir is None:
+        return
+    text = json.dumps(obj, indent=1, sort_keys=True)
+    atomic_write(cache_dir / f"{key}.json", lambda tmp: _write_text(tmp, text))
+
+
+def _cached(cache_dir: Path | None, key: str) -> SynthResult | None:
+    obj = cache_load(cache_dir, key)
+    try:
+        return SynthResult(**{**obj, "cached": True}) if obj is not None else None
+    except TypeError:
+        return None  # written by another version: synthesise again
 
 
 def _store(cache_dir: Path | None, result: SynthResult) -> None:
-    if cache_dir is None:
-        return
-    text = json.dumps(result.to_dict(), indent=1, sort_keys=True)
-    atomic_write(cache_dir / f"{result.key}.json", lambda tmp: _write_text(tmp, text))
+    cache_store(cache_dir, result.key, result.to_dict())
 
 
 # --- one design ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ optimizer's per-weight state is cleared where weights freeze.
 
 import fnmatch
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,7 +26,20 @@ from inq_hw.inq.partition import PARTITIONS, portion_count, step_generator
 from inq_hw.inq.schedule import DEFAULT_SCHEDULE, parse_schedule
 from inq_hw.quant import check_bits, compute_n1, compute_n2, is_po2_grid, quantize_po2
 
-__all__ = ["INQConfig", "IncrementalQuantizer", "QuantizedLayer", "quantizable_layers", "unwrap"]
+__all__ = [
+    "INQConfig",
+    "IncrementalQuantizer",
+    "QuantizedLayer",
+    "UnquantizedWeightWarning",
+    "quantizable_layers",
+    "unquantized_weights",
+    "unwrap",
+]
+
+
+class UnquantizedWeightWarning(UserWarning):
+    """A module holds weights INQ does not quantize (Conv1d, LSTM, ...): they stay FP32."""
+
 
 CONFIG_VERSION = 1
 
@@ -132,6 +146,17 @@ def quantizable_layers(model: nn.Module, skip: Sequence[str] = ()) -> list[tuple
     return found
 
 
+def unquantized_weights(model: nn.Module) -> list[str]:
+    """``"name (Type)"`` of every module with its own parameters that INQ leaves in FP32:
+    neither a Conv2d or Linear (quantized) nor a normalisation layer (folded or affine)."""
+    skipped = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+    return [
+        f"{name or '<model>'} ({type(module).__name__})"
+        for name, module in model.named_modules()
+        if not isinstance(module, skipped) and any(True for _ in module.parameters(recurse=False))
+    ]
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a DistributedDataParallel / DataParallel wrapper, else ``model``."""
     inner = getattr(model, "module", None)
@@ -188,6 +213,14 @@ class IncrementalQuantizer:
         if not found:
             raise ModelError(
                 f"Model {type(self.model).__name__} has no Conv2d or Linear layer to quantize"
+            )
+        left = unquantized_weights(self.model)
+        if left:
+            warnings.warn(
+                f"INQ quantizes only Conv2d and Linear weights; these stay FP32 (and cannot "
+                f"be lowered to power-of-two hardware): {', '.join(left)}",
+                UnquantizedWeightWarning,
+                stacklevel=2,
             )
         self.layers = [self._new_layer(name, _weight(module)) for name, module in found]
         self._refresh_free()

@@ -33,10 +33,12 @@ from inq_hw.errors import ConfigError
 
 __all__ = [
     "MAX_ACCUMULATOR_BITS",
+    "MEAN_PRECISION_BITS",
     "ActFormat",
     "abs_row_sums",
     "accumulator_bits",
     "bias_int",
+    "mean_constant",
     "output_bounds",
     "quantize_input",
     "requantize",
@@ -48,6 +50,8 @@ __all__ = [
 
 #: The executor computes in int64; wider accumulators are refused.
 MAX_ACCUMULATOR_BITS = 62
+#: Significant bits of the constant ``1/N`` of an average over a non-power-of-two window.
+MEAN_PRECISION_BITS = 14
 
 
 @dataclass(frozen=True)
@@ -198,3 +202,27 @@ def accumulator_bits(
     if width > MAX_ACCUMULATOR_BITS:
         raise ConfigError(f"Accumulator would need {width} bits, more than {MAX_ACCUMULATOR_BITS}")
     return width
+
+
+def mean_constant(count: int) -> tuple[int, int, str]:
+    """``(multiplier, shift, mode)`` that turn a sum of ``count`` integers into their mean.
+
+    A power-of-two ``count`` is a right shift (``multiplier == 1``, mode ``"shift"``,
+    exact). Otherwise ``shift = ceil(log2 count) + MEAN_PRECISION_BITS`` and
+    ``multiplier = round_half_up(2**shift / count)``, which lies in
+    ``(2**MEAN_PRECISION_BITS, 2**(MEAN_PRECISION_BITS+1))``, so its relative error is below
+    ``2**-(MEAN_PRECISION_BITS+1)`` (mode ``"shift_add"``: hardware multiplies by the constant
+    with one shifted add per set bit). The product is then requantised like every other
+    accumulator (:func:`round_shift`, round half up).
+
+    Raises
+    ------
+    ConfigError
+        If ``count`` is not a positive integer.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"A mean needs a positive element count, not {count!r}")
+    if count & (count - 1) == 0:
+        return 1, count.bit_length() - 1, "shift"
+    shift = (count - 1).bit_length() + MEAN_PRECISION_BITS
+    return ((1 << (shift + 1)) + count) // (2 * count), shift, "shift_add"

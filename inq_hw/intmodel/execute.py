@@ -23,13 +23,17 @@ from inq_hw.intmodel.layers import (
     WEIGHT_SETS,
     AddLayer,
     AvgPoolLayer,
+    ClampLayer,
+    ConcatLayer,
     Conv2dLayer,
+    ConvGeometry,
     FlattenLayer,
     InputLayer,
     IntModel,
     Layer,
     LinearLayer,
     MaxPoolLayer,
+    MeanPoolLayer,
     ReLULayer,
     WeightArithmetic,
     WeightLayer,
@@ -58,14 +62,18 @@ def _matmul(x: np.ndarray, w: np.ndarray, acc_bits: int) -> np.ndarray:
     return x @ w
 
 
-def _im2col(x: np.ndarray, kernel: int, stride: int, padding: int) -> tuple[np.ndarray, int, int]:
-    """``(N, C, H, W)`` → ``(N·Ho·Wo, C·k·k)`` patches in C, kh, kw order."""
-    if padding:
-        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kernel, kernel), axis=(2, 3))
-    windows = windows[:, :, ::stride, ::stride]
+def _im2col(x: np.ndarray, geometry: ConvGeometry) -> tuple[np.ndarray, int, int]:
+    """``(N, C, H, W)`` → ``(N·Ho·Wo, C·kh·kw)`` patches in C, kh, kw order (zero padding,
+    stride and dilation per axis)."""
+    (kh, kw), (sh, sw), (ph, pw) = geometry.kernel, geometry.stride, geometry.padding
+    dh, dw = geometry.dilation
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]
     n, c, ho, wo = windows.shape[:4]
-    patches = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kernel * kernel)
+    patches = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kh * kw)
     return patches, ho, wo
 
 
@@ -81,12 +89,22 @@ def _input(layer: InputLayer, inputs: list[np.ndarray]) -> np.ndarray:
 
 @_executes(Conv2dLayer)
 def _conv(layer: Conv2dLayer, inputs: list[np.ndarray], arith: WeightArithmetic) -> np.ndarray:
-    x = inputs[0]
-    kernel = layer.codes.shape[-1]
-    patches, ho, wo = _im2col(x, kernel, layer.stride, layer.padding)
-    acc = _accumulate(arith, patches)
+    x, geometry = inputs[0], layer.geometry()
+    groups, cout = geometry.groups, layer.codes.shape[0]
+    cin_g, cout_g = x.shape[1] // groups, cout // groups
+    parts = []
+    for g in range(groups):
+        patches, ho, wo = _im2col(x[:, g * cin_g : (g + 1) * cin_g], geometry)
+        part = WeightArithmetic(
+            arith.weights[g * cout_g : (g + 1) * cout_g],
+            arith.bias[g * cout_g : (g + 1) * cout_g],
+            arith.shift,
+            arith.acc_bits,
+        )
+        parts.append(_accumulate(part, patches))
+    acc = parts[0] if groups == 1 else np.concatenate(parts, axis=1)
     y = requantize(acc, shift=arith.shift, relu=layer.relu, out=layer.out)
-    return y.reshape(x.shape[0], ho, wo, layer.codes.shape[0]).transpose(0, 3, 1, 2)
+    return y.reshape(x.shape[0], ho, wo, cout).transpose(0, 3, 1, 2)
 
 
 @_executes(LinearLayer)
@@ -97,10 +115,42 @@ def _linear(layer: LinearLayer, inputs: list[np.ndarray], arith: WeightArithmeti
 
 @_executes(MaxPoolLayer)
 def _maxpool(layer: MaxPoolLayer, inputs: list[np.ndarray]) -> np.ndarray:
-    windows = np.lib.stride_tricks.sliding_window_view(
-        inputs[0], (layer.kernel, layer.kernel), axis=(2, 3)
+    x, k, s = inputs[0], layer.kernel, layer.stride
+    (_, h, w), (_, ho, wo) = x.shape[1:], layer.shape
+    p = layer.padding or 0
+    # The format's minimum never wins; ceil mode's last window may reach past the padding.
+    extra_h, extra_w = (ho - 1) * s + k - h - 2 * p, (wo - 1) * s + k - w - 2 * p
+    padded = np.pad(
+        x,
+        ((0, 0), (0, 0), (p, p + max(extra_h, 0)), (p, p + max(extra_w, 0))),
+        constant_values=layer.out.lo,
     )
-    return windows[:, :, :: layer.stride, :: layer.stride].max(axis=(4, 5))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(2, 3))
+    return windows[:, :, ::s, ::s][:, :, :ho, :wo].max(axis=(4, 5))
+
+
+@_executes(MeanPoolLayer)
+def _meanpool(layer: MeanPoolLayer, inputs: list[np.ndarray]) -> np.ndarray:
+    windows = np.lib.stride_tricks.sliding_window_view(
+        inputs[0], (layer.kernel_h, layer.kernel_w), axis=(2, 3)
+    )
+    windows = windows[:, :, :: layer.stride_h, :: layer.stride_w]
+    total = windows.sum(axis=(4, 5), dtype=np.int64) * np.int64(layer.multiplier)
+    return np.clip(round_shift(total, layer.shift), layer.out.lo, layer.out.hi)
+
+
+@_executes(ClampLayer)
+def _clamp(layer: ClampLayer, inputs: list[np.ndarray]) -> np.ndarray:
+    return np.clip(inputs[0], layer.lo, layer.hi)
+
+
+@_executes(ConcatLayer)
+def _concat(layer: ConcatLayer, inputs: list[np.ndarray]) -> np.ndarray:
+    parts = [
+        requantize(x, shift=shift, relu=False, out=layer.out)
+        for x, shift in zip(inputs, layer.shifts, strict=True)
+    ]
+    return np.concatenate(parts, axis=1)
 
 
 @_executes(AvgPoolLayer)

@@ -41,13 +41,17 @@ __all__ = [
     "WEIGHT_SETS",
     "AddLayer",
     "AvgPoolLayer",
+    "ClampLayer",
+    "ConcatLayer",
     "Conv2dLayer",
+    "ConvGeometry",
     "FlattenLayer",
     "InputLayer",
     "IntModel",
     "Layer",
     "LinearLayer",
     "MaxPoolLayer",
+    "MeanPoolLayer",
     "ReLULayer",
     "WeightArithmetic",
     "WeightLayer",
@@ -303,13 +307,94 @@ class WeightArithmetic:
     acc_bits: int
 
 
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Kernel, stride, zero padding and dilation per axis ``(h, w)`` and the group count."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    @property
+    def plain(self) -> bool:
+        """Square kernel, one stride and padding for both axes, dilation 1, groups 1: the
+        convolution every hardware stage has run since the first package version."""
+        return (
+            self.kernel[0] == self.kernel[1]
+            and self.stride[0] == self.stride[1]
+            and self.padding[0] == self.padding[1]
+            and self.dilation == (1, 1)
+            and self.groups == 1
+        )
+
+    def out_size(self, h: int, w: int) -> tuple[int, int]:
+        """Output height and width for an ``h x w`` input (PyTorch's formula)."""
+        return (
+            _conv_out(h, self.kernel[0], self.stride[0], self.padding[0], self.dilation[0]),
+            _conv_out(w, self.kernel[1], self.stride[1], self.padding[1], self.dilation[1]),
+        )
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
 @layer_kind("conv2d")
 @dataclass(frozen=True, eq=False)
 class Conv2dLayer(WeightLayer):
-    """2-D convolution (groups 1, dilation 1), zero padding, square kernel."""
+    """2-D convolution with zero padding; weights ``(Cout, Cin / groups, kh, kw)``.
+
+    ``stride`` and ``padding`` are the height axis' (and the width axis' unless
+    ``stride_w`` / ``padding_w`` say otherwise); ``dilation`` / ``dilation_w`` default to 1
+    and ``groups`` to 1. The optional fields are absent from packages of plain
+    convolutions, which therefore read exactly as before (:meth:`geometry`).
+    """
 
     stride: int
     padding: int
+    stride_w: int | None = field(default=None, kw_only=True)
+    padding_w: int | None = field(default=None, kw_only=True)
+    dilation: int | None = field(default=None, kw_only=True)
+    dilation_w: int | None = field(default=None, kw_only=True)
+    groups: int | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.codes.ndim != 4:
+            raise ConfigError(
+                f"Layer {self.name!r} (conv2d): weights must have shape (Cout, Cin/groups, "
+                f"kh, kw), not {self.codes.shape}"
+            )
+        geometry = self.geometry()
+        if min(*geometry.stride, *geometry.dilation, geometry.groups) < 1:
+            raise ConfigError(
+                f"Layer {self.name!r}: stride, dilation and groups must be >= 1, not "
+                f"{geometry.stride}, {geometry.dilation}, {geometry.groups}"
+            )
+        if min(geometry.padding) < 0:
+            raise ConfigError(f"Layer {self.name!r}: padding {min(geometry.padding)} must be >= 0")
+        if self.codes.shape[0] % geometry.groups:
+            raise ConfigError(
+                f"Layer {self.name!r}: weights (Cout, Cin/groups, kh, kw) with Cout a multiple "
+                f"of groups={geometry.groups}, not {self.codes.shape}"
+            )
+
+    def geometry(self) -> ConvGeometry:
+        """The convolution's full geometry, optional fields resolved."""
+
+        def pick(value: int | None, default: int) -> int:
+            return default if value is None else int(value)
+
+        dilation = pick(self.dilation, 1)
+        return ConvGeometry(
+            kernel=(int(self.codes.shape[2]), int(self.codes.shape[3])),
+            stride=(self.stride, pick(self.stride_w, self.stride)),
+            padding=(self.padding, pick(self.padding_w, self.padding)),
+            dilation=(dilation, pick(self.dilation_w, dilation)),
+            groups=pick(self.groups, 1),
+        )
 
 
 @layer_kind("linear")
@@ -321,10 +406,31 @@ class LinearLayer(WeightLayer):
 @layer_kind("maxpool")
 @dataclass(frozen=True, eq=False)
 class MaxPoolLayer(Layer):
-    """Max pooling on integers (no padding); the format passes through."""
+    """Max pooling on integers; the format passes through.
+
+    ``padding`` (optional, default 0) pads every side with the format's minimum, which
+    never wins a maximum; with ``ceil_mode`` the output size rounds up as in PyTorch (a
+    last window must start inside the input or its left padding).
+    """
 
     kernel: int
     stride: int
+    padding: int | None = field(default=None, kw_only=True)
+    ceil_mode: bool | None = field(default=None, kw_only=True)
+
+    @property
+    def plain(self) -> bool:
+        """No padding and floor mode: the pooling of the first package version."""
+        return not self.padding and not self.ceil_mode
+
+    def out_size(self, size: int) -> int:
+        """Output height (or width) for an input of ``size`` (PyTorch's rule)."""
+        k, s, p = self.kernel, self.stride, self.padding or 0
+        span = size + 2 * p - k
+        out = (-(-span // s) if self.ceil_mode else span // s) + 1
+        if self.ceil_mode and (out - 1) * s >= size + p:
+            out -= 1
+        return out
 
 
 @layer_kind("avgpool")
@@ -336,6 +442,60 @@ class AvgPoolLayer(Layer):
     kernel: int
     stride: int
     shift: int
+
+
+@layer_kind("meanpool")
+@dataclass(frozen=True, eq=False)
+class MeanPoolLayer(Layer):
+    """Average over ``kernel_h x kernel_w`` windows of any size: the window sum times the
+    constant ``multiplier``, then a round-half-up right shift by ``shift``, saturated; the
+    format passes through.
+
+    ``mode`` says how exact it is (:func:`~inq_hw.intmodel.arith.mean_constant`):
+    ``"shift"`` for a power-of-two window (``multiplier == 1``, exact), ``"shift_add"``
+    otherwise (``multiplier = round_half_up(2**shift / N)``, a constant multiplication by
+    the shifts and adds of its set bits, relative error below ``2**-MEAN_PRECISION_BITS``).
+    Global average pooling is the window of the whole map (output ``(C, 1, 1)``).
+    """
+
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    multiplier: int
+    shift: int
+    mode: str
+
+
+@layer_kind("clamp")
+@dataclass(frozen=True, eq=False)
+class ClampLayer(Layer):
+    """Clamp to ``[lo, hi]`` (integers at the input's scale): ReLU6, Hardtanh. The frac
+    passes through; the output is unsigned when ``lo >= 0``."""
+
+    lo: int
+    hi: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lo > self.hi:
+            raise ConfigError(f"Layer {self.name!r}: clamp bounds {self.lo} > {self.hi}")
+
+
+@layer_kind("concat")
+@dataclass(frozen=True, eq=False)
+class ConcatLayer(Layer):
+    """Channel concatenation (``torch.cat(..., dim=1)``) of ``(C_i, H, W)`` tensors: each
+    operand requantised to the output's format by ``shifts[i] = frac_i - frac_out``
+    (round half up, saturated), then stacked in order."""
+
+    shifts: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "shifts", tuple(int(a) for a in self.shifts))
+        if len(self.shifts) != len(self.inputs):
+            raise ConfigError(f"Layer {self.name!r}: one shift per input, not {self.shifts}")
 
 
 @layer_kind("flatten")

@@ -13,11 +13,18 @@ from typing import Any
 import numpy as np
 
 from inq_hw.errors import PackageError
-from inq_hw.intmodel.arith import MAX_ACCUMULATOR_BITS, accumulator_bits, signed_bits
+from inq_hw.intmodel.arith import (
+    MAX_ACCUMULATOR_BITS,
+    accumulator_bits,
+    mean_constant,
+    signed_bits,
+)
 from inq_hw.intmodel.codes import compute_n2, weight_abs_sums
 from inq_hw.intmodel.layers import (
     AddLayer,
     AvgPoolLayer,
+    ClampLayer,
+    ConcatLayer,
     Conv2dLayer,
     FlattenLayer,
     InputLayer,
@@ -25,6 +32,7 @@ from inq_hw.intmodel.layers import (
     Layer,
     LinearLayer,
     MaxPoolLayer,
+    MeanPoolLayer,
     ReLULayer,
     WeightLayer,
 )
@@ -161,15 +169,17 @@ def _check_input(layer: InputLayer, operands: list[Layer]) -> None:
 def _check_conv(layer: Conv2dLayer, operands: list[Layer]) -> None:
     (source,) = _operands(layer, operands, 1)
     c, h, w = _image(layer, source)
-    shape = layer.codes.shape
-    if len(shape) != 4 or shape[2] != shape[3]:
-        _fail(layer, f"weights must have shape (Cout, Cin, k, k), not {shape}")
-    if shape[1] != c:
-        _fail(layer, f"weights expect {shape[1]} input channels, but {source.name!r} has {c}")
-    if layer.stride < 1 or layer.padding < 0:
-        _fail(layer, f"stride {layer.stride} or padding {layer.padding} out of range")
-    k, s, p = shape[2], layer.stride, layer.padding
-    _expect_shape(layer, (shape[0], _window(h + 2 * p, k, s), _window(w + 2 * p, k, s)))
+    shape, geometry = layer.codes.shape, layer.geometry()
+    if c % geometry.groups:
+        _fail(layer, f"{c} input channels do not split into {geometry.groups} groups")
+    if shape[1] * geometry.groups != c:
+        groups = f" ({geometry.groups} groups)" if geometry.groups > 1 else ""
+        _fail(
+            layer,
+            f"weights expect {shape[1] * geometry.groups} input channels{groups}, but "
+            f"{source.name!r} has {c}",
+        )
+    _expect_shape(layer, (shape[0], *geometry.out_size(h, w)))
     _check_weights(layer, source)
 
 
@@ -191,10 +201,61 @@ def _check_pool(layer: MaxPoolLayer | AvgPoolLayer, operands: list[Layer]) -> No
     if layer.kernel < 1 or layer.stride < 1:
         _fail(layer, f"kernel {layer.kernel} and stride {layer.stride} must be positive")
     k, s = layer.kernel, layer.stride
-    _expect_shape(layer, (c, _window(h, k, s), _window(w, k, s)))
+    if isinstance(layer, MaxPoolLayer):
+        p = layer.padding or 0
+        if not 0 <= 2 * p <= k:
+            _fail(layer, f"padding {p} must lie in [0, kernel/2] (PyTorch's limit)")
+        _expect_shape(layer, (c, layer.out_size(h), layer.out_size(w)))
+    else:
+        _expect_shape(layer, (c, _window(h, k, s), _window(w, k, s)))
     _expect_format_of(layer, source)
     if isinstance(layer, AvgPoolLayer) and (layer.shift < 0 or 1 << layer.shift != k * k):
         _fail(layer, f"averages {k}x{k} = {k * k} elements, not 2**shift = 2**{layer.shift}")
+
+
+@_checks(MeanPoolLayer)
+def _check_meanpool(layer: MeanPoolLayer, operands: list[Layer]) -> None:
+    (source,) = _operands(layer, operands, 1)
+    c, h, w = _image(layer, source)
+    kh, kw, sh, sw = layer.kernel_h, layer.kernel_w, layer.stride_h, layer.stride_w
+    if min(kh, kw, sh, sw) < 1:
+        _fail(layer, f"kernel {kh}x{kw} and stride {sh}x{sw} must be positive")
+    _expect_shape(layer, (c, _window(h, kh, sh), _window(w, kw, sw)))
+    _expect_format_of(layer, source)
+    expected = mean_constant(kh * kw)
+    if (layer.multiplier, layer.shift, layer.mode) != expected:
+        _fail(
+            layer,
+            f"(multiplier, shift, mode) = {(layer.multiplier, layer.shift, layer.mode)}, "
+            f"but the mean of {kh * kw} elements is {expected}",
+        )
+    worst = source.out.max_abs * kh * kw * layer.multiplier
+    if signed_bits(worst) > MAX_ACCUMULATOR_BITS:
+        _fail(layer, f"the window sum times {layer.multiplier} overflows the accumulator")
+
+
+@_checks(ClampLayer)
+def _check_clamp(layer: ClampLayer, operands: list[Layer]) -> None:
+    (source,) = _operands(layer, operands, 1)
+    _expect_shape(layer, source.shape)
+    if layer.out.frac != source.out.frac or layer.out.signed != (layer.lo < 0):
+        _fail(layer, f"format {layer.out} must keep frac {source.out.frac}, signed iff lo < 0")
+    if not layer.out.lo <= layer.lo <= layer.hi <= layer.out.hi:
+        _fail(layer, f"bounds [{layer.lo}, {layer.hi}] exceed the format's range")
+
+
+@_checks(ConcatLayer)
+def _check_concat(layer: ConcatLayer, operands: list[Layer]) -> None:
+    if not operands:
+        _fail(layer, "concatenates no operand")
+    for operand in operands:
+        _image(layer, operand)
+        if operand.shape[1:] != layer.shape[1:]:
+            _fail(layer, f"operand {operand.name!r} has shape {operand.shape}")
+    _expect_shape(layer, (sum(op.shape[0] for op in operands), *layer.shape[1:]))
+    expected = tuple(op.out.frac - layer.out.frac for op in operands)
+    if layer.shifts != expected:
+        _fail(layer, f"shifts are {layer.shifts}, but frac_i - frac_out = {expected}")
 
 
 @_checks(FlattenLayer)

@@ -172,6 +172,19 @@ def _cost(value: Any, where: str) -> None:
                     "fmax_mhz": _designs(_amount),
                 }
             ),
+            "nangate45": _fields(
+                {
+                    name: _designs(_amount)
+                    for name in (
+                        "area_um2",
+                        "critical_ns",
+                        "power_mw",
+                        "energy_pj",
+                        "analytic_area_um2",
+                        "analytic_energy_pj",
+                    )
+                }
+            ),
         }
     )(value, where)
 

@@ -267,6 +267,7 @@ def _bit_table(results: dict[str, Any], entry: dict[str, Any]) -> Table:
             "iCE40 Fmax (MHz, nextpnr)",
             *designs(("cost", "ice40", "fmax_mhz"), lambda v: significant(v, 1.0, 4)),
         ),
+        *(_nangate45_rows(designs) if lookup(entry, "cost", "nangate45") else []),
         ("RTL simulation", _verdict(rtl), na, na),
         ("RTL samples simulated", count(rtl_part.get("samples")), na, na),
         ("RTL mismatched samples", count(rtl_part.get("mismatched_samples")), na, na),
@@ -277,6 +278,20 @@ def _bit_table(results: dict[str, Any], entry: dict[str, Any]) -> Table:
     bits = entry["bits"]
     headers = ("", f"INQ {bits}-bit (shift-add)", "8-bit uniform (multiplier twin)", "FP32")
     return Table(headers, tuple(rows))
+
+
+def _nangate45_rows(designs: Any) -> list[tuple[str, str, str, str]]:
+    """Nangate45 figures of the synthesised slices, and the analytic ones of the same
+    slices on their own rows (side by side, never mixed)."""
+    keys = (
+        ("Nangate45 area (µm², slices)", "area_um2"),
+        ("analytic area, same slices (µm²)", "analytic_area_um2"),
+        ("Nangate45 critical path (ns, OpenSTA)", "critical_ns"),
+        ("Nangate45 power (mW at 100 MHz, measured activity)", "power_mw"),
+        ("Nangate45 energy per inference (pJ, slices)", "energy_pj"),
+        ("analytic energy, same slices (pJ)", "analytic_energy_pj"),
+    )
+    return [(label, *designs(("cost", "nangate45", key), significant)) for label, key in keys]
 
 
 def _yes_no(value: bool | None) -> str:

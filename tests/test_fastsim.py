@@ -1,0 +1,155 @@
+# amaranth: UnusedElaboratable=no
+"""The compiled Verilator engine (sim/fast): the dataflow top bit-exact with random gaps and
+stalls, cycle and wall-clock limits, stale builds refused, and
+the PE array bit-exact with cycles equal to the cycle model's. (The corrupted design runs
+on both engines in tests/test_sim.py.)
+
+Every test of the small top shares one build (a module-scoped cache directory); the
+corrupted design, the trace variant and the PE array are builds of their own.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inq_hw.intmodel.package import save_package
+from rtl_gen.dataflow import generate_dataflow
+from rtl_gen.pe_program import compile_program, fit_config
+from sim.fast.engine import BuildFlags, build_harness, fast_available
+from sim.pe_array_sim import check_summary, simulate_pe_array
+from sim.runner import SimulationError
+from sim.simulate import choose_engine, simulate_package
+from sim.streams import decode_fields, encode_fields, pack_words, unpack_fields
+from tests.test_dataflow import _images, small_cnn
+from tests.test_pe_array import zoo_model
+
+pytestmark = [
+    pytest.mark.hw,
+    pytest.mark.skipif(not fast_available(), reason="Verilator, make or g++ missing"),
+]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The small CNN's package, its top (c2 folded by 2) and one build cache for all."""
+    root = tmp_path_factory.mktemp("fast")
+    save_package(small_cnn(), root / "pkg")
+    generate_dataflow(root / "pkg", root / "rtl", folding={"c2": 2})
+    return {"package": root / "pkg", "rtl": root / "rtl", "cache": root / "cache"}
+
+
+def _simulate(small: dict[str, Path], images: np.ndarray, **options: object) -> dict:
+    return simulate_package(
+        small["package"],
+        rtl_dir=small["rtl"],
+        images=images,
+        engine="fast",
+        cache_dir=small["cache"],
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_packing_matches_the_scalar_helpers() -> None:
+    rng = np.random.default_rng(0)
+    rows = rng.integers(-(2**12), 2**12, (50, 7))
+    words = pack_words(rows, 13)
+    assert words.shape == (50, 3)
+    for row, packed in zip(rows.tolist(), words.tolist(), strict=True):
+        word = sum(w << (32 * k) for k, w in enumerate(packed))
+        assert word == encode_fields(row, 13)
+        assert decode_fields(word, 7, 13, True) == row
+    assert unpack_fields(words, 7, 13, True).tolist() == rows.tolist()
+
+
+def test_fast_engine_is_bit_exact_with_random_stalls(
+    small: dict[str, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    x = _images(small_cnn(), 40, 1)
+    summary = _simulate(small, x, seed=7, idle=0.4, stall=0.4)
+    assert summary["engine"] == "fast" and summary["simulator"] == "verilator"
+    assert summary["mismatched_samples"] == 0 and summary["samples"] == 40
+    assert summary["timing_matches_manifest"], summary
+    # gaps and stalls really happened: more cycles than back-to-back images would take
+    assert summary["cycles"] > 40 * summary["interval_cycles"] * 1.2
+    assert summary["build_seconds"] >= 0 and summary["run_seconds"] > 0
+    again = _simulate(small, x, seed=7, idle=0.4, stall=0.4)
+    assert again["cycles"] == summary["cycles"]  # the seed decides the run
+    assert _simulate(small, x, seed=8, idle=0.4, stall=0.4)["cycles"] != summary["cycles"]
+    err = capfd.readouterr().err
+    assert "fast: samples done 40/40" in err and "cached build" in err
+
+
+def test_cycle_limit_and_wall_clock_limit(small: dict[str, Path]) -> None:
+    x = _images(small_cnn(), 2, 0)
+    with pytest.raises(SimulationError, match="cycle limit"):
+        _simulate(small, x, max_cycles=40)
+    many = np.concatenate([_images(small_cnn(), 400, 0)] * 10)
+    with pytest.raises(SimulationError, match="did not finish within"):
+        _simulate(small, many, timeout_s=0.001)
+
+
+def test_stale_builds_are_refused(small: dict[str, Path], tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    save_package(small_cnn(padding=2), other)
+    generate_dataflow(other, tmp_path / "rtl")
+    with pytest.raises(SimulationError, match="generated from another package"):
+        simulate_package(
+            small["package"], rtl_dir=tmp_path / "rtl", images=np.zeros((1, 2, 7, 9)), engine="fast"
+        )
+    # a cached build whose stamp names another design (copied or edited by hand)
+    top = json.loads((small["rtl"] / "manifest.json").read_text())["tops"][0]
+    build = build_harness([small["rtl"] / top["file"]], top["name"], "stream", small["cache"])
+    stamp = build.executable.parent / "design.json"
+    saved = stamp.read_text()
+    stamp.write_text(json.dumps({"key": "0" * 24, "top": top["name"]}))
+    try:
+        with pytest.raises(SimulationError, match="made from another design"):
+            _simulate(small, _images(small_cnn(), 2, 0))
+    finally:
+        stamp.write_text(saved)
+
+
+def test_engine_choice_and_bad_flags() -> None:
+    assert choose_engine(None) == "fast"
+    assert choose_engine(None, "icarus") == "cocotb"
+    with pytest.raises(SimulationError, match="must be one of"):
+        choose_engine("spice")
+    with pytest.raises(SimulationError, match="runs on Verilator"):
+        choose_engine("fast", "icarus")
+    with pytest.raises(ValueError, match="threads must be"):
+        BuildFlags(threads=0)
+
+
+@pytest.mark.slow
+def test_waves_and_activity_of_the_trace_build(small: dict[str, Path], tmp_path: Path) -> None:
+    """--activity and --waves use a separate trace-enabled build; it writes an FST, and
+    the activity JSON when sim.activity (its reader) is installed.
+    (slow: the trace build compiles Verilator's FST writer too; 5 min on the loaded
+    shared machine.)"""
+    import importlib.util
+
+    summary = _simulate(small, _images(small_cnn(), 2, 0), waves=True)
+    waves = Path(summary["waves"])
+    assert waves.suffix == ".fst" and waves.stat().st_size > 1000
+    assert summary["mismatched_samples"] == 0
+    default = _simulate(small, _images(small_cnn(), 2, 0))
+    assert default["build_dir"] != summary["build_dir"] and default["waves"] is None
+    activity = tmp_path / "activity.json"
+    traced = _simulate(small, _images(small_cnn(), 2, 0), activity=activity)
+    assert traced["build_dir"] == summary["build_dir"]  # the cached trace build
+    if importlib.util.find_spec("sim.activity") is None:
+        assert traced["activity"] is None and Path(traced["waves"]).is_file()
+    else:
+        saved = json.loads(activity.read_text())
+        assert saved["format"] == "inq-hw-activity" and saved["cycles"] > 0
+
+
+def test_pe_array_through_the_harness(tmp_path: Path) -> None:
+    model, x = zoo_model("digits-cnn", 1, 8, 4, channels=[4, 8, 8])
+    program = compile_program(model, fit_config(model, rows=2, cols=2))
+    summary = simulate_pe_array(model, program, x[:3], out_dir=tmp_path / "rtl", engine="fast")
+    check_summary(summary)  # bit-exact, o_cycles and counted cycles == the cycle model
+    assert summary["engine"] == "fast" and summary["completed"] == 3
+    assert summary["o_cycles"] == [summary["predicted_cycles"]] * 3
