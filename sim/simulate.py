@@ -156,7 +156,10 @@ def simulate_package(
         max_cycles=max_cycles,
         optimize=optimize,
         log=log or _stderr,
+        sources=tuple(Path(path) for path in sources) if sources else None,
     )
+    if run.sources is not None and run.engine == "fast":
+        raise SimulationError("Other Verilog sources (a netlist) run on the cocotb engine only")
     if run.activity is not None and run.engine != "fast":
         raise SimulationError("Switching activity (--activity) needs the fast engine")
     top, rtl, arrays = _prepare(Path(package), rtl_dir, baseline, folding, samples, images)
@@ -189,6 +192,7 @@ class _Run:
     max_cycles: int | None
     optimize: bool
     log: Callable[[str], None]
+    sources: tuple[Path, ...] | None = None  # instead of the top's file (a netlist)
 
 
 def _stderr(line: str) -> None:
@@ -243,7 +247,7 @@ def _run_cocotb(
         }
         start = time.perf_counter()
         result = run_testbench(
-            sources=sources or [rtl / top.file],
+            sources=list(run.sources) if run.sources else [rtl / top.file],
             top=top.name,
             module="sim.tb_dataflow",
             config=config,

@@ -67,6 +67,7 @@ def check_netlist(
     summary = simulate_package(
         package,
         rtl_dir=rtl_dir,
+        engine="cocotb",
         simulator=simulator,
         samples=samples,
         images=images,
