@@ -33,6 +33,7 @@ BENCHES = (
     "fastsim",
     "imports",
     "implement",
+    "pipelining",
     "zoo",
 )
 

@@ -12,20 +12,9 @@ Example usage::
 """
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from inq_hw.errors import CheckpointError, ConfigError, DataError, InqHwError, ModelError
-
-if TYPE_CHECKING:
-    from inq_hw.inq import (
-        IncrementalQuantizer,
-        INQConfig,
-        one_shot_quantize,
-        parse_schedule,
-        partition_by_magnitude,
-        partition_random,
-    )
-    from inq_hw.quant import Po2Codes, compute_n1, compute_n2, pack_codes, po2_codes, quantize_po2
 
 __version__ = "0.1.0"
 

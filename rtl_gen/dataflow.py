@@ -11,6 +11,12 @@ the argmax class (the lowest index among equal maxima, as ``numpy.argmax``).
 
 The multiplier twin (``baseline="mult8"``) is the same top with every weight layer on its
 8-bit uniform weights and ``*``.
+
+*Pipelining* puts ``N`` register stages inside a layer's dot stage (its adder trees, or
+the lanes of a folded one): shorter paths between registers for a faster clock, ``N``
+more cycles of latency per stage (folded: also ``N`` more cycles per result). The control
+models (:mod:`rtl_gen.timing`) include them, so the manifest's latency and interval stay
+exact; :mod:`rtl_gen.pipelining` chooses ``N`` for a target clock.
 """
 
 import itertools
@@ -74,6 +80,8 @@ __all__ = [
     "parse_folds",
 ]
 
+MAX_STAGES = 16
+
 
 @dataclass(frozen=True)
 class _Stage:
@@ -106,18 +114,37 @@ def _weights(layer: WeightLayer, baseline: str | None) -> tuple[Any, Any, int, s
     return twin.weights.reshape(layer.codes.shape[0], -1), twin.bias, twin.shift, "multiply"
 
 
+@dataclass(frozen=True)
+class _DotChoice:
+    """How a weight layer's dot stage is built: its fold and pipeline stages."""
+
+    fold: int
+    stages: int
+
+
 def _dot(
-    layer: WeightLayer, in_format: ActFormat, baseline: str | None, fold: int
+    layer: WeightLayer, in_format: ActFormat, baseline: str | None, choice: _DotChoice
 ) -> tuple[wiring.Component, UnrolledDotTiming | FoldedDotTiming]:
     weights, bias, shift, mode = _weights(layer, baseline)
     requant = Requant(shift=shift, relu=layer.relu, out=layer.out)
-    if fold == 1:
+    if choice.fold == 1:
         unit = ConstDotUnit(
-            weights=weights, bias=bias, in_format=in_format, mode=mode, requant=requant
+            weights=weights,
+            bias=bias,
+            in_format=in_format,
+            mode=mode,
+            requant=requant,
+            stages=choice.stages,
         )
-        return UnrolledDot(unit), UnrolledDotTiming()
+        return UnrolledDot(unit), UnrolledDotTiming(choice.stages)
     folded = FoldedDot(
-        weights=weights, bias=bias, in_format=in_format, mode=mode, requant=requant, fold=fold
+        weights=weights,
+        bias=bias,
+        in_format=in_format,
+        mode=mode,
+        requant=requant,
+        fold=choice.fold,
+        stages=choice.stages,
     )
     return folded, FoldedDotTiming(folded.cycles)
 
@@ -131,14 +158,27 @@ def _check_fold(layer: WeightLayer, fold: int) -> int:
     return fold
 
 
+def _check_stages(layer: WeightLayer, stages: int) -> int:
+    if isinstance(stages, bool) or not isinstance(stages, int) or not 0 <= stages <= MAX_STAGES:
+        raise ConfigError(
+            f"Pipeline stages of layer {layer.name!r} must be an integer from 0 to "
+            f"{MAX_STAGES}, not {stages!r}"
+        )
+    return stages
+
+
+def _dot_info(choice: _DotChoice) -> dict[str, int]:
+    return {"fold": choice.fold, "pipeline": choice.stages}
+
+
 def _conv_stage(
-    layer: Conv2dLayer, geo: _Geometry, baseline: str | None, fold: int
+    layer: Conv2dLayer, geo: _Geometry, baseline: str | None, choice: _DotChoice
 ) -> tuple[_Stage, _Geometry]:
     if geo.chw is None:
         raise ConfigError(f"Convolution {layer.name!r} needs a feature map as its input")
     c, h, w = geo.chw
     k = layer.codes.shape[-1]
-    dot, dot_timing = _dot(layer, geo.fmt, baseline, fold)
+    dot, dot_timing = _dot(layer, geo.fmt, baseline, choice)
     engine = ConvEngine(
         dot=dot,
         in_format=geo.fmt,
@@ -149,17 +189,18 @@ def _conv_stage(
         padding=layer.padding,
     )
     timing = ConvTiming(dot_timing, (h, w), k, layer.stride, layer.padding)
-    info = {"layer": layer.name, "kind": "conv2d", "fold": fold, "window_inputs": c * k * k}
+    info = {"layer": layer.name, "kind": "conv2d", **_dot_info(choice), "window_inputs": c * k * k}
     out = _Geometry(layer.shape[1] * layer.shape[2], layer.shape[0], layer.out, layer.shape)  # type: ignore[arg-type]
     return _Stage(engine, timing, info), out
 
 
 def _linear_stage(
-    layer: LinearLayer, geo: _Geometry, baseline: str | None, fold: int
+    layer: LinearLayer, geo: _Geometry, baseline: str | None, choice: _DotChoice
 ) -> tuple[_Stage, _Geometry]:
-    dot, dot_timing = _dot(layer, geo.fmt, baseline, fold)
+    dot, dot_timing = _dot(layer, geo.fmt, baseline, choice)
     engine = LinearEngine(dot=dot, in_format=geo.fmt, beats=geo.beats, elems=geo.elems)
-    info = {"layer": layer.name, "kind": "linear", "fold": fold, "inputs": geo.beats * geo.elems}
+    inputs = geo.beats * geo.elems
+    info = {"layer": layer.name, "kind": "linear", **_dot_info(choice), "inputs": inputs}
     out = _Geometry(1, layer.shape[0], layer.out, None)
     return _Stage(engine, LinearTiming(dot_timing, geo.beats), info), out
 
@@ -174,14 +215,14 @@ def _pool_stage(layer: MaxPoolLayer, geo: _Geometry) -> tuple[_Stage, _Geometry]
         )
     c, h, w = geo.chw
     engine = MaxPoolEngine(fmt=geo.fmt, channels=c, size=(h, w), kernel=layer.kernel)
-    info = {"layer": layer.name, "kind": "maxpool", "fold": 1}
+    info = {"layer": layer.name, "kind": "maxpool", "fold": 1, "pipeline": 0}
     out = _Geometry(layer.shape[1] * layer.shape[2], c, layer.out, layer.shape)  # type: ignore[arg-type]
     return _Stage(engine, PoolTiming((h, w), layer.kernel), info), out
 
 
 def _relu_stage(layer: ReLULayer, geo: _Geometry) -> tuple[_Stage, _Geometry]:
     engine = ReLUEngine(in_format=geo.fmt, out=layer.out, elems=geo.elems)
-    info = {"layer": layer.name, "kind": "relu", "fold": 1}
+    info = {"layer": layer.name, "kind": "relu", "fold": 1, "pipeline": 0}
     return _Stage(engine, PassTiming(), info), _Geometry(geo.beats, geo.elems, layer.out, geo.chw)
 
 
@@ -206,6 +247,12 @@ def _input_geometry(layer: InputLayer) -> _Geometry:
     return _Geometry(1, layer.shape[0], layer.out, None)
 
 
+def _check_names(model: IntModel, what: str, names: Mapping[str, int]) -> None:
+    unknown = set(names) - {layer.name for layer in model.weight_layers()}
+    if unknown:
+        raise ConfigError(f"{what} names layers that are not weight layers: {sorted(unknown)}")
+
+
 def _check_plain(layer: Layer) -> None:
     """Refuse the convolution and pooling options the engines do not implement."""
     if isinstance(layer, Conv2dLayer) and not layer.geometry().plain:
@@ -221,23 +268,28 @@ def _check_plain(layer: Layer) -> None:
 
 
 def _stages(
-    model: IntModel, baseline: str | None, folding: Mapping[str, int]
+    model: IntModel,
+    baseline: str | None,
+    folding: Mapping[str, int],
+    pipeline: Mapping[str, int],
 ) -> tuple[list[_Stage], _Geometry, _Geometry]:
     layers = _chain(model)
-    unknown = set(folding) - {layer.name for layer in model.weight_layers()}
-    if unknown:
-        raise ConfigError(f"Folding names layers that are not weight layers: {sorted(unknown)}")
+    _check_names(model, "Folding", folding)
+    _check_names(model, "Pipelining", pipeline)
     first = geo = _input_geometry(model.input)
     stages = []
     for layer in layers[1:]:
-        fold = (
-            _check_fold(layer, folding.get(layer.name, 1)) if isinstance(layer, WeightLayer) else 1
-        )
+        choice = _DotChoice(1, 0)
+        if isinstance(layer, WeightLayer):
+            choice = _DotChoice(
+                _check_fold(layer, folding.get(layer.name, 1)),
+                _check_stages(layer, pipeline.get(layer.name, 0)),
+            )
         _check_plain(layer)
         if isinstance(layer, Conv2dLayer):
-            stage, geo = _conv_stage(layer, geo, baseline, fold)
+            stage, geo = _conv_stage(layer, geo, baseline, choice)
         elif isinstance(layer, LinearLayer):
-            stage, geo = _linear_stage(layer, geo, baseline, fold)
+            stage, geo = _linear_stage(layer, geo, baseline, choice)
         elif isinstance(layer, MaxPoolLayer):
             stage, geo = _pool_stage(layer, geo)
         elif isinstance(layer, ReLULayer):
@@ -341,18 +393,23 @@ def expand_folding(folds: Mapping[str, int], layer_names: list[str]) -> dict[str
 
 
 def build_dataflow(
-    model: IntModel, *, baseline: str | None = None, folding: Mapping[str, int] | None = None
+    model: IntModel,
+    *,
+    baseline: str | None = None,
+    folding: Mapping[str, int] | None = None,
+    pipeline: Mapping[str, int] | None = None,
 ) -> DataflowTop:
     """The dataflow top of ``model``; ``folding`` maps weight-layer names to a fold (1 =
     unrolled, ``f`` = each result over several cycles with ``ceil(Cout/f)`` outputs per
-    cycle).
+    cycle); ``pipeline`` maps them to register stages inside the dot stage (default 0).
 
     Raises:
-        ConfigError: A layer the top cannot stream, a bad fold, an unknown baseline.
+        ConfigError: A layer the top cannot stream, a bad fold or stage count, an unknown
+            baseline.
     """
     if baseline is not None and baseline not in BASELINES:
         raise ConfigError(f"Baseline must be one of {BASELINES}, not {baseline!r}")
-    stages, first, last = _stages(model, baseline, dict(folding or {}))
+    stages, first, last = _stages(model, baseline, dict(folding or {}), dict(pipeline or {}))
     return DataflowTop(stages, first, last)
 
 
@@ -361,11 +418,13 @@ def dataflow_design(
     *,
     baseline: str | None = None,
     folding: Mapping[str, int] | None = None,
+    pipeline: Mapping[str, int] | None = None,
     source_hash: str | None = None,
 ) -> Design:
     """The top as a :class:`~rtl_gen.export.Design` whose parameters state the stream
-    formats, the folding, the latency and the interval (cycles per image)."""
-    top = build_dataflow(model, baseline=baseline, folding=folding)
+    formats, the folding and pipelining per engine, the latency and the interval (cycles
+    per image)."""
+    top = build_dataflow(model, baseline=baseline, folding=folding, pipeline=pipeline)
     timing = top.timing()
     first, last = top.first, top.last
     params = {
@@ -394,10 +453,15 @@ def generate_dataflow(
     *,
     baseline: str | None = None,
     folding: Mapping[str, int] | None = None,
+    pipeline: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Load a package, build its dataflow top and write it to ``out_dir``; the manifest."""
     model = load_package(package)
     design = dataflow_design(
-        model, baseline=baseline, folding=folding, source_hash=package_hash(package)
+        model,
+        baseline=baseline,
+        folding=folding,
+        pipeline=pipeline,
+        source_hash=package_hash(package),
     )
     return write_designs([design], Path(out_dir))

@@ -11,9 +11,15 @@ place, beat for beat: nothing is lost or duplicated, whatever the stall pattern.
 
 The dot products (convolution windows, Linear layers) go through a *dot stage* with a
 stream on each side: :class:`UnrolledDot` (a constant-weight unit, one result per cycle,
-combinational from ``i`` to ``o``) or a folded one (:mod:`rtl_gen.folded`, several cycles
-per result). An engine offers a window to its dot stage with ``pending``; the dot stage's
-result goes into the engine's slot.
+combinational from ``i`` to ``o`` or pipelined) or a folded one (:mod:`rtl_gen.folded`,
+several cycles per result). An engine offers a window to its dot stage with ``pending``;
+the dot stage's result goes into the engine's slot.
+
+A pipelined :class:`UnrolledDot` (a unit with ``stages = N``) stalls as one piece: every
+register of its adder trees and its valid shift register advance together, in a cycle
+where the last stage is empty or its result is being taken (``i.ready``). A beat in
+flight is therefore held, never dropped or repeated, and bubbles between beats stay
+bubbles; without stalls it takes one window per cycle and adds ``N`` cycles of latency.
 
 :mod:`rtl_gen.timing` mirrors each engine's control cycle for cycle; the manifest's
 latency and interval come from it, and the RTL tests check them.
@@ -21,7 +27,7 @@ latency and interval come from it, and the RTL tests check them.
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Array, Const, EnableInserter, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -64,22 +70,25 @@ def _flag_table(flags: Sequence[bool]) -> Array:
 
 
 class UnrolledDot(wiring.Component):
-    """A constant-weight unit as a dot stage: one result per cycle, no state.
+    """A constant-weight unit as a dot stage: one result per cycle, no state but the
+    unit's pipeline registers.
 
     Parameters
     ----------
     unit : ConstDotUnit
-        Combinational (``stages=0``), with requantisation.
+        With requantisation; ``unit.stages`` pipeline stages (0: combinational).
 
     Members
     -------
     i : In(stream of the unit's inputs, one vector per beat)
-    o : Out(stream of the unit's outputs); ``o.valid = i.valid``, ``i.ready = o.ready``.
+    o : Out(stream of the unit's outputs). Combinational unit: ``o.valid = i.valid``,
+        ``i.ready = o.ready``. Pipelined: ``o.valid`` is the last stage's valid bit and
+        ``i.ready = ~o.valid | o.ready`` (the whole pipeline advances or holds).
     """
 
     def __init__(self, unit: ConstDotUnit) -> None:
-        if unit.stages != 0 or unit.requant is None:
-            raise ValueError("A dot stage needs a combinational unit with requantisation")
+        if unit.requant is None:
+            raise ValueError("A dot stage needs a unit with requantisation")
         self.unit = unit
         n_out, n_in = unit.weights.shape
         super().__init__(
@@ -89,15 +98,26 @@ class UnrolledDot(wiring.Component):
             }
         )
 
+    @property
+    def stages(self) -> int:
+        """Pipeline stages (cycles from ``i`` to ``o`` without stalls)."""
+        return self.unit.stages
+
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.submodules.unit = unit = self.unit
+        unit = self.unit
+        advance = Signal()
+        if unit.stages:
+            m.submodules.unit = EnableInserter({"sync": advance})(unit)
+            m.d.comb += [advance.eq(~unit.o_valid | self.o.ready), self.o.valid.eq(unit.o_valid)]
+        else:
+            m.submodules.unit = unit
+            m.d.comb += [advance.eq(self.o.ready), self.o.valid.eq(self.i.valid)]
         m.d.comb += [
             unit.i_data.eq(self.i.payload),
             unit.i_valid.eq(self.i.valid),
             self.o.payload.eq(unit.o_data),
-            self.o.valid.eq(self.i.valid),
-            self.i.ready.eq(self.o.ready),
+            self.i.ready.eq(advance),
         ]
         return m
 

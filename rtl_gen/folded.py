@@ -13,9 +13,16 @@ The logic is ``G`` lanes instead of ``N`` (a lane with runtime weights costs mor
 with constant weights, so the saving is less than ``F``-fold); a result takes ``F`` cycles
 plus one to hand over.
 
-Timing (mirrored by :class:`rtl_gen.timing.FoldedDotTiming`): ``i.ready`` is high when
-idle and the previous result is gone or going; a transfer on ``i`` at cycle ``t`` starts
-the groups at ``t+1 .. t+F``; ``o.valid`` rises at ``t+F+1`` and holds until ``o.ready``.
+The ROM is read synchronously (its address runs one group ahead, so the register costs no
+cycle and maps to block RAM). With ``stages = S`` the lanes' adder trees carry ``S``
+pipeline registers (:func:`rtl_gen.arith.adder_tree`); group ``g``'s results are written
+``S`` cycles after it is issued, so a result takes ``F + S`` cycles. The registers run
+freely: the stage takes no new vector until every group is written.
+
+Timing (mirrored by :class:`rtl_gen.timing.FoldedDotTiming` with ``cycles = F + S``):
+``i.ready`` is high when idle and the previous result is gone or going; a transfer on
+``i`` at cycle ``t`` issues the groups at ``t+1 .. t+F``; ``o.valid`` rises at
+``t+F+S+1`` and holds until ``o.ready``.
 """
 
 from typing import Any
@@ -62,6 +69,8 @@ class FoldedDot(wiring.Component):
         Groups, 2 to ``N``.
     code_bits : int, optional
         Width ``b`` of the shift-add codes; default the narrowest that holds every shift.
+    stages : int
+        Pipeline registers in each lane (0: the lane is combinational from ROM to result).
 
     Members
     -------
@@ -71,7 +80,7 @@ class FoldedDot(wiring.Component):
     Raises
     ------
     ValueError
-        Bad shapes or fold, weights that do not fit the mode or the code width.
+        Bad shapes, fold or stages, weights that do not fit the mode or the code width.
     """
 
     def __init__(
@@ -84,6 +93,7 @@ class FoldedDot(wiring.Component):
         requant: Requant,
         fold: int,
         code_bits: int | None = None,
+        stages: int = 0,
     ) -> None:
         weights = np.asarray(weights, dtype=np.int64)
         self.n_out, self.n_in = weights.shape
@@ -91,6 +101,8 @@ class FoldedDot(wiring.Component):
             raise ValueError(f"Mode must be one of {MODES}, not {mode!r}")
         if isinstance(fold, bool) or not isinstance(fold, int) or not 2 <= fold <= self.n_out:
             raise ValueError(f"Fold must be an integer from 2 to {self.n_out}, not {fold!r}")
+        if isinstance(stages, bool) or not isinstance(stages, int) or stages < 0:
+            raise ValueError(f"Pipeline stages must be a non-negative integer, not {stages!r}")
         if mode == "shift-add" and not is_power_of_two_matrix(weights):
             raise ValueError("Shift-add mode needs weights that are all 0 or ±2**k")
         lo, hi = -(1 << (_MULT_WEIGHT_BITS - 1)), (1 << (_MULT_WEIGHT_BITS - 1)) - 1
@@ -104,6 +116,7 @@ class FoldedDot(wiring.Component):
             )
         self.weights, self.bias = weights, np.asarray(bias, dtype=np.int64)
         self.in_format, self.mode, self.requant, self.fold = in_format, mode, requant, fold
+        self.stages = stages
         self.lanes = -(-self.n_out // fold)
         self.code_bits = code_bits or self._narrowest_code()
         self.rounding = rounding_constant(requant.shift)
@@ -119,8 +132,8 @@ class FoldedDot(wiring.Component):
 
     @property
     def cycles(self) -> int:
-        """Cycles of work per result (one group per cycle)."""
-        return self.fold
+        """Cycles of work per result: one group per cycle, plus the lanes' pipeline."""
+        return self.fold + self.stages
 
     def _narrowest_code(self) -> int:
         if self.mode == "multiply":
@@ -175,7 +188,7 @@ class FoldedDot(wiring.Component):
         m.d.comb += bias.eq(bias_field)
         limit = (1 << (self.bias_bits - 1)) - 1
         terms.append(Term(bias, -limit - 1, limit))
-        root = adder_tree(m, terms)
+        root = adder_tree(m, terms, stages=self.stages)
         acc = materialise(m, root, signed_bits(max(map(abs, root.actual_range))))
         q = self.requant
         return requantize(m, acc, shift=q.shift, relu=q.relu, out=q.out, rounding_in_acc=True)
@@ -184,29 +197,29 @@ class FoldedDot(wiring.Component):
         m = Module()
         width = self.lanes * (self.n_in * self.code_bits + self.bias_bits)
         m.submodules.rom = rom = Memory(shape=unsigned(width), depth=self.fold, init=self.words)
-        read = rom.read_port(domain="comb")
+        read = rom.read_port()
         hold = Signal(self.i.payload.shape())
         results = Signal(self.o.payload.shape())
-        phase = Signal(range(self.fold + 1))  # 0 idle, p: group p-1
+        phase = Signal(range(self.cycles + 1))  # 0 idle, p <= F: group p-1 issued
         done = Signal()
         m.d.comb += [
             self.i.ready.eq(~phase.any() & (~done | self.o.ready)),
             self.o.valid.eq(done),
             self.o.payload.eq(results),
-            read.addr.eq(phase - 1),
+            read.addr.eq(Mux(phase < self.fold, phase, 0)),  # the next phase's group
         ]
         with m.If(done & self.o.ready):
             m.d.sync += done.eq(0)
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [hold.eq(self.i.payload), phase.eq(1)]
         with m.Elif(phase.any()):
-            m.d.sync += phase.eq(Mux(phase == self.fold, 0, phase + 1))
-            with m.If(phase == self.fold):
+            m.d.sync += phase.eq(Mux(phase == self.cycles, 0, phase + 1))
+            with m.If(phase == self.cycles):
                 m.d.sync += done.eq(1)
         lane_out = [self._lane(m, read.data, hold, lane) for lane in range(self.lanes)]
         with m.Switch(phase):
             for g in range(self.fold):
-                with m.Case(g + 1):
+                with m.Case(g + 1 + self.stages):
                     for lane, y in enumerate(lane_out):
                         o = g * self.lanes + lane
                         if o < self.n_out:

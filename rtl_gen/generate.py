@@ -49,6 +49,7 @@ def _unit(model: IntModel, layer: WeightLayer, stages: int, baseline: str | None
         mode="multiply",
         requant=requant,
         stages=stages,
+        acc_bits=twin.acc_bits,
     )
 
 

@@ -31,21 +31,27 @@ __all__ = [
 
 
 class UnrolledDotTiming:
-    """No state: ``o.valid = i.valid``, ``i.ready = o.ready``."""
+    """:class:`rtl_gen.engines.UnrolledDot` with ``stages`` pipeline stages: none, ``o.valid
+    = i.valid`` and ``i.ready = o.ready``; else a valid bit per stage, all shifting in a
+    cycle where the last is clear or taken."""
+
+    def __init__(self, stages: int = 0) -> None:
+        self.stages, self.valid = stages, [False] * stages
 
     def i_ready(self, o_ready: bool) -> bool:
-        return o_ready
+        return not self.stages or not self.valid[-1] or o_ready
 
     def o_valid(self, i_valid: bool) -> bool:
-        return i_valid
+        return self.valid[-1] if self.stages else i_valid
 
     def step(self, i_valid: bool, o_ready: bool) -> None:
-        pass
+        if self.stages and self.i_ready(o_ready):
+            self.valid = [i_valid, *self.valid[:-1]]
 
 
 class FoldedDotTiming:
     """A folded dot stage (:class:`rtl_gen.folded.FoldedDot`): takes a vector when idle,
-    works ``cycles`` cycles, then holds its result until it is taken."""
+    works ``cycles`` cycles (``fold + stages``), then holds its result until it is taken."""
 
     def __init__(self, cycles: int) -> None:
         self.cycles, self.phase, self.done = cycles, 0, False  # phase > 0: busy

@@ -37,13 +37,17 @@ class SimulationMismatch(SimulationError):
 
 
 def _manifest(
-    package: Path, rtl_dir: Path, baseline: str | None, folding: Mapping[str, int] | None
+    package: Path,
+    rtl_dir: Path,
+    baseline: str | None,
+    folding: Mapping[str, int] | None,
+    pipeline: Mapping[str, int] | None,
 ) -> Manifest:
     """The dataflow manifest in ``rtl_dir``, generated there first if there is none."""
     from rtl_gen.dataflow import generate_dataflow
 
     if not (rtl_dir / "manifest.json").is_file():
-        generate_dataflow(package, rtl_dir, baseline=baseline, folding=folding)
+        generate_dataflow(package, rtl_dir, baseline=baseline, folding=folding, pipeline=pipeline)
     try:
         manifest = load_manifest(rtl_dir)
     except RTLError as error:
@@ -104,6 +108,7 @@ def simulate_package(
     activity: str | os.PathLike[str] | None = None,
     baseline: str | None = None,
     folding: Mapping[str, int] | None = None,
+    pipeline: Mapping[str, int] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     timeout_s: float = 3600,
     max_cycles: int | None = None,
@@ -127,7 +132,7 @@ def simulate_package(
         waves: Keep a waveform file (its path is in the summary).
         activity: Fast engine: write switching activity (``sim.activity``'s JSON format)
             here, from an FST of the run recorded by a separate trace-enabled build.
-        baseline, folding: For generating the top when ``rtl_dir`` has none.
+        baseline, folding, pipeline: For generating the top when ``rtl_dir`` has none.
         cache_dir: Simulator builds (default ``rtl_dir/sim_build``).
         timeout_s: Wall-clock limit of the simulation.
         max_cycles: Cycle limit of the testbench (default: generous for the stalls).
@@ -162,7 +167,9 @@ def simulate_package(
         raise SimulationError("Other Verilog sources (a netlist) run on the cocotb engine only")
     if run.activity is not None and run.engine != "fast":
         raise SimulationError("Switching activity (--activity) needs the fast engine")
-    top, rtl, arrays = _prepare(Path(package), rtl_dir, baseline, folding, samples, images)
+    top, rtl, arrays = _prepare(
+        Path(package), rtl_dir, baseline, (folding, pipeline), samples, images
+    )
     cache = Path(cache_dir) if cache_dir else rtl / "sim_build"
     count = len(arrays["input"])
     run.log(f"simulate: {top.name} on {count} samples, engine {run.engine}")
@@ -203,15 +210,17 @@ def _prepare(
     package: Path,
     rtl_dir: str | os.PathLike[str] | None,
     baseline: str | None,
-    folding: Mapping[str, int] | None,
+    choices: tuple[Mapping[str, int] | None, Mapping[str, int] | None],
     samples: int | None,
     images: np.ndarray | None,
 ) -> tuple[Any, Path, dict[str, np.ndarray]]:
-    """The dataflow top (checked against the package), its directory, the vectors."""
+    """The dataflow top (checked against the package; generated with ``choices``, the
+    folding and pipelining, when missing), its directory, the vectors."""
+    folding, pipeline = choices
     model = load_package(package)
     default = "rtl-dataflow-mult8" if baseline else "rtl-dataflow"
     rtl = Path(rtl_dir) if rtl_dir is not None else package / default
-    top = _dataflow_top(_manifest(package, rtl, baseline, folding), rtl, package)
+    top = _dataflow_top(_manifest(package, rtl, baseline, folding, pipeline), rtl, package)
     if top.params.get("baseline"):
         raise SimulationError(
             "The multiplier twin has no golden vectors here; simulate the shift-add top"

@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny FP32 checkpoint trained once per session."""
+"""Shared fixtures (a tiny FP32 checkpoint trained once per session, the CLI) and the test
+tiers: ``slow`` tests are opt-in here, in one place; they run only when the ``-m``
+expression names them (``pytest -m slow``, ``pytest -m "slow or not slow"``)."""
 
 import os
 import sys
@@ -12,6 +14,16 @@ from inq_hw.train import TrainConfig
 #: A digits-cnn narrow enough that a whole INQ run takes a second or two.
 TINY_MODEL = ModelContext("digits-cnn", {"channels": [4, 8, 8]}, "digits", None, 0)
 TINY_TRAIN = TrainConfig(epochs=10, lr=0.05, batch_size=32)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``slow`` tests unless the marker expression asks for them."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: opt-in with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,7 @@ def test_energy_and_area_follow_the_datapath(lenet: tuple[IntModel, np.ndarray])
     assert min(energy.values()) >= 0
 
 
+@pytest.mark.slow  # a wall-clock ratio: meaningless on a loaded machine (benches/bench_pe_array)
 def test_model_is_over_1000_times_faster_than_rtl_simulation(
     lenet: tuple[IntModel, np.ndarray],
 ) -> None:
@@ -95,6 +96,7 @@ def test_model_is_over_1000_times_faster_than_rtl_simulation(
     assert rtl_s / model_s > 1000, (rtl_s, model_s)
 
 
+@pytest.mark.slow  # a wall-clock bound
 def test_resnet8_explores_in_seconds() -> None:
     from inq_hw.commands.explore import explore_model
 

@@ -4,7 +4,7 @@ random input gaps and output stalls, transfers cycle-for-cycle equal to the cont
 
 The networks are small and synthetic (random power-of-two weights through the lowering's
 own fields), so every engine kind, padding 0/1/2, stride 2, a pool that drops a row and a
-column, a stand-alone ReLU, folding and the multiplier twin run in seconds.
+column, a stand-alone ReLU, folding, pipelining and the multiplier twin run in seconds.
 """
 
 import dataclasses
@@ -39,7 +39,7 @@ from rtl_gen.dataflow import (
     expand_folding,
     parse_folds,
 )
-from rtl_gen.timing import PipelineTiming
+from rtl_gen.timing import PipelineTiming, UnrolledDotTiming
 from tests.test_rtl_units import _layer_fields, _with_exact_width
 
 U8, S8 = ActFormat(8, False, 6), ActFormat(8, True, 5)
@@ -191,18 +191,79 @@ def test_transfers_equal_the_control_model_cycle_for_cycle() -> None:
     assert predicted == record["transfers"]
 
 
-def test_timing_without_stalls_matches_the_design_parameters() -> None:
+def _replay(top: DataflowTop, record: dict[str, Any]) -> list[tuple[bool, bool]]:
+    timing = PipelineTiming([stage.timing for stage in top.stages])
+    return [timing.cycle(valid, ready) for valid, ready in record["offers"]]
+
+
+ALL_FOLDED = {"c1": 3, "c2": 2, "f1": 4, "f2": 5}
+
+
+@pytest.mark.parametrize(
+    ("folding", "pipeline", "stall"),
+    [
+        ({}, {"c1": 3, "c2": 2, "f1": 4, "f2": 2}, 0.6),
+        (ALL_FOLDED, {"c1": 1, "c2": 2, "f1": 3, "f2": 1}, 0.3),
+        ({"c2": 2, "f1": 3}, {"c1": 2, "c2": 3, "f2": 5}, 0.5),
+    ],
+    ids=["unrolled", "folded", "mixed"],
+)
+def test_pipelined_tops_are_bit_exact_and_cycle_exact_under_stalls(
+    folding: dict[str, int], pipeline: dict[str, int], stall: float
+) -> None:
     model = small_cnn()
-    top = build_dataflow(model, folding={"f1": 2})
+    top = build_dataflow(model, folding=folding, pipeline=pipeline)
+    record = _check(model, top, count=4, stall=stall, seed=len(pipeline) + int(stall * 10))
+    assert _replay(top, record) == record["transfers"]
+
+
+def test_pipelined_multiplier_twin_is_bit_exact() -> None:
+    model = small_cnn()
+    top = build_dataflow(
+        model, baseline="mult8", folding={"c2": 2}, pipeline={"c1": 2, "c2": 2, "f1": 1}
+    )
+    _check(model, top, count=3, seed=5, weights="baseline")
+
+
+def test_a_wrong_pipeline_depth_in_the_model_is_caught() -> None:
+    """The replay can fail: a model one stage short of the RTL disagrees with it."""
+    model = small_cnn()
+    top = build_dataflow(model, pipeline={"f1": 2})
+    record = _check(model, top, count=2, seed=1)
+    linear = top.stages[3].timing
+    assert top.stages[3].info["layer"] == "f1"
+    linear.dot = UnrolledDotTiming(1)  # type: ignore[attr-defined]
+    assert _replay(top, record) != record["transfers"]
+
+
+@pytest.mark.parametrize(
+    ("folding", "pipeline"),
+    [({"f1": 2}, {}), ({"f1": 2}, {"c1": 2, "c2": 1, "f1": 3, "f2": 1})],
+    ids=["combinational", "pipelined"],
+)
+def test_timing_without_stalls_matches_the_design_parameters(
+    folding: dict[str, int], pipeline: dict[str, int]
+) -> None:
+    model = small_cnn()
+    top = build_dataflow(model, folding=folding, pipeline=pipeline)
     record = _check(model, top, count=5, idle=0.0, stall=0.0)
     gave = [n for n, (_, out) in enumerate(record["transfers"]) if out]
     took = [n for n, (inp, _) in enumerate(record["transfers"]) if inp]
     timing = top.timing()
     assert gave[0] - took[0] == timing.latency
     assert gave[-1] - gave[-2] == timing.interval
-    design = dataflow_design(model, folding={"f1": 2})
+    design = dataflow_design(model, folding=folding, pipeline=pipeline)
     assert design.params["interval_cycles"] == timing.interval
     assert design.params["latency_cycles"] == timing.latency == design.latency
+    engines = {e["layer"]: e for e in design.params["engines"]}
+    assert all(engines[name]["pipeline"] == n for name, n in pipeline.items())
+
+
+def test_unrolled_pipeline_stages_add_their_depth_to_the_latency() -> None:
+    model = small_cnn()
+    flat = build_dataflow(model).timing()
+    deep = build_dataflow(model, pipeline={"c1": 1, "c2": 2, "f1": 3, "f2": 4}).timing()
+    assert deep.latency == flat.latency + 10 and deep.interval == flat.interval
 
 
 def test_a_changed_weight_is_caught() -> None:
@@ -228,6 +289,11 @@ def test_unsupported_models_are_refused() -> None:
         build_dataflow(model, folding={"c1": 4})
     with pytest.raises(ConfigError, match="not weight layers"):
         build_dataflow(model, folding={"p1": 2})
+    with pytest.raises(ConfigError, match="Pipelining names"):
+        build_dataflow(model, pipeline={"p1": 2})
+    for bad in (-1, 17, 1.5, True):
+        with pytest.raises(ConfigError, match="Pipeline stages of layer 'c1'"):
+            build_dataflow(model, pipeline={"c1": bad})  # type: ignore[dict-item]
     with pytest.raises(ConfigError, match="Baseline"):
         build_dataflow(model, baseline="mult4")
     p1 = model.layer("p1")

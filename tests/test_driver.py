@@ -165,6 +165,7 @@ def _kill_repeatedly(command: list[str], out: Path, delays: tuple[float, ...]) -
     return kills
 
 
+@pytest.mark.slow  # kills and restarts CLI subprocesses: tens of seconds
 @pytest.mark.parametrize("stage", ["train", "quantize"])
 def test_kill_and_resume_gives_the_uninterrupted_result(
     stage: str, tiny_fp32: Path, tmp_path: Path

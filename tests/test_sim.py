@@ -158,6 +158,27 @@ def test_dataflow_top_is_bit_exact_with_stalls(small_package: Path, tmp_path: Pa
     assert summary["interval_cycles"] == summary["claimed_interval_cycles"] > 0
 
 
+def test_pipelined_top_is_bit_exact_with_stalls_and_its_latency_is_the_manifests(
+    small_package: Path, tmp_path: Path
+) -> None:
+    """Unrolled and folded dot stages with register stages, through Verilog on Icarus."""
+    x = _images(small_cnn(), 5, 3)
+    pipeline = {"c1": 2, "c2": 1, "f1": 3, "f2": 1}
+    manifest = generate_dataflow(
+        small_package, tmp_path / "rtl", folding={"c2": 2, "f1": 3}, pipeline=pipeline
+    )
+    params = manifest["tops"][0]["params"]
+    assert [e["pipeline"] for e in params["engines"] if e["layer"] in pipeline] == [2, 1, 3, 1]
+    summary = simulate_package(
+        small_package, rtl_dir=tmp_path / "rtl", images=x, simulator="icarus", seed=2, stall=0.5
+    )
+    assert summary["mismatched_samples"] == 0 and summary["samples"] == 5
+    assert summary["latency_cycles"] == params["latency_cycles"]
+    assert summary["interval_cycles"] == params["interval_cycles"]
+    flat = dataflow_design(small_cnn(), folding={"c2": 2, "f1": 3})
+    assert params["latency_cycles"] > flat.params["latency_cycles"]
+
+
 def corrupted_design(package: Path, out: Path) -> None:
     """Write to ``out`` a top whose largest fc weight has its sign flipped, under the
     manifest (and package hash) of the true ``package``: one weight code changed after

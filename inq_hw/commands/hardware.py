@@ -19,24 +19,54 @@ def _folding(items: list[str], package: Path) -> dict[str, int]:
     return expand_folding(parse_folds(items), names)
 
 
+def _stages(text: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"Pipeline stages must be a non-negative integer, not {text!r}")
+    return int(text)
+
+
+def _pipeline(args: argparse.Namespace, folding: dict[str, int]) -> dict[str, int]:
+    """Stages per weight layer: ``--pipeline N`` for all, or ``auto`` for ``--clock-mhz``."""
+    from inq_hw.intmodel.package import load_package
+
+    model = load_package(args.package)
+    if args.pipeline == "auto":
+        from rtl_gen.pipelining import pipeline_for_clock
+
+        if args.clock_mhz is None:
+            raise ConfigError("--pipeline auto needs --clock-mhz")
+        return pipeline_for_clock(
+            model,
+            clock_mhz=args.clock_mhz,
+            family=args.family,
+            folding=folding,
+            baseline=args.baseline,
+        )
+    if args.clock_mhz is not None:
+        raise ConfigError("--clock-mhz applies to --pipeline auto only")
+    stages = _stages(args.pipeline)
+    return {layer.name: stages for layer in model.weight_layers()}
+
+
 def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
     from rtl_gen.dataflow import generate_dataflow
     from rtl_gen.export import RTLError, verilator_lint
 
-    if args.pipeline:
-        raise ConfigError("--pipeline applies to constant-weight units, not --unit dataflow")
     folding = _folding(args.fold, args.package)
+    pipeline = _pipeline(args, folding)
     default = "rtl-dataflow-mult8" if args.baseline else "rtl-dataflow"
     out = args.out or args.package / default
-    manifest = generate_dataflow(args.package, out, baseline=args.baseline, folding=folding)
+    manifest = generate_dataflow(
+        args.package, out, baseline=args.baseline, folding=folding, pipeline=pipeline
+    )
     (top,) = manifest["tops"]
     if args.lint:
         warnings = verilator_lint([out / top["file"]], top["name"])
         if warnings:
             raise RTLError(f"Verilator lint of {top['name']}: {warnings[0]}")
     params = top["params"]
-    rows = [[e["layer"], e["kind"], e["fold"]] for e in params["engines"]]
-    text = format_table(["engine", "kind", "fold"], rows)
+    rows = [[e["layer"], e["kind"], e["fold"], e["pipeline"]] for e in params["engines"]]
+    text = format_table(["engine", "kind", "fold", "pipeline"], rows)
     timing = (
         f"latency {params['latency_cycles']} cycles, "
         f"interval {params['interval_cycles']} cycles per image"
@@ -61,7 +91,20 @@ def _configure_generate(parser: argparse.ArgumentParser) -> None:
         "'all=F' for every weight layer; default 1, fully unrolled)",
     )
     parser.add_argument(
-        "--pipeline", type=int, default=0, help="pipeline stages per unit (default 0)"
+        "--pipeline",
+        default="0",
+        metavar="N|auto",
+        help="register stages inside each unit or dot stage (default 0, combinational); "
+        "dataflow: 'auto' picks them per layer for --clock-mhz on --family",
+    )
+    parser.add_argument(
+        "--clock-mhz", type=float, default=None, help="target clock of --pipeline auto"
+    )
+    parser.add_argument(
+        "--family",
+        choices=("ice40", "ecp5"),
+        default="ecp5",
+        help="device family of the --pipeline auto delay model (default ecp5)",
     )
     parser.add_argument(
         "--baseline",
@@ -86,9 +129,12 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         return _generate_dataflow(args)
     if args.fold:
         raise ConfigError("--fold applies to --unit dataflow only")
+    if args.pipeline == "auto" or args.clock_mhz is not None:
+        raise ConfigError("--pipeline auto and --clock-mhz apply to --unit dataflow only")
     out = args.out or args.package / "rtl"
+    stages = _stages(args.pipeline)
     manifest = generate_rtl(
-        args.package, out, unit=args.unit, stages=args.pipeline, baseline=args.baseline
+        args.package, out, unit=args.unit, stages=stages, baseline=args.baseline
     )
     rows = []
     for top in manifest["tops"]:
@@ -152,6 +198,9 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
         "--fold", action="append", default=[], metavar="LAYER=F", help="as for generate"
     )
     parser.add_argument(
+        "--pipeline", default="0", metavar="N", help="as for generate (a number of stages)"
+    )
+    parser.add_argument(
         "--out", type=output_file, default=None, help="summary JSON (default RTL/simulation.json)"
     )
 
@@ -173,9 +222,12 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     import json
 
     from inq_hw.checkpoint import atomic_write
+    from inq_hw.intmodel.package import load_package
     from sim.simulate import simulate_package
 
     folding = _folding(args.fold, args.package)
+    stages = _stages(args.pipeline)
+    pipeline = {layer.name: stages for layer in load_package(args.package).weight_layers()}
     rtl = args.rtl or args.package / "rtl-dataflow"
     summary = simulate_package(
         args.package,
@@ -189,6 +241,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         waves=args.waves,
         activity=args.activity,
         folding=folding,
+        pipeline=pipeline,
     )
     out = args.out or rtl / "simulation.json"
 

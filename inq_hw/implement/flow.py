@@ -350,7 +350,7 @@ def implement_package(
     and ``pipeline``; ``options`` go to :func:`implement_rtl`.
 
     Raises:
-        ImplementError: RTL of another package, or a generator without pipelining.
+        ImplementError: RTL of another package.
     """
     from inq_hw.intmodel.package import package_hash
 
@@ -376,19 +376,13 @@ def implement_package(
 def _generate(
     package: Path, rtl: Path, baseline: str | None, folding: dict[str, int] | None, pipeline: int
 ) -> None:
-    import inspect
-
+    from inq_hw.intmodel.package import load_package
     from rtl_gen.dataflow import generate_dataflow
 
-    extra: dict[str, Any] = {}
-    if pipeline:
-        if "pipeline" not in inspect.signature(generate_dataflow).parameters:
-            raise ImplementError(
-                "--pipeline needs the pipelined dataflow generator (issue 12, rtl_gen), which "
-                "this version does not have"
-            )
-        extra["pipeline"] = pipeline
-    generate_dataflow(package, rtl, baseline=baseline, folding=folding, **extra)
+    stages = {layer.name: pipeline for layer in load_package(package).weight_layers()}
+    generate_dataflow(
+        package, rtl, baseline=baseline, folding=folding, pipeline=stages if pipeline else None
+    )
 
 
 def _tools(part: Device) -> list[str]:
