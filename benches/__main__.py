@@ -32,6 +32,7 @@ BENCHES = (
     "sim",
     "fastsim",
     "imports",
+    "implement",
     "pipelining",
     "zoo",
 )

@@ -28,7 +28,15 @@ from pathlib import Path
 
 from inq_hw.errors import ToolError, ToolNotFound, ToolTimeout
 
-__all__ = ["TOOLS", "Tool", "run_tool", "tool_available", "tool_command", "tool_version"]
+__all__ = [
+    "TOOLS",
+    "Tool",
+    "run_tool",
+    "tool_available",
+    "tool_command",
+    "tool_version",
+    "yosys_share_dir",
+]
 
 
 @dataclass(frozen=True)
@@ -174,3 +182,23 @@ def run_tool(
             text = log.read_text(errors="replace")
         raise ToolError(f"{name} failed on {what} (exit {done.returncode}): {_tail(text)}")
     return done.stdout
+
+
+def yosys_share_dir() -> Path:
+    """Yosys's data directory (``+/`` in scripts: techmap files, vendor cell models).
+
+    Raises
+    ------
+    ToolNotFound
+        Neither YoWASP Yosys nor a native ``yosys-config`` is installed.
+    """
+    tool = _tool("yosys")
+    if _has_module(tool):
+        spec = importlib.util.find_spec(tool.module)
+        assert spec is not None and spec.origin is not None
+        return Path(spec.origin).parent / "share"
+    config = shutil.which("yosys-config")
+    if config is None:
+        raise ToolNotFound(f"yosys not found: {tool.install}, or put it on PATH")
+    done = subprocess.run([config, "--datdir"], capture_output=True, text=True, check=False)
+    return Path(done.stdout.strip())

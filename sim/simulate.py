@@ -113,6 +113,7 @@ def simulate_package(
     timeout_s: float = 3600,
     max_cycles: int | None = None,
     optimize: bool = True,
+    sources: list[Path] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the package's dataflow top on ``samples`` test images (all when ``None``).
@@ -135,6 +136,9 @@ def simulate_package(
         cache_dir: Simulator builds (default ``rtl_dir/sim_build``).
         timeout_s: Wall-clock limit of the simulation.
         max_cycles: Cycle limit of the testbench (default: generous for the stalls).
+        optimize: Verilator: optimised build (default) or a quick -O0 one.
+        sources: Verilog to simulate instead of the top's file, with the same module and
+            ports: a synthesised netlist and its vendor cell models (post-synthesis check).
         optimize: cocotb on Verilator: optimised build (default) or a quick -O0 one.
         log: Where progress lines go (default: stderr, flushed per line).
 
@@ -157,7 +161,10 @@ def simulate_package(
         max_cycles=max_cycles,
         optimize=optimize,
         log=log or _stderr,
+        sources=tuple(Path(path) for path in sources) if sources else None,
     )
+    if run.sources is not None and run.engine == "fast":
+        raise SimulationError("Other Verilog sources (a netlist) run on the cocotb engine only")
     if run.activity is not None and run.engine != "fast":
         raise SimulationError("Switching activity (--activity) needs the fast engine")
     top, rtl, arrays = _prepare(
@@ -192,6 +199,7 @@ class _Run:
     max_cycles: int | None
     optimize: bool
     log: Callable[[str], None]
+    sources: tuple[Path, ...] | None = None  # instead of the top's file (a netlist)
 
 
 def _stderr(line: str) -> None:
@@ -248,7 +256,7 @@ def _run_cocotb(
         }
         start = time.perf_counter()
         result = run_testbench(
-            sources=[rtl / top.file],
+            sources=list(run.sources) if run.sources else [rtl / top.file],
             top=top.name,
             module="sim.tb_dataflow",
             config=config,

@@ -17,6 +17,7 @@ COMMANDS = [
     ["generate", "missing-pkg", "--out", "{bad}/rtl"],
     ["simulate", "missing-pkg", "--out", "{bad}/sim.json"],
     ["ip", "missing-pkg", "--out", "{bad}/ip"],
+    ["implement", "missing-pkg", "--device", "ice40-up5k", "--out", "{bad}/impl"],
     ["flow", "--out", "{bad}/flow"],
     ["flow", "--report", "{bad}/report"],
     ["report", "missing.json", "--out", "{bad}/report"],

