@@ -22,7 +22,16 @@ from typing import Any
 
 import torch
 
-BENCHES = ("partition", "inq_overhead", "executor", "rtl_gen", "pe_array", "cost", "sim")
+BENCHES = (
+    "partition",
+    "inq_overhead",
+    "executor",
+    "rtl_gen",
+    "pe_array",
+    "cost",
+    "sim",
+    "adder_graph",
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -440,24 +440,27 @@ def build(
     plans = plan_sums(graph, constants)
     out = []
     for terms, constant, steps in zip(graph.outputs, constants, plans, strict=True):
-        # (level, fetch(used level) -> term) per operand of the sum
+        # per operand of the sum: (level, term, operand index or -1 for a private value)
         items = [
-            (levels[t.operand], lambda used, t=t: operand(t.operand, t.shift, t.negated, used))
-            for t in terms
+            (levels[t.operand], Term(Const(0), 0, 0, t.shift, t.negated), t.operand) for t in terms
         ]
         if constant:
             value, shift = _constant_term(int(constant))
             const = Term(Const(value, range_shape(value, value)), value, value, shift)
-            items.append((0, lambda used, c=const: c))
+            items.append((0, const, -1))
         if not items:
-            items.append((0, lambda used: Term(Const(0, 1), 0, 0)))
+            items.append((0, Term(Const(0, 1), 0, 0), -1))
+
+        def fetch(item: tuple[int, Term, int], used: int) -> Term:
+            level, term, index = item
+            if index >= 0:
+                return operand(index, term.shift, term.negated, used)
+            return pipe.delay(term, pipe.registers(level, used))
+
         for i, j in steps:
             level = max(items[i][0], items[j][0]) + 1
-            result = add_terms(m, items[i][1](level), items[j][1](level))
-            items.append(
-                (level, lambda used, r=result, lv=level: pipe.delay(r, pipe.registers(lv, used)))
-            )
-        out.append(pipe.delay(items[-1][1](top + 1), extra))
+            items.append((level, add_terms(m, fetch(items[i], level), fetch(items[j], level)), -1))
+        out.append(pipe.delay(fetch(items[-1], top + 1), extra))
     return out
 
 

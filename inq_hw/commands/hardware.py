@@ -25,6 +25,11 @@ def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.pipeline:
         raise ConfigError("--pipeline applies to constant-weight units, not --unit dataflow")
+    if args.adder_graph or args.max_depth:
+        raise ConfigError(
+            "--adder-graph/--max-depth apply to constant-weight units; the dataflow top's "
+            "unrolled stages use the default adder graph"
+        )
     folding = _folding(args.fold, args.package)
     default = "rtl-dataflow-mult8" if args.baseline else "rtl-dataflow"
     out = args.out or args.package / default
@@ -45,7 +50,37 @@ def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _configure_generate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("package", type=Path, help="package directory written by 'inq-hw export'")
+    parser.add_argument(
+        "package",
+        type=Path,
+        nargs="?",
+        help="package directory written by 'inq-hw export' (or give --matrix)",
+    )
+    parser.add_argument(
+        "--matrix",
+        type=Path,
+        default=None,
+        metavar="W.npy",
+        help="instead of a package: the shift-add unit of y_j = sum_i x_i W[i, j] for an "
+        "integer inputs x outputs matrix of 0 / +-2**k entries",
+    )
+    parser.add_argument("--in-bits", type=int, default=8, help="--matrix: input width (default 8)")
+    parser.add_argument(
+        "--unsigned", action="store_true", help="--matrix: unsigned inputs (default signed)"
+    )
+    parser.add_argument(
+        "--adder-graph",
+        choices=("tree", "shared"),
+        default=None,
+        help="shift-add sums: one balanced tree per output, or one graph sharing sums "
+        "across outputs (default: rtl_gen.units.DEFAULT_ADDER_GRAPH)",
+    )
+    parser.add_argument(
+        "--max-depth",
+        type=int,
+        default=None,
+        help="shared graphs: adder levels sharing may not push an output beyond",
+    )
     parser.add_argument(
         "--unit",
         default="network",
@@ -82,13 +117,23 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     from rtl_gen.export import RTLError, verilator_lint
     from rtl_gen.generate import generate as generate_rtl
 
+    if args.matrix is not None:
+        return _generate_matrix(args)
+    if args.package is None:
+        raise ConfigError("Give a package directory, or --matrix W.npy")
     if args.unit == "dataflow":
         return _generate_dataflow(args)
     if args.fold:
         raise ConfigError("--fold applies to --unit dataflow only")
     out = args.out or args.package / "rtl"
     manifest = generate_rtl(
-        args.package, out, unit=args.unit, stages=args.pipeline, baseline=args.baseline
+        args.package,
+        out,
+        unit=args.unit,
+        stages=args.pipeline,
+        baseline=args.baseline,
+        adder_graph=args.adder_graph,
+        max_depth=args.max_depth,
     )
     rows = []
     for top in manifest["tops"]:
@@ -109,6 +154,30 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
             if warnings:
                 raise RTLError(f"Verilator lint of {top['name']}: {warnings[0]}")
     text = format_table(["top", "layer", "mode", "inputs", "outputs", "acc bits", "latency"], rows)
+    return {**manifest, "out": str(out), "_text": f"{text}\n-> {out}"}
+
+
+def _generate_matrix(args: argparse.Namespace) -> dict[str, Any]:
+    from rtl_gen.generate import generate_matrix
+
+    if args.package is not None or args.unit != "network" or args.fold or args.baseline:
+        raise ConfigError("--matrix takes no package, --unit, --fold or --baseline")
+    out = args.out or args.matrix.with_suffix("").with_name(args.matrix.stem + "-rtl")
+    manifest = generate_matrix(
+        args.matrix,
+        out,
+        in_bits=args.in_bits,
+        signed=not args.unsigned,
+        stages=args.pipeline,
+        adder_graph=args.adder_graph,
+        max_depth=args.max_depth,
+    )
+    (top,) = manifest["tops"]
+    p = top["params"]
+    text = (
+        f"{top['name']}: {p['inputs']} inputs x {p['outputs']} outputs, {p['adder_graph']} "
+        f"adder graph, {p['adders']} adders, acc {p['acc_bits']} bits, latency {top['latency']}"
+    )
     return {**manifest, "out": str(out), "_text": f"{text}\n-> {out}"}
 
 
