@@ -30,6 +30,7 @@ BENCHES = (
     "pe_array",
     "cost",
     "sim",
+    "imports",
     "adder_graph",
 )
 

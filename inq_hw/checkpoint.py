@@ -7,16 +7,12 @@ arguments, the data set and its split seed, and for INQ the bits, schedule, part
 per-layer n1/n2/masks.
 """
 
-import hashlib
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from inq_hw.errors import CheckpointError
+from inq_hw.files import atomic_write, file_sha256
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -32,27 +28,6 @@ CHECKPOINT_VERSION = 1
 KINDS = ("fp32", "inq", "fp32-partial", "inq-partial")
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync, then rename.
-
-    A reader (or a run killed at any moment) sees either the old file or the new one,
-    never a half-written one.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``payload`` (with format and version stamped in) atomically to ``path``."""
     if payload.get("kind") not in KINDS:
@@ -60,6 +35,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Pa
             f"Checkpoint kind must be one of {KINDS}, not {payload.get('kind')!r}"
         )
     stamped = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
+    import torch  # here, so the file helpers above import without torch
+
     return atomic_write(path, lambda tmp: torch.save(stamped, tmp))
 
 
@@ -73,9 +50,10 @@ def load_checkpoint(
     CheckpointError
         Missing, truncated, corrupted, not ours, of a newer version or of another kind.
     """
+    import torch
+
     source = Path(path)
-    if not source.is_file():
-        raise CheckpointError(f"Checkpoint not found: {source}")
+    _check_is_checkpoint_file(source)
     try:
         payload = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged zip/pickle data
@@ -99,10 +77,30 @@ def load_checkpoint(
     return payload
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file (provenance of checkpoints and packages)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+
+
+def _check_is_checkpoint_file(source: Path) -> None:
+    """Name what ``source`` is when it is not a checkpoint, before torch reads it."""
+    if source.is_dir():
+        if (source / "model.json").is_file():
+            raise CheckpointError(
+                f"{source} is an integer model package, not a checkpoint: give the .pt "
+                "checkpoint it was exported from (the package itself goes to eval, vectors, "
+                "generate, simulate, cost, explore)"
+            )
+        raise CheckpointError(f"{source} is a directory, not a checkpoint file")
+    if not source.is_file():
+        raise CheckpointError(f"Checkpoint not found: {source}")
+    with open(source, "rb") as handle:
+        head = handle.read(len(_ZIP_MAGIC))
+    if head != _ZIP_MAGIC:
+        kind = (
+            "a text file"
+            if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head)
+            else ("empty" if not head else "not a zip archive")
+        )
+        raise CheckpointError(
+            f"Not an inq-hw checkpoint: {source} is {kind}, not a file written by "
+            "`inq-hw train` or `inq-hw quantize`"
+        )

@@ -2,34 +2,20 @@
 
 Every subcommand reads and writes files, prints a short summary (``--json``: a JSON
 document on stdout instead) and turns any user error into one line on stderr and exit
-code 2. Subcommands register themselves with :func:`command`.
+code 2. Subcommands register themselves with :func:`inq_hw.commands.registry.command`
+(re-exported here).
 """
 
 import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from inq_hw.errors import ConfigError, InqHwError
+from inq_hw.commands.registry import COMMANDS, command, parse_csv
+from inq_hw.errors import InqHwError
 
-__all__ = ["main"]
-
-Handler = Callable[[argparse.Namespace], dict[str, Any]]
-_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
-
-
-def command(
-    name: str, help_text: str, configure: Callable[[argparse.ArgumentParser], None]
-) -> Callable[[Handler], Handler]:
-    """Register a subcommand: its help, its argument set-up and its handler."""
-
-    def decorate(handler: Handler) -> Handler:
-        _COMMANDS[name] = (help_text, configure, handler)
-        return handler
-
-    return decorate
+__all__ = ["command", "main", "parse_csv"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,14 +24,53 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+#: Subcommands in the order a user runs them (``inq-hw --help`` lists them so).
+WORKFLOW = (
+    "train", "quantize", "export", "eval", "vectors", "generate", "simulate", "implement",
+    "ip", "cost", "explore", "flow", "sweep", "report",
+)  # fmt: skip
+
+#: What to tell a user who pressed Ctrl-C, by subcommand.
+_RESUME_HINTS = {
+    "train": "rerun the same command with --resume to continue",
+    "quantize": "rerun the same command with --resume to continue",
+    "flow": "rerun the same command to continue: finished stages are cached",
+}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default, unless its help already names it or it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        said = "(default" in text or "default:" in text
+        if not action.option_strings or said or not _shows_default(action):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    return not any(action.default is none for none in (None, False, argparse.SUPPRESS))
+
+
+def _in_workflow_order(name: str) -> tuple[int, str]:
+    return (WORKFLOW.index(name) if name in WORKFLOW else len(WORKFLOW), name)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="inq-hw", description="Incremental Network Quantization to multiplier-free hardware."
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, (help_text, configure, _) in _COMMANDS.items():
-        child = sub.add_parser(name, help=help_text, description=help_text)
+    for name in sorted(COMMANDS, key=_in_workflow_order):
+        help_text, configure, _ = COMMANDS[name]
+        child = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=_HelpFormatter
+        )
         configure(child)
+        for action in child._actions:  # options given no help still show their default
+            if action.help is None and action.option_strings and _shows_default(action):
+                action.help = "(default: %(default)s)"
         child.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
         child.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
@@ -68,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _, _, handler = _COMMANDS[args.command]
+    _, _, handler = COMMANDS[args.command]
     distributed = _init_distributed()
     try:
         summary = handler(args)
@@ -77,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"inq-hw {args.command}: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"inq-hw {args.command}: interrupted\n")
+        hint = _RESUME_HINTS.get(args.command)
+        sys.stderr.write(f"inq-hw {args.command}: interrupted" + (f"; {hint}\n" if hint else "\n"))
         return 130
     finally:
         if distributed:
@@ -94,14 +120,6 @@ def _is_rank_zero() -> bool:
     import torch.distributed as dist
 
     return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def parse_csv(text: str, kind: Callable[[str], Any], what: str) -> list[Any]:
-    """``"a,b,c"`` → ``[kind(a), ...]``; a one-line ConfigError naming ``what`` otherwise."""
-    try:
-        return [kind(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"{what} must be a comma-separated list, not {text!r}") from None
 
 
 if __name__ == "__main__":

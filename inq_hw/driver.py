@@ -14,7 +14,6 @@ deterministic functions of identical weights and seeds) and rank 0 writes the fi
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,11 @@ import torch.distributed as dist
 from torch import nn
 
 from inq_hw.checkpoint import file_sha256, load_checkpoint, save_checkpoint
-from inq_hw.data import Dataset, load_dataset
-from inq_hw.errors import CheckpointError, ConfigError, TrainingDiverged
+from inq_hw.data import Dataset
+from inq_hw.errors import CheckpointError, TrainingDiverged
 from inq_hw.fold import fold_batchnorm, has_batchnorm
 from inq_hw.inq import IncrementalQuantizer, INQConfig, one_shot_quantize
-from inq_hw.models import build_model
+from inq_hw.model_io import ModelContext, load_model
 from inq_hw.progress import Progress
 from inq_hw.quant import is_po2_grid
 from inq_hw.train import (
@@ -52,69 +51,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ModelContext:
-    """How to rebuild a checkpoint's model and data set without extra flags."""
-
-    model: str
-    model_kwargs: dict[str, Any]
-    dataset: str
-    data_dir: str | None
-    split_seed: int
-
-    def to_payload(self, data: Dataset, folded: bool) -> dict[str, Any]:
-        c, h, _ = data.input_shape
-        model = {
-            "name": self.model,
-            "kwargs": dict(self.model_kwargs),
-            "in_channels": c,
-            "num_classes": data.num_classes,
-            "input_size": h,
-            "folded_batchnorm": folded,
-        }
-        dataset = {"name": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed}
-        return {"model": model, "dataset": dataset}
-
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> "ModelContext":
-        m, d = payload["model"], payload["dataset"]
-        return cls(m["name"], dict(m["kwargs"]), d["name"], d["data_dir"], int(d["split_seed"]))
-
-    def load_data(self) -> Dataset:
-        return load_dataset(self.dataset, data_dir=self.data_dir, split_seed=self.split_seed)
-
-    def build(self, data: Dataset) -> nn.Module:
-        c, h, w = data.input_shape
-        if h != w:
-            raise ConfigError(f"Models need square inputs, not {h}x{w}")
-        return build_model(
-            self.model,
-            in_channels=c,
-            num_classes=data.num_classes,
-            input_size=h,
-            **self.model_kwargs,
-        )
-
-
 def part_path(out: str | os.PathLike[str]) -> Path:
     """Where a run writing ``out`` keeps its resumable state."""
     return Path(f"{os.fspath(out)}.part")
-
-
-def load_model(payload: dict[str, Any], data: Dataset | None = None) -> tuple[nn.Module, Dataset]:
-    """Rebuild the model of a checkpoint payload (folding BatchNorm if it was folded)."""
-    context = ModelContext.from_payload(payload)
-    data = data or context.load_data()
-    model = context.build(data)
-    if payload["model"].get("folded_batchnorm"):
-        fold_batchnorm(model)
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"Checkpoint weights do not fit model {context.model!r}: {str(exc).splitlines()[0]}"
-        ) from None
-    return model, data
 
 
 def state_fingerprint(model: nn.Module, inq: IncrementalQuantizer | None = None) -> str:

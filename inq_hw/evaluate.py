@@ -4,10 +4,10 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw.checkpoint import file_sha256, load_checkpoint
-from inq_hw.driver import load_model
 from inq_hw.errors import PackageError
 from inq_hw.intmodel import predict, quantize_input
 from inq_hw.intmodel.package import load_package
+from inq_hw.model_io import load_model
 from inq_hw.train import predict as float_predict
 
 __all__ = ["evaluate_package"]

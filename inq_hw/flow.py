@@ -164,8 +164,11 @@ class _Runner:
         self.done += 1
         prefix = f"[{self.done}/{self.total}] {label}"
         if (final / "result.json").is_file():
-            self.echo(f"{prefix}: cached")
-            return json.loads((final / "result.json").read_text()), final, key
+            cached = json.loads((final / "result.json").read_text())
+            # The report shows the time of the run that computed the stage.
+            self.seconds[label] = cached.get("seconds")
+            self.echo(f"{prefix}: cached (computed in {cached.get('seconds', 0):.1f} s)")
+            return cached, final, key
         self.echo(f"{prefix} ...")
         tmp = self.root / f"{name}-{key}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -173,13 +176,15 @@ class _Runner:
         start = time.perf_counter()
         try:
             result = work(tmp)
+            result["seconds"] = round(time.perf_counter() - start, 2)
+            (tmp / "result.json").write_text(json.dumps(result, indent=1, default=_json))
+            tmp.rename(final)
         except InqHwError as error:
             raise FlowError(f"Stage {label} failed: {error}") from None
         except Exception as error:  # a bug: still say which stage, keep what is cached
             raise FlowError(f"Stage {label} failed: {type(error).__name__}: {error}") from error
-        result["seconds"] = round(time.perf_counter() - start, 2)
-        (tmp / "result.json").write_text(json.dumps(result, indent=1, default=_json))
-        tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed stage leaves nothing behind
         self.seconds[label] = result["seconds"]
         self.echo(f"{prefix}: done in {result['seconds']:.1f} s")
         return json.loads((final / "result.json").read_text()), final, key
@@ -494,6 +499,26 @@ def _bit_width(
     return entry
 
 
+def _check_folding(cfg: FlowConfig) -> None:
+    """Fold names must be weight layers of the model: checked before the first stage."""
+    if set(cfg.folding) <= {"all"}:
+        return
+    from torch import nn
+
+    from inq_hw.driver import ModelContext
+
+    context = ModelContext(
+        cfg.model, dict(cfg.model_args), cfg.dataset, cfg.data_dir, cfg.split_seed
+    )
+    model = context.build(context.load_data())
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    if unknown := sorted(set(cfg.folding) - {"all", *names}):
+        raise ConfigError(
+            f"--fold names no weight layer of {cfg.model}: {', '.join(unknown)} "
+            f"(its weight layers: {', '.join(names)})"
+        )
+
+
 def run_flow(
     cfg: FlowConfig, *, out: Path, report: Path, echo: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -506,6 +531,7 @@ def run_flow(
     from inq_hw.report import render_report
 
     start = time.perf_counter()
+    _check_folding(cfg)
     runner = _Runner(out, _stage_count(cfg), echo)
     fp32 = runner.run(
         "train FP32",

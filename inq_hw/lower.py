@@ -51,15 +51,16 @@ from torch import fx, nn
 
 from inq_hw.checkpoint import file_sha256, load_checkpoint
 from inq_hw.data import Dataset
-from inq_hw.driver import load_model
 from inq_hw.errors import ConfigError, ModelError
 from inq_hw.intmodel.arith import (
     MAX_ACCUMULATOR_BITS,
     ActFormat,
     accumulator_bits,
+    bias_int,
     signed_bits,
 )
 from inq_hw.intmodel.baseline import BASELINE_BITS, baseline_fields
+from inq_hw.intmodel.codes import weight_abs_sums
 from inq_hw.intmodel.layers import (
     AddLayer,
     AvgPoolLayer,
@@ -73,6 +74,7 @@ from inq_hw.intmodel.layers import (
     ReLULayer,
     WeightLayer,
 )
+from inq_hw.model_io import load_model
 from inq_hw.models import ResidualAdd, trace_graph
 from inq_hw.quant import Po2Codes, check_bits, decode_codes, pack_codes, po2_codes
 
@@ -401,19 +403,7 @@ def _bias_int(name: str, bias: torch.Tensor | None, count: int, exponent: int) -
     values = bias.detach().double().tolist()
     if not all(math.isfinite(v) for v in values):
         raise ModelError(f"Layer {name!r} has a NaN or Inf bias")
-    scale = Fraction(2) ** exponent
-    return [math.floor(Fraction(v) * scale + Fraction(1, 2)) for v in values]
-
-
-def _weight_abs_sums(codes: Po2Codes) -> list[int]:
-    """``Σ|w_int|`` per output, ``w_int = ±2**(e - n2)``, in exact Python integers."""
-    outputs = codes.index.shape[0]
-    index = codes.index.reshape(outputs, -1)
-    nonzero = (~codes.zero).reshape(outputs, -1).to(torch.int64)
-    counts = torch.zeros(outputs, 1 << (codes.bits - 2), dtype=torch.int64)
-    counts.scatter_add_(1, index, nonzero)
-    span = codes.n1 - codes.n2
-    return [sum(c << (span - i) for i, c in enumerate(row)) for row in counts.tolist()]
+    return bias_int(values, exponent)
 
 
 def _baseline(
@@ -465,9 +455,10 @@ def _lower_weights(
     out_node = relu or node
     f_in, out = source.out, ctx.calibrate(out_node, signed=relu is None)
     bias = _bias_int(name, module.bias, codes.index.shape[0], f_in.frac - codes.n2)
+    packed = pack_codes(codes).numpy().copy()
     try:
         acc_bits = accumulator_bits(
-            np.array(_weight_abs_sums(codes), dtype=object),
+            weight_abs_sums(packed, codes.bits),
             np.array(bias, dtype=object),
             f_in.max_abs,
         )
@@ -482,7 +473,7 @@ def _lower_weights(
         bits=ctx.bits,
         n1=codes.n1,
         n2=codes.n2,
-        codes=pack_codes(codes).numpy().copy(),
+        codes=packed,
         bias=np.array(bias, dtype=np.int64),
         shift=f_in.frac - codes.n2 - out.frac,
         relu=relu is not None,

@@ -20,7 +20,9 @@ The arithmetic (Zhou et al., ICLR 2017, arXiv 1702.03044, Sec. 2.2, Eqs. 2-4):
 
 Hardware code of a weight, ``b`` bits: a zero flag, a sign bit (1 = negative) and a
 ``(b-2)``-bit exponent index ``n1 - e``. Packed as ``zero << (b-1) | sign << (b-2) | index``;
-a zero weight is always packed as ``1 << (b-1)`` (sign and index 0).
+a zero weight is always packed as ``1 << (b-1)`` (sign and index 0). The format itself is
+:mod:`inq_hw.intmodel.codes` (numpy only); :func:`pack_codes` and :func:`unpack_codes` are its
+tensor API.
 """
 
 import math
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 import torch
 
 from inq_hw.errors import ConfigError
+from inq_hw.intmodel import codes as _codes
+from inq_hw.intmodel.codes import MAX_BITS, MIN_BITS, check_bits, compute_n2
 
 __all__ = [
     "MAX_BITS",
@@ -44,24 +48,6 @@ __all__ = [
     "quantize_po2",
     "unpack_codes",
 ]
-
-MIN_BITS = 2
-MAX_BITS = 8
-
-
-def check_bits(bits: object) -> int:
-    """Return ``bits`` if it is a valid INQ bit-width, else raise.
-
-    Raises
-    ------
-    ConfigError
-        If ``bits`` is not an integer from 2 to 8.
-    """
-    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
-        raise ConfigError(
-            f"Bit-width must be an integer from {MIN_BITS} to {MAX_BITS}, not {bits!r}"
-        )
-    return bits
 
 
 def compute_n1(s: float) -> int:
@@ -80,11 +66,6 @@ def compute_n1(s: float) -> int:
         raise ConfigError(f"The largest weight magnitude must be positive and finite, not {s!r}")
     mantissa, exponent = math.frexp(s)
     return exponent if mantissa >= 0.75 else exponent - 1
-
-
-def compute_n2(n1: int, bits: int) -> int:
-    """Smallest exponent of a ``bits``-bit code: ``n1 + 1 - 2**(bits-2)``."""
-    return n1 + 1 - (1 << (check_bits(bits) - 2))
 
 
 @dataclass(frozen=True)
@@ -259,30 +240,31 @@ def quantize_po2(weights: torch.Tensor, bits: int, *, n1: int | None = None) -> 
 
 
 def pack_codes(codes: Po2Codes) -> torch.Tensor:
-    """Pack codes into ``bits``-bit integers: ``zero << (b-1) | sign << (b-2) | index``."""
-    b = codes.bits
-    packed = (codes.sign.to(torch.int64) << (b - 2)) | codes.index
-    return torch.where(codes.zero, torch.full_like(packed, 1 << (b - 1)), packed).to(torch.uint8)
+    """Pack codes into ``bits``-bit integers: ``zero << (b-1) | sign << (b-2) | index``
+    (:func:`inq_hw.intmodel.codes.encode`)."""
+    packed = _codes.encode(
+        codes.zero.cpu().numpy(), codes.sign.cpu().numpy(), codes.index.cpu().numpy(), codes.bits
+    )
+    return torch.from_numpy(packed)
 
 
 def unpack_codes(packed: torch.Tensor, *, bits: int, n1: int) -> Po2Codes:
-    """Inverse of :func:`pack_codes`.
+    """Inverse of :func:`pack_codes` (:func:`inq_hw.intmodel.codes.unpack`).
 
     Raises
     ------
     ConfigError
         If a value does not fit ``bits`` bits or a zero code has sign or index bits set.
     """
-    check_bits(bits)
-    p = packed.to(torch.int64)
-    if bool(((p < 0) | (p >= (1 << bits))).any()):
-        raise ConfigError(f"Packed codes must lie in [0, {1 << bits}) for {bits}-bit codes")
-    zero = (p >> (bits - 1)).bool()
-    if bool((zero & (p != (1 << (bits - 1)))).any()):
-        raise ConfigError("A zero code must have its sign and index bits clear")
-    sign = ((p >> (bits - 2)) & 1).bool() & ~zero
-    index = p & ((1 << (bits - 2)) - 1)
-    return Po2Codes(zero=zero, sign=sign, index=index, n1=n1, n2=compute_n2(n1, bits), bits=bits)
+    fields = _codes.unpack(packed.to(torch.int64).cpu().numpy(), bits)
+    return Po2Codes(
+        zero=torch.from_numpy(fields.zero),
+        sign=torch.from_numpy(fields.sign),
+        index=torch.from_numpy(fields.index),
+        n1=n1,
+        n2=compute_n2(n1, bits),
+        bits=bits,
+    )
 
 
 def is_po2_grid(values: torch.Tensor, bits: int, n1: int) -> bool:

@@ -20,15 +20,17 @@ from amaranth.hdl import Const, Module, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from inq_hw.intmodel.arith import ActFormat
+from inq_hw.intmodel.arith import ActFormat, output_bounds, rounding_constant
 
 __all__ = [
     "Bounded",
+    "CodeTerm",
     "Requantizer",
     "Term",
     "act_shape",
     "add_terms",
     "adder_tree",
+    "code_term",
     "materialise",
     "range_shape",
     "register_levels",
@@ -63,6 +65,27 @@ class Term:
         """Range of the integer the term stands for."""
         lo, hi = (-self.hi, -self.lo) if self.negated else (self.lo, self.hi)
         return lo << self.shift, hi << self.shift
+
+
+@dataclass(frozen=True)
+class CodeTerm:
+    """A runtime weight code applied to an activation: ``shifted`` is ``x << (e - n2)``,
+    to be taken as 0 where ``zero`` and negated where ``negative`` (1-bit values)."""
+
+    shifted: Value
+    zero: Value
+    negative: Value
+
+
+def code_term(x: Value, code: Value, bits: int) -> CodeTerm:
+    """The hardware decode of a ``bits``-bit weight code (:mod:`inq_hw.intmodel.codes`):
+    ``zero << (b-1) | sign << (b-2) | index``, shift ``e - n2 = 2**(b-2) - 1 - index``, the
+    bitwise complement of the index, so the barrel shifter needs no subtractor. Used by
+    :class:`rtl_gen.pe.ShiftMAC` and :class:`rtl_gen.folded.FoldedDot`, which choose how
+    to apply the sign (a subtracting adder, or a negation)."""
+    code = Value.cast(code)
+    shifted = Value.cast(x) << ~code[: bits - 2] if bits > 2 else Value.cast(x)
+    return CodeTerm(shifted=shifted, zero=code[bits - 1], negative=code[bits - 2])
 
 
 class Bounded(Protocol):
@@ -184,14 +207,14 @@ def requantize(
     """
     acc = Value.cast(acc)
     if shift > 0:
-        rounded = acc if rounding_in_acc else acc + (1 << (shift - 1))
+        rounded = acc if rounding_in_acc else acc + rounding_constant(shift)
         shifted = Value.cast(rounded).as_signed() >> shift
     else:
         shifted = acc.as_signed() << -shift
-    lo = max(out.lo, 0) if relu else out.lo
+    lo, hi = output_bounds(out, relu)
     result = Signal(act_shape(out))
-    with m.If(shifted > out.hi):
-        m.d.comb += result.eq(out.hi)
+    with m.If(shifted > hi):
+        m.d.comb += result.eq(hi)
     with m.Elif(shifted < lo):
         m.d.comb += result.eq(lo)
     with m.Else():

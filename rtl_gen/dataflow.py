@@ -63,7 +63,7 @@ from rtl_gen.timing import (
     UnrolledDotTiming,
     measure,
 )
-from rtl_gen.units import ConstDotUnit, Requant
+from rtl_gen.units import BASELINES, ConstDotUnit, Requant
 
 __all__ = [
     "DataflowTop",
@@ -73,8 +73,6 @@ __all__ = [
     "generate_dataflow",
     "parse_folds",
 ]
-
-BASELINES = ("mult8",)
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape, ShapeCastable
 from amaranth.lib import data, wiring
 
-from inq_hw.checkpoint import atomic_write
 from inq_hw.errors import InqHwError
+from inq_hw.files import atomic_write
 from rtl_gen.names import is_verilog_identifier, verilog_identifier
 
 __all__ = [

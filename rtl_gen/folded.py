@@ -3,7 +3,7 @@
 With ``fold = F``, the ``N`` outputs are split into ``F`` groups of ``G = ceil(N / F)``
 lanes. The stage holds its input vector and, one group per cycle, computes ``G`` full dot
 products with weights read from a ROM of ``F`` words: in shift-add mode each weight is its
-``b``-bit power-of-two code (``zero << (b-1) | sign << (b-2) | index``, ``inq_hw.quant``),
+``b``-bit power-of-two code (``zero << (b-1) | sign << (b-2) | index``, ``inq_hw.intmodel.codes``),
 decoded into a barrel shift by ``2**(b-2) - 1 - index`` (the complement of the index, as in
 :class:`rtl_gen.pe.ShiftMAC`) and a sign; in the multiplier twin each weight is its 8-bit
 integer and the lane multiplies. Each ROM word also holds the group's biases (with the
@@ -26,8 +26,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from inq_hw.intmodel.arith import ActFormat, signed_bits
-from rtl_gen.arith import Term, adder_tree, materialise, range_shape, requantize
+from inq_hw.intmodel.arith import ActFormat, rounding_constant, signed_bits
+from inq_hw.intmodel.codes import code_of_weight, max_shift
+from rtl_gen.arith import Term, adder_tree, code_term, materialise, range_shape, requantize
 from rtl_gen.engines import beat_signature
 from rtl_gen.units import MODES, Requant, is_power_of_two_matrix
 
@@ -37,18 +38,13 @@ _MULT_WEIGHT_BITS = 8
 
 
 def weight_code(weight: int, code_bits: int) -> int:
-    """The ``code_bits``-bit code of an integer weight ``0`` or ``±2**k``.
+    """The ``code_bits``-bit code of an integer weight ``0`` or ``±2**k``
+    (:func:`inq_hw.intmodel.codes.code_of_weight`).
 
     Raises:
         ValueError: The weight is not 0 or ±2**k, or its shift does not fit the code.
     """
-    if weight == 0:
-        return 1 << (code_bits - 1)
-    k = abs(weight).bit_length() - 1
-    top = (1 << (code_bits - 2)) - 1
-    if abs(weight) != 1 << k or k > top:
-        raise ValueError(f"Weight {weight} is not ±2**k with k <= {top} ({code_bits}-bit code)")
-    return (int(weight < 0) << (code_bits - 2)) | (top - k)
+    return code_of_weight(weight, code_bits)
 
 
 class FoldedDot(wiring.Component):
@@ -97,13 +93,20 @@ class FoldedDot(wiring.Component):
             raise ValueError(f"Fold must be an integer from 2 to {self.n_out}, not {fold!r}")
         if mode == "shift-add" and not is_power_of_two_matrix(weights):
             raise ValueError("Shift-add mode needs weights that are all 0 or ±2**k")
-        if mode == "multiply" and np.abs(weights).max(initial=0) > 128:
-            raise ValueError("Multiplier weights must fit 8 signed bits")
+        lo, hi = -(1 << (_MULT_WEIGHT_BITS - 1)), (1 << (_MULT_WEIGHT_BITS - 1)) - 1
+        if mode == "multiply" and not (
+            lo <= weights.min(initial=0) and weights.max(initial=0) <= hi
+        ):
+            # +128 would be stored as 0x80, which the signed lane reads as -128.
+            raise ValueError(
+                f"Multiplier weights must fit 8 signed bits [{lo}, {hi}], not "
+                f"[{int(weights.min(initial=0))}, {int(weights.max(initial=0))}]"
+            )
         self.weights, self.bias = weights, np.asarray(bias, dtype=np.int64)
         self.in_format, self.mode, self.requant, self.fold = in_format, mode, requant, fold
         self.lanes = -(-self.n_out // fold)
         self.code_bits = code_bits or self._narrowest_code()
-        self.rounding = 1 << (requant.shift - 1) if requant.shift > 0 else 0
+        self.rounding = rounding_constant(requant.shift)
         biases = self.bias + self.rounding
         self.bias_bits = signed_bits(int(np.abs(biases).max(initial=0)))
         self.words = self._rom_words()
@@ -158,12 +161,10 @@ class FoldedDot(wiring.Component):
             product = Signal(range_shape(lo, hi))
             m.d.comb += product.eq(x * weight)
             return Term(product, lo, hi)
-        b = self.code_bits
-        top = (1 << (b - 2)) - 1
-        bound = max(-lo_x, hi_x) << top
-        shifted = x << ~field[: b - 2] if b > 2 else x
+        code = code_term(x, field, self.code_bits)
+        bound = max(-lo_x, hi_x) << max_shift(self.code_bits)
         term = Signal(range_shape(-bound, bound))
-        m.d.comb += term.eq(Mux(field[b - 1], 0, Mux(field[b - 2], -shifted, shifted)))
+        m.d.comb += term.eq(Mux(code.zero, 0, Mux(code.negative, -code.shifted, code.shifted)))
         return Term(term, -bound, bound)
 
     def _lane(self, m: Module, word: Value, x: Any, lane: int) -> Value:

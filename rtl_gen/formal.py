@@ -52,7 +52,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from inq_hw.errors import InqHwError
-from inq_hw.intmodel.arith import ActFormat
+from inq_hw.intmodel.arith import ActFormat, abs_row_sums, rounding_constant, worst_case
 from rtl_gen import adder_graph as graphs
 from rtl_gen.adder_graph import Bracket
 from rtl_gen.units import ConstDotUnit, Requant
@@ -113,18 +113,14 @@ def _lit(value: int, width: int) -> str:
 
 def _rounding(requant: Requant | None) -> int:
     """``2**(s-1)``, the constant that makes the right shift round half up (0 otherwise)."""
-    return 1 << (requant.shift - 1) if requant is not None and requant.shift > 0 else 0
+    return rounding_constant(requant.shift) if requant is not None else 0
 
 
 def _acc_width(
     weights: np.ndarray, bias: np.ndarray, in_format: ActFormat, requant: Requant | None
 ) -> int:
     """Signed width holding every accumulator (with its rounding constant), plus a spare bit."""
-    max_x = max(-in_format.lo, in_format.hi)
-    bound = max(
-        abs(int(b)) + sum(abs(int(w)) for w in row) * max_x
-        for row, b in zip(weights, bias, strict=True)
-    )
+    bound = worst_case(abs_row_sums(weights), bias, in_format.max_abs)
     return (bound + _rounding(requant)).bit_length() + 2
 
 

@@ -19,7 +19,7 @@ from inq_hw.intmodel.arith import ActFormat
 from inq_hw.intmodel.package import load_package, package_hash
 from rtl_gen.export import Design, write_designs
 from rtl_gen.names import verilog_identifier
-from rtl_gen.units import ADDER_GRAPHS, ConstDotUnit, Requant
+from rtl_gen.units import ADDER_GRAPHS, BASELINES, ConstDotUnit, Requant
 
 __all__ = [
     "BASELINES",
@@ -29,8 +29,6 @@ __all__ = [
     "load_matrix",
     "matrix_design",
 ]
-
-BASELINES = ("mult8",)
 
 
 def _weight_layer(model: IntModel, name: str) -> WeightLayer:

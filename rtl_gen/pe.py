@@ -4,8 +4,8 @@ Both are one-cycle multiply-accumulate units with a registered accumulator, the 
 and the same timing, so an array generator can instantiate either (ARCHITECTURE.md,
 "Programmable PE array" and "Baselines").
 
-:class:`ShiftMAC` takes a ``b``-bit power-of-two weight code (``inq_hw.quant``): a zero flag,
-a sign bit (1 = negative) and a ``(b-2)``-bit exponent index ``n1 - e``, packed as
+:class:`ShiftMAC` takes a ``b``-bit power-of-two weight code (``inq_hw.intmodel.codes``): a
+zero flag, a sign bit (1 = negative) and a ``(b-2)``-bit exponent index ``n1 - e``, packed as
 ``zero << (b-1) | sign << (b-2) | index``. In the integer model a weight is
 ``w_int = ±2**(e - n2)`` (``inq_hw.intmodel.arith``); with ``n2 = n1 + 1 - 2**(b-2)`` the
 shift is ``e - n2 = 2**(b-2) - 1 - index``, which is the bitwise complement of the index,
@@ -34,6 +34,9 @@ from typing import Any
 from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from inq_hw.intmodel.codes import max_shift, weight_of_code
+from rtl_gen.arith import code_term
 
 __all__ = [
     "MultMAC",
@@ -66,18 +69,13 @@ def _check_bool(what: str, value: object) -> bool:
     return value
 
 
-def _max_shift(weight_bits: int) -> int:
-    """Largest shift of a ``weight_bits``-bit code: ``n1 - n2 = 2**(b-2) - 1``."""
-    return (1 << (weight_bits - 2)) - 1
-
-
 def shift_mac_min_acc_bits(*, act_bits: int, weight_bits: int) -> int:
     """Narrowest accumulator a :class:`ShiftMAC` accepts: ``act_bits + 2**(b-2) - 1 + 2``.
 
     A signed product ``±(x << (2**(b-2) - 1))`` needs ``act_bits + 2**(b-2)`` bits for
     either activation signedness; one guard bit more lets at least two products accumulate.
     """
-    return act_bits + _max_shift(weight_bits) + 2
+    return act_bits + max_shift(weight_bits) + 2
 
 
 def mult_mac_min_acc_bits(*, act_bits: int, weight_bits: int) -> int:
@@ -208,16 +206,12 @@ class ShiftMAC(_MAC):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        b = self._weight_bits
-        zero, negative = self.i_code[b - 1], self.i_code[b - 2]
-        shifted = self.i_act
-        if b > 2:
-            # Barrel shifter by e - n2 = (2**(b-2) - 1) - index: the complement of the index.
-            shifted = self.i_act << ~self.i_code[: b - 2]
+        # Barrel shifter by e - n2 = (2**(b-2) - 1) - index: the complement of the index.
+        term = code_term(self.i_act, self.i_code, self._weight_bits)
         # Extended to the accumulator's width (sign- or zero-, by the activation's shape).
         magnitude = Signal(signed(self._acc_bits), name="magnitude")
-        m.d.comb += magnitude.eq(Mux(zero, 0, shifted))
-        _accumulate(m, self.o_acc, magnitude, negative, self.i_valid, self.i_clear)
+        m.d.comb += magnitude.eq(Mux(term.zero, 0, term.shifted))
+        _accumulate(m, self.o_acc, magnitude, term.negative, self.i_valid, self.i_clear)
         return m
 
 
@@ -276,22 +270,15 @@ class MultMAC(_MAC):
 
 
 def decode_weight_code(code: int, weight_bits: int) -> int:
-    """Integer weight ``w_int`` of a packed code: 0 or ``±2**(2**(b-2) - 1 - index)``.
+    """Integer weight ``w_int`` of a packed code: 0 or ``±2**(2**(b-2) - 1 - index)``
+    (:func:`inq_hw.intmodel.codes.weight_of_code`).
 
     Raises
     ------
     ValueError
         If ``code`` does not fit ``weight_bits`` bits.
     """
-    if not 0 <= code < 1 << weight_bits:
-        raise ValueError(
-            f"A {weight_bits}-bit weight code must lie in [0, {1 << weight_bits}), not {code!r}"
-        )
-    if code >> (weight_bits - 1):
-        return 0
-    index = code & ((1 << (weight_bits - 2)) - 1)
-    magnitude = 1 << (_max_shift(weight_bits) - index)
-    return -magnitude if (code >> (weight_bits - 2)) & 1 else magnitude
+    return weight_of_code(code, weight_bits)
 
 
 def _wrap(value: int, bits: int) -> int:

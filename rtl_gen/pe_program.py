@@ -53,7 +53,8 @@ from inq_hw.intmodel import (
     ReLULayer,
     WeightLayer,
 )
-from inq_hw.intmodel.arith import ActFormat, signed_bits
+from inq_hw.intmodel.arith import ActFormat, output_bounds, signed_bits
+from inq_hw.intmodel.codes import zero_code
 from rtl_gen.export import RTLError
 from rtl_gen.pe import mult_mac_min_acc_bits, shift_mac_min_acc_bits
 
@@ -316,12 +317,12 @@ def _compiles(*kinds: type[Layer]) -> Callable[[_Handler], _Handler]:
 def _requant(shift: int, relu: bool, out: ActFormat, sum_bits: int) -> dict[str, int]:
     """Requantisation fields. A right shift of ``sum_bits`` or more gives 0 for every
     ``sum_bits``-bit sum, exactly like the golden rule, so it is capped there."""
-    lo = max(out.lo, 0) if relu else out.lo
+    lo, hi = output_bounds(out, relu)
     return {
         "rshift": min(max(shift, 0), sum_bits),
         "lshift": max(-shift, 0),
         "lo": lo,
-        "hi": out.hi,
+        "hi": hi,
     }
 
 
@@ -354,7 +355,7 @@ def _pack_weights(b: _Builder, layer: WeightLayer) -> int:
     tiles = -(-cout // cfg.cols)
     padded = np.zeros((tiles * cfg.cols, ksteps), dtype=object)
     # A lane past the last channel holds a zero weight: the zero-flag code, or 0.
-    padded[:, :] = (1 << (bits - 1)) if b.weights == "po2" else 0
+    padded[:, :] = zero_code(bits) if b.weights == "po2" else 0
     padded[:cout] = lanes.astype(object)
     base = len(b.weight_words)
     for t in range(tiles):

@@ -20,13 +20,20 @@ from amaranth.hdl import Const, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from inq_hw.intmodel.arith import ActFormat, signed_bits
+from inq_hw.intmodel.arith import (
+    ActFormat,
+    abs_row_sums,
+    rounding_constant,
+    signed_bits,
+    worst_case,
+)
 from inq_hw.intmodel.layers import WeightLayer
 from rtl_gen import adder_graph as graphs
 from rtl_gen.arith import Term, act_shape, adder_tree, materialise, range_shape, requantize
 
 __all__ = [
     "ADDER_GRAPHS",
+    "BASELINES",
     "DEFAULT_ADDER_GRAPH",
     "MODES",
     "ConstDotUnit",
@@ -39,6 +46,8 @@ MODES = ("shift-add", "multiply")
 #: matrix, sums that several outputs need computed once (:mod:`rtl_gen.adder_graph`).
 ADDER_GRAPHS = ("tree", "shared")
 DEFAULT_ADDER_GRAPH = "tree"
+#: Multiplier twins a generator can build instead of the power-of-two design.
+BASELINES = ("mult8",)
 
 
 class Requant:
@@ -109,6 +118,9 @@ class ConstDotUnit(wiring.Component):
         :data:`DEFAULT_ADDER_GRAPH` for shift-add, ``"tree"`` for the twin.
     max_depth : int, optional
         Shared graphs: adder levels the sharing may not push an output beyond.
+    acc_bits : int, optional
+        Accumulator width (a layer's ``acc_bits``); it must hold :meth:`worst_case`.
+        Default: the narrowest that does.
 
     Members
     -------
@@ -136,6 +148,7 @@ class ConstDotUnit(wiring.Component):
         stages: int = 0,
         adder_graph: str | None = None,
         max_depth: int | None = None,
+        acc_bits: int | None = None,
     ) -> None:
         weights, bias = np.asarray(weights, dtype=object), np.asarray(bias, dtype=object)
         _validate(weights, bias, mode, stages)
@@ -144,7 +157,15 @@ class ConstDotUnit(wiring.Component):
         self.weights, self.bias, self.in_format = weights, bias, in_format
         self.mode, self.requant, self.stages = mode, requant, stages
         self._graph: graphs.AdderGraph | None = None
-        self.acc_bits = signed_bits(self.worst_case())
+        need = signed_bits(self.worst_case())
+        if acc_bits is not None and (
+            isinstance(acc_bits, bool) or not isinstance(acc_bits, int) or acc_bits < need
+        ):
+            raise ValueError(
+                f"Accumulator width must be an integer of at least {need} (the worst case), "
+                f"not {acc_bits!r}"
+            )
+        self.acc_bits = need if acc_bits is None else acc_bits
         out_shape = act_shape(requant.out) if requant else signed(self.acc_bits)
         super().__init__(
             {
@@ -177,6 +198,7 @@ class ConstDotUnit(wiring.Component):
             stages=stages,
             adder_graph=adder_graph,
             max_depth=max_depth,
+            acc_bits=layer.acc_bits,
         )
 
     @property
@@ -184,12 +206,9 @@ class ConstDotUnit(wiring.Component):
         return self.stages
 
     def worst_case(self) -> int:
-        """``max_o |bias_o| + Σ_i |w_oi| · max|x|``: the accumulator bound."""
-        max_x = self.in_format.max_abs
-        return max(
-            abs(int(b)) + sum(abs(int(w)) for w in row) * max_x
-            for row, b in zip(self.weights, self.bias, strict=True)
-        )
+        """``max_o |bias_o| + Σ_i |w_oi| · max|x|``: the accumulator bound
+        (:func:`inq_hw.intmodel.arith.worst_case`)."""
+        return worst_case(abs_row_sums(self.weights), self.bias, self.in_format.max_abs)
 
     def constants(self) -> list[int]:
         """Per output, the constant its sum adds: bias plus the rounding constant."""
@@ -209,7 +228,7 @@ class ConstDotUnit(wiring.Component):
         return self._graph
 
     def _rounding(self) -> int:
-        return 1 << (self.requant.shift - 1) if self.requant and self.requant.shift > 0 else 0
+        return rounding_constant(self.requant.shift) if self.requant else 0
 
     def _terms(self, m: Module, row: Sequence[int], bias: int) -> list[Term]:
         lo_x, hi_x = self.in_format.lo, self.in_format.hi

@@ -49,7 +49,7 @@ def golden_vectors(model: IntModel, samples: int | None) -> dict[str, np.ndarray
 
 def write_vectors(arrays: dict[str, Any], package: Path, out: Path) -> None:
     """Write the vectors and the package's hash to ``out`` (``.npz``), atomically."""
-    from inq_hw.checkpoint import atomic_write
+    from inq_hw.files import atomic_write
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from inq_hw.cost.pe_array import estimate_area, estimate_energy, pe_op_energy
 from inq_hw.intmodel import IntModel
 from rtl_gen.pe_array import PEArray, simulate
 from rtl_gen.pe_program import compile_program, fit_config
-from sim.cycle_model import estimate_area, estimate_energy, pe_op_energy, predict
+from sim.cycle_model import predict
 from tests.test_pe_array import check_array, zoo_model
 
 

@@ -32,7 +32,13 @@ from inq_hw.intmodel import (
     run,
 )
 from inq_hw.intmodel.arith import signed_bits
-from inq_hw.intmodel.package import load_package, package_hash, save_package, validate_model
+from inq_hw.intmodel.package import (
+    _document_sha256,
+    load_package,
+    package_hash,
+    save_package,
+    validate_model,
+)
 from inq_hw.quant import decode_codes, pack_codes, po2_codes
 
 S8 = ActFormat(8, True, 6)
@@ -134,9 +140,15 @@ def write_json(directory: Path, document: Any) -> None:
     (directory / "model.json").write_text(json.dumps(document, sort_keys=True, indent=2))
 
 
-def edit_json(directory: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+def edit_json(
+    directory: Path, edit: Callable[[dict[str, Any]], None], *, restamp: bool = False
+) -> None:
+    """Edit model.json; ``restamp`` also rewrites its own checksum (a consistent rewrite
+    by a tool, which the semantic checks below must judge on their own)."""
     document = read_json(directory)
     edit(document)
+    if restamp:
+        document["sha256"] = _document_sha256(document)
     write_json(directory, document)
 
 
@@ -153,7 +165,11 @@ def rewrite_tensors(directory: Path, edit: Callable[[dict[str, np.ndarray]], Non
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     data = buffer.getvalue()
     (directory / "tensors.npz").write_bytes(data)
-    edit_json(directory, lambda d: d["tensors"].update(sha256=hashlib.sha256(data).hexdigest()))
+    edit_json(
+        directory,
+        lambda d: d["tensors"].update(sha256=hashlib.sha256(data).hexdigest()),
+        restamp=True,
+    )
 
 
 def assert_refused(directory: Path, *fragments: str) -> None:
@@ -198,7 +214,7 @@ def test_model_json_is_sorted_and_indented(package: Path) -> None:
     text = (package / "model.json").read_text()
     document = json.loads(text)
     assert text == json.dumps(document, sort_keys=True, indent=2) + "\n"
-    assert document["schema"] == "inq-hw-intmodel" and document["version"] == 1
+    assert document["schema"] == "inq-hw-intmodel" and document["version"] == 2
     conv = layer_entry(document, "conv")
     assert conv["arrays"] == {"bias": "001.bias", "codes": "001.codes"}
     assert conv["out"] == {"bits": 8, "frac": 4, "signed": False}
@@ -319,7 +335,7 @@ def _drop(name: str, field: str) -> Callable[[dict[str, Any]], None]:
 
 
 JSON_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...]]] = {
-    "version": (lambda d: d.update(version=2), ("version 2", "reads version 1")),
+    "version": (lambda d: d.update(version=3), ("version 3", "reads version 2")),
     "version-float": (lambda d: d.update(version=1.0), ("version 1.0",)),
     "version-bool": (lambda d: d.update(version=True), ("version true",)),
     "top-extra": (lambda d: d.update(extra=1), ("unexpected field(s) ['extra']",)),
@@ -394,6 +410,22 @@ JSON_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...]]] 
 }
 
 
+SILENT_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "relu": lambda d: layer_entry(d, "conv").update(relu=not layer_entry(d, "conv")["relu"]),
+    "meta": lambda d: d["meta"].update(note="edited"),
+    "output": lambda d: d.update(output=d["output"]),  # unchanged: must still load
+}
+
+
+@pytest.mark.parametrize("case", SILENT_EDITS)
+def test_valid_looking_edit_of_model_json_is_refused(package: Path, case: str) -> None:
+    edit_json(package, SILENT_EDITS[case])
+    if case == "output":
+        load_package(package)
+        return
+    assert_refused(package, "model.json does not match its own checksum")
+
+
 @pytest.mark.parametrize("case", JSON_EDITS)
 def test_edited_model_json_is_refused(package: Path, case: str) -> None:
     edit, fragments = JSON_EDITS[case]
@@ -428,10 +460,11 @@ def test_edited_residual_package_is_refused(tmp_path: Path, case: str) -> None:
 
 
 def test_edits_that_stay_consistent_load(package: Path) -> None:
-    """The checks are not blanket refusals: a consistent edit loads."""
-    edit_json(package, lambda d: d["meta"].update(note="edited"))
+    """The semantic checks are not blanket refusals: a consistent edit, checksum restamped,
+    loads (without the restamp the checksum refuses it: test above)."""
+    edit_json(package, lambda d: d["meta"].update(note="edited"), restamp=True)
     assert load_package(package).meta["note"] == "edited"
-    edit_json(package, _bump("conv", "acc_bits", 1))
+    edit_json(package, _bump("conv", "acc_bits", 1), restamp=True)
     assert load_package(package).layer("conv").params()["acc_bits"] > 0
 
 

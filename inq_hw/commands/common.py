@@ -1,9 +1,10 @@
 """Helpers shared by the subcommands: tables, percentages, progress."""
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "percent", "progress"]
+__all__ = ["format_table", "output_dir", "output_file", "percent", "progress"]
 
 
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -32,3 +33,29 @@ def progress(args: argparse.Namespace) -> Any:
     from inq_hw.train import is_main_process
 
     return RichProgress(enabled=not args.no_progress and is_main_process())
+
+
+def _check_output(text: str, *, directory: bool) -> Path:
+    path = Path(text)
+    kind = "directory" if directory else "file"
+    if path.exists() and path.is_dir() != directory:
+        found = "a directory" if path.is_dir() else "a file"
+        raise argparse.ArgumentTypeError(f"cannot write the {kind} {text}: it is {found}")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(
+                    f"cannot write {text}: {parent} is a file, not a directory"
+                )
+            break
+    return path
+
+
+def output_file(text: str) -> Path:
+    """argparse ``type=``: a file that can be written (checked before any work starts)."""
+    return _check_output(text, directory=False)
+
+
+def output_dir(text: str) -> Path:
+    """argparse ``type=``: a directory that can be created or written into."""
+    return _check_output(text, directory=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw.checkpoint import atomic_write
-from inq_hw.cli import command
-from inq_hw.commands.common import format_table, progress
+from inq_hw.commands.common import format_table, output_file, progress
+from inq_hw.commands.registry import command
 
 __all__ = ["TARGETS", "cost"]
 
@@ -36,7 +36,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--baseline", default="mult8", help="mult8 (default) or, analytic only, fp32"
     )
     parser.add_argument("--tech", type=Path, default=None, help="technology table (JSON/TOML)")
-    parser.add_argument("--out", type=Path, default=None, help="default: PACKAGE/cost-TARGET.json")
+    parser.add_argument(
+        "--out", type=output_file, default=None, help="default: PACKAGE/cost-TARGET.json"
+    )
     parser.add_argument("--pipeline", type=int, default=0, help="pipeline stages per unit")
     parser.add_argument(
         "--max-outputs", type=int, default=None, help="synthesise at most N outputs per layer"

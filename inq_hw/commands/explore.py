@@ -20,8 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command, parse_csv
-from inq_hw.commands.common import format_table, percent
+from inq_hw.commands.common import format_table, output_dir, percent
+from inq_hw.commands.registry import command, parse_csv
 from inq_hw.errors import ConfigError
 
 __all__ = ["explore", "pareto_front"]
@@ -46,7 +46,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CLOCK_MHZ,
         help=f"clock for latency, an assumption (default {DEFAULT_CLOCK_MHZ:g})",
     )
-    parser.add_argument("--out", type=Path, default=None, help="default: PACKAGE/explore")
+    parser.add_argument("--out", type=output_dir, default=None, help="default: PACKAGE/explore")
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -85,7 +85,7 @@ def _what_if(config: Any, bits: int) -> Any:
 
 
 def _row(report: Any, config: Any, clock_mhz: float, compiled: bool) -> dict[str, Any]:
-    from sim.cycle_model import estimate_area, estimate_energy
+    from inq_hw.cost.pe_array import estimate_area, estimate_energy
 
     report = dataclasses.replace(report, config=config)
     return {

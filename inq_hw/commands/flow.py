@@ -4,8 +4,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command
-from inq_hw.commands.common import format_table, percent
+from inq_hw.commands.common import format_table, output_dir, percent
+from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
 __all__ = ["flow"]
@@ -33,9 +33,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         metavar="LAYER=F",
         help="dataflow folding (default all=8)",
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/flow"), help="stage cache")
+    parser.add_argument("--out", type=output_dir, default="runs/flow", help="stage cache")
     parser.add_argument(
-        "--report", type=Path, default=None, help="report directory (default reports/NAME)"
+        "--report", type=output_dir, default=None, help="report directory (default reports/NAME)"
     )
 
 

@@ -4,8 +4,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command
-from inq_hw.commands.common import format_table
+from inq_hw.commands.common import format_table, output_dir, output_file
+from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
 __all__ = ["generate", "simulate"]
@@ -104,7 +104,7 @@ def _configure_generate(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="generate the 8-bit uniform multiplier twin instead",
     )
-    parser.add_argument("--out", type=Path, default=None, help="default: PACKAGE/rtl")
+    parser.add_argument("--out", type=output_dir, default=None, help="default: PACKAGE/rtl")
     parser.add_argument(
         "--lint", action="store_true", help="run verilator --lint-only -Wall on each top"
     )
@@ -207,7 +207,7 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
         "--fold", action="append", default=[], metavar="LAYER=F", help="as for generate"
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="summary JSON (default RTL/simulation.json)"
+        "--out", type=output_file, default=None, help="summary JSON (default RTL/simulation.json)"
     )
 
 

@@ -4,15 +4,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command
-from inq_hw.commands.common import format_table, percent
+from inq_hw.commands.common import format_table, output_dir, output_file, percent
+from inq_hw.commands.registry import command
 
 __all__ = ["evaluate", "export", "vectors"]
 
 
 def _configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="INQ checkpoint written by 'inq-hw quantize'")
-    parser.add_argument("--out", type=Path, required=True, help="package directory to write")
+    parser.add_argument("--out", type=output_dir, required=True, help="package directory to write")
     parser.add_argument("--a-bits", type=int, default=8, help="activation width, 4..16 (default 8)")
     parser.add_argument(
         "--logit-bits", type=int, default=16, help="width of the output logits, 4..32 (default 16)"
@@ -104,7 +104,9 @@ def _configure_vectors(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--samples", type=int, default=64, help="test images to include (default 64)"
     )
-    parser.add_argument("--out", type=Path, default=None, help="default: PACKAGE/vectors.npz")
+    parser.add_argument(
+        "--out", type=output_file, default=None, help="default: PACKAGE/vectors.npz"
+    )
 
 
 @command(

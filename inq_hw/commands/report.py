@@ -4,7 +4,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command
+from inq_hw.commands.common import output_dir
+from inq_hw.commands.registry import command
 
 __all__ = ["report"]
 
@@ -12,7 +13,7 @@ __all__ = ["report"]
 def _configure_report(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", type=Path, help="results.json written by 'inq-hw flow'")
     parser.add_argument(
-        "--out", type=Path, default=None, help="report directory (default: beside RESULTS)"
+        "--out", type=output_dir, default=None, help="report directory (default: beside RESULTS)"
     )
 
 

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cli import command
-from inq_hw.commands.common import format_table, percent, progress
+from inq_hw.commands.common import format_table, output_file, percent, progress
+from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
 __all__ = ["quantize", "train"]
@@ -78,7 +78,7 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
         help="constructor argument, e.g. channels=[16,32,32] (repeatable)",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("runs/fp32.pt"), help="checkpoint to write"
+        "--out", type=output_file, default="runs/fp32.pt", help="checkpoint to write"
     )
     _add_optimizer_args(parser, lr=0.05, epochs_flag="--epochs", epochs=30)
 
@@ -122,7 +122,7 @@ def _configure_quantize(parser: argparse.ArgumentParser) -> None:
         metavar="PATTERN",
         help="module-name pattern kept in full precision (repeatable)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="INQ checkpoint to write")
+    parser.add_argument("--out", type=output_file, required=True, help="INQ checkpoint to write")
     _add_optimizer_args(parser, lr=0.05, epochs_flag="--epochs-per-step", epochs=4)
 
 

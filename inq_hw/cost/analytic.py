@@ -45,6 +45,8 @@ import numpy as np
 from inq_hw.cost.errors import CostError
 from inq_hw.cost.tables import HOROWITZ_45NM, TechTable
 from inq_hw.intmodel import IntModel, Layer, WeightLayer
+from inq_hw.intmodel.arith import rounding_constant
+from inq_hw.intmodel.codes import unpack
 from inq_hw.intmodel.layers import AddLayer, AvgPoolLayer, Conv2dLayer, MaxPoolLayer
 
 __all__ = [
@@ -299,10 +301,6 @@ def _positions(layer: Layer) -> int:
     return int(np.prod(layer.shape[1:])) if isinstance(layer, Conv2dLayer) else 1
 
 
-def _rounding(shift: int) -> int:
-    return 1 << (shift - 1) if shift > 0 else 0
-
-
 def _adds_cost(histogram: np.ndarray, table: TechTable, positions: int) -> tuple[float, float]:
     used = np.flatnonzero(histogram)
     energy = sum(int(histogram[w]) * table.energy("int_add", int(w)) for w in used)
@@ -341,14 +339,10 @@ def csd_digits(values: np.ndarray) -> np.ndarray:
 
 
 def _code_fields(layer: WeightLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nonzero, negative and shift ``e - n2`` of every weight, ``(outputs, inputs)``, from
-    the packed codes (``zero << (b-1) | sign << (b-2) | index``; shift = n1 - n2 - index)."""
-    codes = layer.codes.reshape(layer.codes.shape[0], -1)
-    bits = layer.bits
-    nonzero = (codes >> (bits - 1)) & 1 == 0
-    negative = (codes >> (bits - 2)) & 1 == 1
-    shift = (layer.n1 - layer.n2) - (codes & ((1 << (bits - 2)) - 1)).astype(np.int16)
-    return nonzero, negative, shift
+    """Nonzero, negative and shift ``e - n2`` of every weight, ``(outputs, inputs)``
+    (:func:`inq_hw.intmodel.codes.unpack`)."""
+    fields = unpack(layer.codes.reshape(layer.codes.shape[0], -1), layer.bits)
+    return ~fields.zero, fields.sign, fields.shift(layer.bits).astype(np.int16)
 
 
 def _shift_add(layer: WeightLayer, lo_x: int, hi_x: int) -> np.ndarray:
@@ -359,7 +353,7 @@ def _shift_add(layer: WeightLayer, lo_x: int, hi_x: int) -> np.ndarray:
     :func:`segment_tree_histogram`."""
     nonzero, negative, shift = _code_fields(layer)
     rows = len(nonzero)
-    constants = (layer.bias + _rounding(layer.shift)).astype(float)
+    constants = (layer.bias + rounding_constant(layer.shift)).astype(float)
     tz, has_const = _constant(constants)
     key = shift.astype(np.int64) * 2 + negative
     keys = int(key[nonzero].max()) + 1 if nonzero.any() else 0
@@ -469,7 +463,7 @@ def _twin(layer: WeightLayer, lo_x: int, hi_x: int) -> _Twin:
     packed[sparse, :-1] = np.take_along_axis(w[sparse], order, axis=1)
     lo, hi = packed * lo_x, packed * hi_x
     lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-    constants = twin.bias + _rounding(twin.shift)
+    constants = twin.bias + rounding_constant(twin.shift)
     _, has_const = _constant(constants)
     const_rows = np.flatnonzero(has_const)
     lo[const_rows, n_valid[const_rows]] = constants[const_rows]
@@ -525,7 +519,7 @@ def _shared_graph(layer: WeightLayer, lo_x: int, hi_x: int, max_depth: int | Non
     from rtl_gen import adder_graph  # the unit's own optimiser: one description of the graph
 
     weights = layer.weights_int().reshape(layer.codes.shape[0], -1)
-    constants = [int(b) + _rounding(layer.shift) for b in layer.bias]
+    constants = [int(b) + rounding_constant(layer.shift) for b in layer.bias]
     graph = adder_graph.optimise(
         weights, lo=lo_x, hi=hi_x, max_depth=max_depth, constants=constants
     )

@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inq_hw.checkpoint import atomic_write
 from inq_hw.cost.errors import CostError
+from inq_hw.files import atomic_write
 from inq_hw.progress import Progress
 from inq_hw.tools import run_tool, tool_version
 

@@ -13,9 +13,19 @@ Number formats (ARCHITECTURE.md, "Number formats"):
   shifted right with **round half up** (add ``2**(shift-1)``, then an arithmetic shift
   right, i.e. floor); for ``shift <= 0`` it is shifted left (exact). Then ReLU (clamp at 0)
   if the layer has one, then saturation to the output format's range.
+
+This module is the one place that says so: :func:`rounding_constant` (the ``2**(s-1)``
+of round half up; the shift direction with it), :func:`output_bounds` (ReLU and
+saturation) and :func:`worst_case` (the accumulator bound). The executor, validation,
+lowering, the cost model and the generators call them; to change the rounding rule, edit
+:func:`rounding_constant` and :func:`round_shift` here (hardware: ``rtl_gen.arith``
+builds its shifts from the same constant).
 """
 
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -24,11 +34,16 @@ from inq_hw.errors import ConfigError
 __all__ = [
     "MAX_ACCUMULATOR_BITS",
     "ActFormat",
+    "abs_row_sums",
     "accumulator_bits",
+    "bias_int",
+    "output_bounds",
     "quantize_input",
     "requantize",
     "round_shift",
+    "rounding_constant",
     "signed_bits",
+    "worst_case",
 ]
 
 #: The executor computes in int64; wider accumulators are refused.
@@ -90,6 +105,17 @@ class ActFormat:
         return cls(bits=data["bits"], signed=data["signed"], frac=data["frac"])  # type: ignore[arg-type]
 
 
+def rounding_constant(shift: int) -> int:
+    """The constant added before a right shift by ``shift`` so that it rounds half up:
+    ``2**(shift-1)`` for ``shift > 0``, 0 for a left shift (``shift <= 0``, exact)."""
+    return 1 << (shift - 1) if shift > 0 else 0
+
+
+def output_bounds(out: ActFormat, relu: bool) -> tuple[int, int]:
+    """``(lo, hi)`` a requantised output saturates to: ``out``'s range, clamped at 0 by ReLU."""
+    return (max(out.lo, 0) if relu else out.lo), out.hi
+
+
 def round_shift(acc: np.ndarray, shift: int) -> np.ndarray:
     """``acc · 2**-shift`` rounded half up (``shift > 0``), or shifted left (``shift <= 0``).
 
@@ -101,7 +127,7 @@ def round_shift(acc: np.ndarray, shift: int) -> np.ndarray:
     if shift >= MAX_ACCUMULATOR_BITS + 1:
         return np.zeros_like(acc)
     if shift > 0:
-        return (acc + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
+        return (acc + np.int64(rounding_constant(shift))) >> np.int64(shift)
     if -shift >= MAX_ACCUMULATOR_BITS:
         return np.sign(acc) << np.int64(MAX_ACCUMULATOR_BITS)
     limit = (1 << (MAX_ACCUMULATOR_BITS - -shift)) - 1
@@ -111,8 +137,8 @@ def round_shift(acc: np.ndarray, shift: int) -> np.ndarray:
 def requantize(acc: np.ndarray, *, shift: int, relu: bool, out: ActFormat) -> np.ndarray:
     """Accumulator → output integer: round-half-up shift, optional ReLU, saturation."""
     y = round_shift(acc, shift)
-    lo = max(out.lo, 0) if relu else out.lo
-    return np.clip(y, lo, out.hi)
+    lo, hi = output_bounds(out, relu)
+    return np.clip(y, lo, hi)
 
 
 def quantize_input(x: np.ndarray, fmt: ActFormat) -> np.ndarray:
@@ -126,25 +152,49 @@ def signed_bits(max_abs: int) -> int:
     return int(max_abs).bit_length() + 1
 
 
-def accumulator_bits(weight_abs_sums: np.ndarray, bias: np.ndarray, input_max_abs: int) -> int:
-    """Accumulator width from the worst case ``|bias| + Σ|w_int| · max|x_int|``.
+def bias_int(values: Iterable[float], exponent: int) -> list[int]:
+    """``round_half_up(b · 2**exponent)`` of each float bias, exact (``Fraction``): the
+    bias as an integer in accumulator units. The values must be finite."""
+    scale = Fraction(2) ** exponent
+    return [math.floor(Fraction(float(v)) * scale + Fraction(1, 2)) for v in values]
 
-    ``weight_abs_sums[o]`` is ``Σ|w_int|`` over the inputs of output ``o``. Every partial
-    sum is bounded by the same figure, so an accumulator of this width never overflows.
 
-    Raises
-    ------
-    ConfigError
-        If the width exceeds :data:`MAX_ACCUMULATOR_BITS`.
+def abs_row_sums(weights: np.ndarray) -> list[int]:
+    """``Σ|w|`` over the inputs of each output (first axis) of integer weights, exact."""
+    rows = np.asarray(weights, dtype=object).reshape(np.shape(weights)[0], -1)
+    return [sum(abs(int(w)) for w in row) for row in rows]
+
+
+def worst_case(
+    weight_abs_sums: np.ndarray | Sequence[int], bias: np.ndarray, input_max_abs: int
+) -> int:
+    """The accumulator bound ``max_o |bias_o| + Σ|w_int| · max|x_int|`` (0 without outputs).
+
+    ``weight_abs_sums[o]`` is ``Σ|w_int|`` over the inputs of output ``o``
+    (:func:`inq_hw.intmodel.codes.weight_abs_sums` from codes, :func:`abs_row_sums` from
+    integers). Every partial sum is bounded by the same figure.
     """
-    worst = max(
+    return max(
         (
             abs(int(b)) + int(s) * int(input_max_abs)
             for s, b in zip(weight_abs_sums, bias, strict=True)
         ),
         default=0,
     )
-    width = signed_bits(worst)
+
+
+def accumulator_bits(
+    weight_abs_sums: np.ndarray | Sequence[int], bias: np.ndarray, input_max_abs: int
+) -> int:
+    """Accumulator width from the worst case ``|bias| + Σ|w_int| · max|x_int|``
+    (:func:`worst_case`), so an accumulator of this width never overflows.
+
+    Raises
+    ------
+    ConfigError
+        If the width exceeds :data:`MAX_ACCUMULATOR_BITS`.
+    """
+    width = signed_bits(worst_case(weight_abs_sums, bias, input_max_abs))
     if width > MAX_ACCUMULATOR_BITS:
         raise ConfigError(f"Accumulator would need {width} bits, more than {MAX_ACCUMULATOR_BITS}")
     return width

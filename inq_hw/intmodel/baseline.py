@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from inq_hw.errors import ConfigError
-from inq_hw.intmodel.arith import accumulator_bits
+from inq_hw.intmodel.arith import abs_row_sums, accumulator_bits, bias_int
 from inq_hw.intmodel.layers import BASELINE_MAX
 
 __all__ = ["BASELINE_BITS", "BASELINE_MAX", "baseline_exponent", "baseline_fields"]
@@ -70,13 +70,6 @@ def _round_half_up_scaled(values: np.ndarray, exponent: int) -> np.ndarray:
     scaled = np.ldexp(values, -exponent) if exponent else values
     whole = np.floor(scaled)
     return (whole + (scaled - whole >= 0.5)).astype(np.int64)
-
-
-def _bias_int(bias: np.ndarray, exponent: int) -> np.ndarray:
-    """``round_half_up(b·2**exponent)`` per output, in exact Python integers."""
-    scale = Fraction(2) ** exponent
-    values = [math.floor(Fraction(float(b)) * scale + Fraction(1, 2)) for b in bias]
-    return np.array(values, dtype=object)
 
 
 def baseline_fields(
@@ -119,12 +112,11 @@ def baseline_fields(
     largest = float(np.abs(w).max(initial=0.0))
     exp = baseline_exponent(largest) if largest > 0 else zero_exp
     q = np.clip(_round_half_up_scaled(w, exp), -BASELINE_MAX, BASELINE_MAX).astype(np.int8)
-    bias_int = _bias_int(b, frac_in - exp)
-    abs_sums = np.abs(q.astype(np.int64)).reshape(q.shape[0], -1).sum(axis=1)
-    acc_bits = accumulator_bits(abs_sums.astype(object), bias_int, input_max_abs)
+    biases = np.array(bias_int(b, frac_in - exp), dtype=object)
+    acc_bits = accumulator_bits(abs_row_sums(q), biases, input_max_abs)
     return {
         "baseline_weights": q,
-        "baseline_bias": bias_int.astype(np.int64),
+        "baseline_bias": biases.astype(np.int64),
         "baseline_exp": exp,
         "baseline_shift": frac_in - exp - frac_out,
         "baseline_acc_bits": acc_bits,

@@ -3,7 +3,7 @@
 An :class:`IntModel` is a list of layers in execution order; each layer names the layers
 it reads (``inputs``), its output shape (without the batch dimension) and the
 :class:`~inq_hw.intmodel.arith.ActFormat` of its output integers. Weight layers hold the
-packed b-bit power-of-two codes of :mod:`inq_hw.quant`, the bias as an integer at
+packed b-bit power-of-two codes of :mod:`inq_hw.intmodel.codes`, the bias as an integer at
 accumulator scale, the requantisation shift and the accumulator width. Layer kinds are
 registered by name with :func:`layer_kind` so the package reader needs no if/elif chain.
 
@@ -30,11 +30,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-import torch
 
 from inq_hw.errors import ConfigError
+from inq_hw.intmodel import codes as weight_codes
 from inq_hw.intmodel.arith import ActFormat
-from inq_hw.quant import compute_n2, unpack_codes
+from inq_hw.intmodel.codes import compute_n2
 
 __all__ = [
     "LAYER_KINDS",
@@ -197,7 +197,7 @@ class WeightLayer(Layer):
                 f"Layer {self.name!r}: bias shape {self.bias.shape} does not match the codes"
             )
         # Validates the code range and the zero-code canonical form.
-        unpack_codes(torch.from_numpy(self.codes.astype(np.int64)), bits=self.bits, n1=self.n1)
+        weight_codes.unpack(self.codes, self.bits)
         self._check_baseline()
 
     @property
@@ -246,14 +246,7 @@ class WeightLayer(Layer):
 
     def weights_int(self) -> np.ndarray:
         """Weights as integers ``±2**(e - n2)`` (0 for zero codes), ``int64``, weight shape."""
-        codes = unpack_codes(
-            torch.from_numpy(self.codes.astype(np.int64)), bits=self.bits, n1=self.n1
-        )
-        magnitude = np.left_shift(
-            np.int64(1), (self.n1 - self.n2 - codes.index.numpy()).astype(np.int64)
-        )
-        signed = np.where(codes.sign.numpy(), -magnitude, magnitude)
-        return np.where(codes.zero.numpy(), 0, signed).astype(np.int64)
+        return weight_codes.weights_int(self.codes, self.bits)
 
     def baseline_weights_int(self) -> np.ndarray:
         """The 8-bit uniform baseline weights as ``int64``, weight shape.

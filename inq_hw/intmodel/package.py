@@ -71,11 +71,11 @@ __all__ = [
 ]
 
 PACKAGE_SCHEMA = "inq-hw-intmodel"
-PACKAGE_VERSION = 1
+PACKAGE_VERSION = 2
 MODEL_FILE = "model.json"
 TENSORS_FILE = "tensors.npz"
 
-_TOP_KEYS = {"schema", "version", "output", "meta", "layers", "tensors"}
+_TOP_KEYS = {"schema", "version", "output", "meta", "layers", "tensors", "sha256"}
 _ARRAY_DTYPES = {
     "codes": np.dtype(np.uint8),
     "bias": np.dtype(np.int64),
@@ -230,6 +230,7 @@ def _encode(model: IntModel) -> tuple[bytes, bytes]:
         "tensors": {"file": TENSORS_FILE, "sha256": hashlib.sha256(tensors).hexdigest()},
     }
     try:
+        document["sha256"] = _document_sha256(document)
         text = json.dumps(
             document, sort_keys=True, indent=2, allow_nan=False, default=_json_default
         )
@@ -310,6 +311,7 @@ def _check_header(document: Any) -> dict[str, Any]:
     if tensors["file"] != TENSORS_FILE:
         raise PackageError(f"model.json: tensors.file must be {TENSORS_FILE!r}")
     _expect_type(tensors["sha256"], str, "a string", "model.json: tensors.sha256")
+    _expect_type(document["sha256"], str, "a string", "model.json: sha256")
     return document
 
 
@@ -436,6 +438,16 @@ def _build_layer(index: int, entry: Any, arrays: dict[str, np.ndarray], used: se
         raise PackageError(f"{where}: {exc}") from None
 
 
+def _document_sha256(document: dict[str, Any]) -> str:
+    """SHA-256 of everything in ``model.json`` but this checksum itself (which covers the
+    tensors through their own checksum): a hand edit of any field is detected."""
+    content = {key: value for key, value in document.items() if key != "sha256"}
+    text = json.dumps(
+        content, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _decode(model_bytes: bytes, tensors_bytes: bytes) -> IntModel:
     """The model in the two files' bytes, fully validated."""
     document = _check_header(_parse_json(model_bytes))
@@ -453,6 +465,13 @@ def _decode(model_bytes: bytes, tensors_bytes: bytes) -> IntModel:
     except _CONSTRUCTION_ERRORS as exc:
         raise PackageError(f"model.json: {exc}") from None
     validate_model(model)
+    # Last, so that an edit that breaks the format is named precisely above; one that
+    # keeps it valid (relu true -> false) still changes the design and is refused here.
+    if _document_sha256(document) != document["sha256"]:
+        raise PackageError(
+            "model.json does not match its own checksum (edited by hand?); export the "
+            "package again with `inq-hw export`"
+        )
     return model
 
 
@@ -460,6 +479,11 @@ def _decode(model_bytes: bytes, tensors_bytes: bytes) -> IntModel:
 
 
 def _read_files(root: Path) -> tuple[bytes, bytes]:
+    if root.is_file():
+        raise PackageError(
+            f"{root} is a file, not an integer model package (a directory); a checkpoint "
+            f"becomes one with `inq-hw export {root} --out DIR`"
+        )
     if not root.is_dir():
         raise PackageError(f"Package directory not found: {root}")
     contents = []

@@ -14,6 +14,7 @@ import numpy as np
 
 from inq_hw.errors import PackageError
 from inq_hw.intmodel.arith import MAX_ACCUMULATOR_BITS, accumulator_bits, signed_bits
+from inq_hw.intmodel.codes import compute_n2, weight_abs_sums
 from inq_hw.intmodel.layers import (
     AddLayer,
     AvgPoolLayer,
@@ -27,7 +28,6 @@ from inq_hw.intmodel.layers import (
     ReLULayer,
     WeightLayer,
 )
-from inq_hw.quant import compute_n2
 
 __all__ = ["validate_model"]
 
@@ -108,19 +108,6 @@ def _expect_format_of(layer: Layer, source: Layer) -> None:
         _fail(layer, f"output format {layer.out} must be its input's {source.out}")
 
 
-def _weight_abs_sums(layer: WeightLayer) -> np.ndarray:
-    """``Σ|w_int|`` per output as exact Python integers (``2**(n1-n2)`` may not fit int64)."""
-    codes = layer.codes.reshape(layer.codes.shape[0], -1).astype(np.int64)
-    nonzero = (codes >> (layer.bits - 1)) == 0
-    index = codes & ((1 << (layer.bits - 2)) - 1)
-    top = layer.n1 - layer.n2
-    sums = np.zeros(codes.shape[0], dtype=object)
-    for level in range(1 << (layer.bits - 2)):
-        count = ((index == level) & nonzero).sum(axis=1)
-        sums = sums + count.astype(object) * (1 << (top - level))
-    return sums
-
-
 def _check_weights(layer: WeightLayer, source: Layer) -> None:
     n2 = compute_n2(layer.n1, layer.bits)
     if layer.n2 != n2:
@@ -132,7 +119,9 @@ def _check_weights(layer: WeightLayer, source: Layer) -> None:
             f"shift is {layer.shift}, but frac_in - n2 - frac_out = "
             f"{source.out.frac} - ({layer.n2}) - {layer.out.frac} = {shift}",
         )
-    need = accumulator_bits(_weight_abs_sums(layer), layer.bias, source.out.max_abs)
+    need = accumulator_bits(
+        weight_abs_sums(layer.codes, layer.bits), layer.bias, source.out.max_abs
+    )
     if not need <= layer.acc_bits <= MAX_ACCUMULATOR_BITS:
         _fail(layer, f"acc_bits is {layer.acc_bits}, but the worst case needs {need}")
     if layer.has_baseline:

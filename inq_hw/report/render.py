@@ -44,7 +44,7 @@ def render_report(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> l
         results = load_results("runs/flow/results.json")
         render_report(results, Path("reports/digits-cnn"))
     """
-    from inq_hw.checkpoint import atomic_write
+    from inq_hw.files import atomic_write
 
     validate_results(results)
     out = Path(out_dir)
