@@ -35,6 +35,7 @@ BENCHES = (
     "implement",
     "pipelining",
     "zoo",
+    "adder_graph",
 )
 
 

@@ -14,6 +14,7 @@ requires. Trailing zero bits never enter an adder.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from amaranth.hdl import Const, Module, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
@@ -22,14 +23,20 @@ from amaranth.lib.wiring import In, Out
 from inq_hw.intmodel.arith import ActFormat, output_bounds, rounding_constant
 
 __all__ = [
+    "Bounded",
     "CodeTerm",
     "Requantizer",
     "Term",
     "act_shape",
+    "add_terms",
     "adder_tree",
     "code_term",
+    "materialise",
+    "range_shape",
     "register_levels",
+    "register_term",
     "requantize",
+    "sum_range",
 ]
 
 
@@ -81,26 +88,59 @@ def code_term(x: Value, code: Value, bits: int) -> CodeTerm:
     return CodeTerm(shifted=shifted, zero=code[bits - 1], negative=code[bits - 2])
 
 
-def _combine(m: Module, a: Term, b: Term) -> Term:
-    """``a + b`` as one adder or subtractor of exact width (see module docstring)."""
+class Bounded(Protocol):
+    """What the range arithmetic of a sum needs: a term's ``lo``, ``hi``, ``shift``, ``negated``."""
+
+    @property
+    def lo(self) -> int: ...
+    @property
+    def hi(self) -> int: ...
+    @property
+    def shift(self) -> int: ...
+    @property
+    def negated(self) -> bool: ...
+
+
+def sum_range(a: Bounded, b: Bounded) -> tuple[int, int, int, bool]:
+    """``(lo, hi, shift, negated)`` of the term :func:`add_terms` makes of ``a + b``: the
+    operand with the larger shift is aligned to the smaller; the magnitude is kept while
+    both operands are negated, otherwise one is subtracted from the other."""
     if b.shift < a.shift:
         a, b = b, a
     d = b.shift - a.shift
-    b_value, b_lo, b_hi = Value.cast(b.value) << d, b.lo << d, b.hi << d
+    b_lo, b_hi = b.lo << d, b.hi << d
     if a.negated == b.negated:
-        expr, lo, hi, negated = a.value + b_value, a.lo + b_lo, a.hi + b_hi, a.negated
+        return a.lo + b_lo, a.hi + b_hi, a.shift, a.negated
+    if b.negated:
+        return a.lo - b_hi, a.hi - b_lo, a.shift, False
+    return b_lo - a.hi, b_hi - a.lo, a.shift, False
+
+
+def add_terms(m: Module, a: Term, b: Term) -> Term:
+    """``a + b`` as one adder or subtractor of exact width (see module docstring)."""
+    return _combine(m, a, b)
+
+
+def _combine(m: Module, a: Term, b: Term) -> Term:
+    lo, hi, shift, negated = sum_range(a, b)
+    if b.shift < a.shift:
+        a, b = b, a
+    b_value = Value.cast(b.value) << (b.shift - a.shift)
+    if a.negated == b.negated:
+        expr = a.value + b_value
     elif b.negated:
-        expr, lo, hi, negated = a.value - b_value, a.lo - b_hi, a.hi - b_lo, False
+        expr = a.value - b_value
     else:
-        expr, lo, hi, negated = b_value - a.value, b_lo - a.hi, b_hi - a.lo, False
+        expr = b_value - a.value
     # keep: without it Yosys merges the tree into $macc cells, which become LUT compressor
     # trees instead of carry chains (iCE40: 1.55 LUT4 per adder bit instead of 1.10).
     out = Signal(range_shape(lo, hi), attrs={"keep": 1})
     m.d.comb += out.eq(expr)
-    return Term(out, lo, hi, a.shift, negated)
+    return Term(out, lo, hi, shift, negated)
 
 
-def _register(m: Module, term: Term, domain: str) -> Term:
+def register_term(m: Module, term: Term, domain: str = "sync") -> Term:
+    """``term`` delayed by one register in ``domain``."""
     reg = Signal(Value.cast(term.value).shape())
     m.d[domain] += reg.eq(term.value)
     return Term(reg, term.lo, term.hi, term.shift, term.negated)
@@ -133,17 +173,17 @@ def adder_tree(m: Module, terms: Sequence[Term], *, stages: int = 0, domain: str
     chosen = register_levels(depth, stages)
     placed = 0
     if 0 in chosen:
-        level = [_register(m, t, domain) for t in level]
+        level = [register_term(m, t, domain) for t in level]
         placed += 1
     for index in range(1, depth + 1):
         pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
         level = [_combine(m, *pair) if len(pair) == 2 else pair[0] for pair in pairs]
         if index in chosen:
-            level = [_register(m, t, domain) for t in level]
+            level = [register_term(m, t, domain) for t in level]
             placed += 1
     (root,) = level
     for _ in range(stages - placed):
-        root = _register(m, root, domain)
+        root = register_term(m, root, domain)
     return root
 
 

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,8 @@ from amaranth.back import verilog
 
 from inq_hw.errors import InqHwError
 from inq_hw.intmodel.arith import ActFormat, abs_row_sums, rounding_constant, worst_case
+from rtl_gen import adder_graph as graphs
+from rtl_gen.adder_graph import Bracket
 from rtl_gen.units import ConstDotUnit, Requant
 
 __all__ = ["FormalError", "FormalResult", "prove_dot_unit", "reference_verilog"]
@@ -172,9 +175,34 @@ def _is_power_of_two(value: int) -> bool:
     return value != 0 and abs(value) & (abs(value) - 1) == 0
 
 
-def _acc_wire(o: int, row: list[int], constant: int, width: int, grouped: bool) -> str:
-    """``acc{o}``: the exact sum of the addends, every node ``width`` bits wide."""
-    expr = _balanced_sum(_addends(row, constant, width, grouped))
+def _leaves(bracket: Bracket) -> list[int]:
+    if isinstance(bracket, int):
+        return [bracket]
+    return [*_leaves(bracket[0]), *_leaves(bracket[1])]
+
+
+def _bracketed_sum(bracket: Bracket, row: list[int], constant: int, width: int) -> str:
+    """The addends of ``row`` (and the constant, leaf -1), each written from the weight
+    itself, added in the nesting of ``bracket``."""
+    if isinstance(bracket, tuple):
+        left, right = (_bracketed_sum(b, row, constant, width) for b in bracket)
+        return f"({left} + {right})"
+    if bracket == -1:
+        return f"({_lit(constant, width)})"
+    w = row[bracket]
+    return f"{'-' if w < 0 else ''}(x{bracket} <<< {abs(w).bit_length() - 1})"
+
+
+def _acc_wire(
+    o: int, row: list[int], constant: int, width: int, grouped: bool, bracket: Bracket | None
+) -> str:
+    """``acc{o}``: the exact sum of the addends, every node ``width`` bits wide; in the
+    order of ``bracket`` when it holds each addend exactly once (else balanced)."""
+    wanted = sorted([i for i, w in enumerate(row) if w != 0] + ([-1] if constant else []))
+    if bracket is not None and grouped and sorted(_leaves(bracket)) == wanted and wanted:
+        expr = _bracketed_sum(bracket, row, constant, width)
+    else:
+        expr = _balanced_sum(_addends(row, constant, width, grouped))
     return f"  wire signed [{width - 1}:0] acc{o} = {expr};"
 
 
@@ -214,10 +242,15 @@ def reference_verilog(
     requant: Requant | None,
     elem_bits: int,
     name: str = "formal_reference",
+    order: Sequence[Bracket] | None = None,
 ) -> str:
     """The reference module in plain Verilog: the unit's inputs (``i_data`` flat, element
     ``i`` at bits ``[i*w +: w]``), ``i_valid`` and ``o_valid``, and one signed output
     ``o_<k>`` of ``elem_bits`` bits per output element.
+
+    ``order`` (per output, :func:`rtl_gen.adder_graph.brackets`) only brackets the sum: the
+    addends are always written from ``weights``, and an order that does not hold each of
+    a row's addends exactly once is ignored, so the reference stays the exact sum.
 
     Raises:
         ValueError: ``elem_bits`` cannot hold every exact result.
@@ -238,7 +271,8 @@ def reference_verilog(
     for o in range(n_out):
         row = [int(w) for w in weights[o]]
         constant = int(bias[o]) + _rounding(requant)
-        lines.append(_acc_wire(o, row, constant, acc_width, grouped))
+        bracket = order[o] if order is not None else None
+        lines.append(_acc_wire(o, row, constant, acc_width, grouped, bracket))
         if requant is None:
             lines.append(f"  wire signed [{acc_width - 1}:0] y{o} = acc{o};")
         else:
@@ -384,6 +418,9 @@ def _write_sources(unit: ConstDotUnit, workdir: Path) -> _Ports:
         in_format=unit.in_format,
         requant=unit.requant,
         elem_bits=ports.elem_bits,
+        order=graphs.brackets(unit.graph, unit.constants())
+        if unit.adder_graph == "shared"
+        else None,
     )
     (workdir / "dut.v").write_text(text)
     (workdir / "reference.v").write_text(reference)

@@ -28,11 +28,24 @@ from inq_hw.intmodel.arith import (
     worst_case,
 )
 from inq_hw.intmodel.layers import WeightLayer
+from rtl_gen import adder_graph as graphs
 from rtl_gen.arith import Term, act_shape, adder_tree, materialise, range_shape, requantize
 
-__all__ = ["BASELINES", "MODES", "ConstDotUnit", "Requant", "is_power_of_two_matrix"]
+__all__ = [
+    "ADDER_GRAPHS",
+    "BASELINES",
+    "DEFAULT_ADDER_GRAPH",
+    "MODES",
+    "ConstDotUnit",
+    "Requant",
+    "is_power_of_two_matrix",
+]
 
 MODES = ("shift-add", "multiply")
+#: ``tree``: one balanced adder tree per output; ``shared``: one adder graph for the whole
+#: matrix, sums that several outputs need computed once (:mod:`rtl_gen.adder_graph`).
+ADDER_GRAPHS = ("tree", "shared")
+DEFAULT_ADDER_GRAPH = "tree"
 #: Multiplier twins a generator can build instead of the power-of-two design.
 BASELINES = ("mult8",)
 
@@ -69,6 +82,20 @@ def _validate(weights: np.ndarray, bias: np.ndarray, mode: str, stages: int) -> 
         raise ValueError(f"Pipeline stages must be a non-negative integer, not {stages!r}")
 
 
+def _resolve_graph(adder_graph: str | None, mode: str, max_depth: int | None) -> str:
+    if adder_graph is None:
+        return DEFAULT_ADDER_GRAPH if mode == "shift-add" else "tree"
+    if adder_graph not in ADDER_GRAPHS:
+        raise ValueError(f"Adder graph must be one of {ADDER_GRAPHS}, not {adder_graph!r}")
+    if adder_graph == "shared" and mode != "shift-add":
+        raise ValueError("Shared adder graphs need shift-add mode, not 'multiply'")
+    if max_depth is not None and (
+        isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1
+    ):
+        raise ValueError(f"Depth limit must be a positive integer or None, not {max_depth!r}")
+    return adder_graph
+
+
 class ConstDotUnit(wiring.Component):
     """Constant-weight dot products: ``outputs`` sums of ``inputs`` products, pipelined.
 
@@ -86,6 +113,11 @@ class ConstDotUnit(wiring.Component):
         Requantise to this format; without it the outputs are the accumulators.
     stages : int
         Pipeline registers (0 = combinational); the latency in cycles.
+    adder_graph : str, optional
+        ``"tree"`` or ``"shared"`` (:data:`ADDER_GRAPHS`; shift-add only); default
+        :data:`DEFAULT_ADDER_GRAPH` for shift-add, ``"tree"`` for the twin.
+    max_depth : int, optional
+        Shared graphs: adder levels the sharing may not push an output beyond.
     acc_bits : int, optional
         Accumulator width (a layer's ``acc_bits``); it must hold :meth:`worst_case`.
         Default: the narrowest that does.
@@ -101,7 +133,8 @@ class ConstDotUnit(wiring.Component):
     Raises
     ------
     ValueError
-        Bad shapes, a mode that does not fit the weights, negative stages.
+        Bad shapes, a mode that does not fit the weights, negative stages, an unknown
+        adder graph or a bad depth limit.
     """
 
     def __init__(
@@ -113,12 +146,17 @@ class ConstDotUnit(wiring.Component):
         mode: str = "shift-add",
         requant: Requant | None = None,
         stages: int = 0,
+        adder_graph: str | None = None,
+        max_depth: int | None = None,
         acc_bits: int | None = None,
     ) -> None:
         weights, bias = np.asarray(weights, dtype=object), np.asarray(bias, dtype=object)
         _validate(weights, bias, mode, stages)
+        self.adder_graph = _resolve_graph(adder_graph, mode, max_depth)
+        self.max_depth = max_depth
         self.weights, self.bias, self.in_format = weights, bias, in_format
         self.mode, self.requant, self.stages = mode, requant, stages
+        self._graph: graphs.AdderGraph | None = None
         need = signed_bits(self.worst_case())
         if acc_bits is not None and (
             isinstance(acc_bits, bool) or not isinstance(acc_bits, int) or acc_bits < need
@@ -140,7 +178,14 @@ class ConstDotUnit(wiring.Component):
 
     @classmethod
     def from_layer(
-        cls, layer: WeightLayer, in_format: ActFormat, *, stages: int = 0, requantise: bool = True
+        cls,
+        layer: WeightLayer,
+        in_format: ActFormat,
+        *,
+        stages: int = 0,
+        requantise: bool = True,
+        adder_graph: str | None = None,
+        max_depth: int | None = None,
     ) -> "ConstDotUnit":
         """The shift-add unit of an integer-model layer (a Linear, or one conv window)."""
         weights = layer.weights_int().reshape(layer.codes.shape[0], -1)
@@ -151,6 +196,8 @@ class ConstDotUnit(wiring.Component):
             in_format=in_format,
             requant=requant,
             stages=stages,
+            adder_graph=adder_graph,
+            max_depth=max_depth,
             acc_bits=layer.acc_bits,
         )
 
@@ -162,6 +209,23 @@ class ConstDotUnit(wiring.Component):
         """``max_o |bias_o| + Σ_i |w_oi| · max|x|``: the accumulator bound
         (:func:`inq_hw.intmodel.arith.worst_case`)."""
         return worst_case(abs_row_sums(self.weights), self.bias, self.in_format.max_abs)
+
+    def constants(self) -> list[int]:
+        """Per output, the constant its sum adds: bias plus the rounding constant."""
+        return [int(b) + self._rounding() for b in self.bias]
+
+    @property
+    def graph(self) -> graphs.AdderGraph:
+        """The shared adder graph of the weights (computed once)."""
+        if self._graph is None:
+            self._graph = graphs.optimise(
+                self.weights,
+                lo=self.in_format.lo,
+                hi=self.in_format.hi,
+                max_depth=self.max_depth,
+                constants=self.constants(),
+            )
+        return self._graph
 
     def _rounding(self) -> int:
         return rounding_constant(self.requant.shift) if self.requant else 0
@@ -186,11 +250,20 @@ class ConstDotUnit(wiring.Component):
             terms.append(Term(Const(value, range_shape(value, value)), value, value, shift=shift))
         return terms
 
+    def _roots(self, m: Module) -> list[Term]:
+        """Each output's sum: a shared graph, or one tree per output."""
+        if self.adder_graph == "shared":
+            inputs = list(self.i_data)
+            return graphs.build(m, self.graph, inputs, self.constants(), stages=self.stages)
+        return [
+            adder_tree(m, self._terms(m, list(row), int(bias)), stages=self.stages)
+            for row, bias in zip(self.weights, self.bias, strict=True)
+        ]
+
     def elaborate(self, platform: object) -> Module:
         m = Module()
         width = signed_bits(self.worst_case() + self._rounding())
-        for o, (row, bias) in enumerate(zip(self.weights, self.bias, strict=True)):
-            root = adder_tree(m, self._terms(m, list(row), int(bias)), stages=self.stages)
+        for o, root in enumerate(self._roots(m)):
             acc = materialise(m, root, width)
             if self.requant is None:
                 m.d.comb += self.o_data[o].eq(acc)

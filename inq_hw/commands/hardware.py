@@ -53,6 +53,11 @@ def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
     from rtl_gen.dataflow import generate_dataflow
     from rtl_gen.export import RTLError, verilator_lint
 
+    if args.adder_graph or args.max_depth:
+        raise ConfigError(
+            "--adder-graph/--max-depth apply to constant-weight units; the dataflow top's "
+            "unrolled stages use the default adder graph"
+        )
     folding = dataflow_folding(args.fold, args.package)
     pipeline = dataflow_pipeline(args, folding)
     default = "rtl-dataflow-mult8" if args.baseline else "rtl-dataflow"
@@ -75,10 +80,22 @@ def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
     return {**manifest, "out": str(out), "_text": f"{text}\n{top['name']}: {timing}\n-> {out}"}
 
 
-def add_design_options(parser: argparse.ArgumentParser, *, unit: str = "network") -> None:
+def add_design_options(
+    parser: argparse.ArgumentParser, *, unit: str = "network", package_optional: bool = False
+) -> None:
     """The package and the unit, fold, pipeline and baseline options of ``generate``,
     shared by every command that builds a design (``generate``, ``ip``)."""
-    parser.add_argument("package", type=Path, help="package directory written by 'inq-hw export'")
+    if package_optional:  # generate --matrix builds a unit without a package
+        parser.add_argument(
+            "package",
+            type=Path,
+            nargs="?",
+            help="package directory written by 'inq-hw export' (or give --matrix)",
+        )
+    else:
+        parser.add_argument(
+            "package", type=Path, help="package directory written by 'inq-hw export'"
+        )
     parser.add_argument(
         "--unit",
         default=unit,
@@ -118,7 +135,32 @@ def add_design_options(parser: argparse.ArgumentParser, *, unit: str = "network"
 
 
 def _configure_generate(parser: argparse.ArgumentParser) -> None:
-    add_design_options(parser)
+    add_design_options(parser, package_optional=True)
+    parser.add_argument(
+        "--matrix",
+        type=Path,
+        default=None,
+        metavar="W.npy",
+        help="instead of a package: the shift-add unit of y_j = sum_i x_i W[i, j] for an "
+        "integer inputs x outputs matrix of 0 / +-2**k entries",
+    )
+    parser.add_argument("--in-bits", type=int, default=8, help="--matrix: input width (default 8)")
+    parser.add_argument(
+        "--unsigned", action="store_true", help="--matrix: unsigned inputs (default signed)"
+    )
+    parser.add_argument(
+        "--adder-graph",
+        choices=("tree", "shared"),
+        default=None,
+        help="shift-add sums: one balanced tree per output, or one graph sharing sums "
+        "across outputs (default: rtl_gen.units.DEFAULT_ADDER_GRAPH)",
+    )
+    parser.add_argument(
+        "--max-depth",
+        type=int,
+        default=None,
+        help="shared graphs: adder levels sharing may not push an output beyond",
+    )
     parser.add_argument("--out", type=output_dir, default=None, help="default: PACKAGE/rtl")
     parser.add_argument(
         "--lint", action="store_true", help="run verilator --lint-only -Wall on each top"
@@ -132,6 +174,10 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     from rtl_gen.export import RTLError, verilator_lint
     from rtl_gen.generate import generate as generate_rtl
 
+    if args.matrix is not None:
+        return _generate_matrix(args)
+    if args.package is None:
+        raise ConfigError("Give a package directory, or --matrix W.npy")
     if args.unit == "dataflow":
         return _generate_dataflow(args)
     if args.fold:
@@ -141,7 +187,13 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out or args.package / "rtl"
     stages = _stages(args.pipeline)
     manifest = generate_rtl(
-        args.package, out, unit=args.unit, stages=stages, baseline=args.baseline
+        args.package,
+        out,
+        unit=args.unit,
+        stages=stages,
+        baseline=args.baseline,
+        adder_graph=args.adder_graph,
+        max_depth=args.max_depth,
     )
     rows = []
     for top in manifest["tops"]:
@@ -162,6 +214,30 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
             if warnings:
                 raise RTLError(f"Verilator lint of {top['name']}: {warnings[0]}")
     text = format_table(["top", "layer", "mode", "inputs", "outputs", "acc bits", "latency"], rows)
+    return {**manifest, "out": str(out), "_text": f"{text}\n-> {out}"}
+
+
+def _generate_matrix(args: argparse.Namespace) -> dict[str, Any]:
+    from rtl_gen.generate import generate_matrix
+
+    if args.package is not None or args.unit != "network" or args.fold or args.baseline:
+        raise ConfigError("--matrix takes no package, --unit, --fold or --baseline")
+    out = args.out or args.matrix.with_suffix("").with_name(args.matrix.stem + "-rtl")
+    manifest = generate_matrix(
+        args.matrix,
+        out,
+        in_bits=args.in_bits,
+        signed=not args.unsigned,
+        stages=_stages(args.pipeline),
+        adder_graph=args.adder_graph,
+        max_depth=args.max_depth,
+    )
+    (top,) = manifest["tops"]
+    p = top["params"]
+    text = (
+        f"{top['name']}: {p['inputs']} inputs x {p['outputs']} outputs, {p['adder_graph']} "
+        f"adder graph, {p['adders']} adders, acc {p['acc_bits']} bits, latency {top['latency']}"
+    )
     return {**manifest, "out": str(out), "_text": f"{text}\n-> {out}"}
 
 

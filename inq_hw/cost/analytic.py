@@ -8,6 +8,9 @@ For every weight layer the model counts what rtl_gen's constant-weight unit of t
   level by level, each adder as wide as its operand range needs; the bias and rounding
   constant is one more term). Zero weights cost nothing; constant shifts are wiring
   (counted, free).
+  With ``adder_graph="shared"`` the unit is one adder graph for the whole matrix
+  (:mod:`rtl_gen.adder_graph`): the graph is optimised as the unit does it and every
+  adder it builds is counted at its width (:func:`rtl_gen.adder_graph.adder_widths`).
 * ``mult8``: the 8-bit uniform multiplier twin (the package's baseline weights): one
   constant multiplier per nonzero weight and the same kind of exact-width tree over the
   products. A constant multiplier is priced by its constant, as synthesis builds it: the
@@ -287,7 +290,7 @@ def _constant(constants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # --- per-layer counters ------------------------------------------------------------------
 
-_Counter = Callable[[IntModel, Layer, TechTable], LayerCost | None]
+_Counter = Callable[..., LayerCost | None]  # (model, layer, table, *, adder_graph)
 _COUNTERS: dict[type, _Counter] = {}
 
 
@@ -519,13 +522,36 @@ def _pe(table: TechTable, first: tuple[float, float], acc_bits: int) -> tuple[fl
     )
 
 
+def _shared_graph(layer: WeightLayer, lo_x: int, hi_x: int, max_depth: int | None) -> np.ndarray:
+    """Adder-width histogram of the unit's shared adder graph, as it builds it."""
+    from rtl_gen import adder_graph  # the unit's own optimiser: one description of the graph
+
+    weights = layer.weights_int().reshape(layer.codes.shape[0], -1)
+    constants = [int(b) + rounding_constant(layer.shift) for b in layer.bias]
+    graph = adder_graph.optimise(
+        weights, lo=lo_x, hi=hi_x, max_depth=max_depth, constants=constants
+    )
+    widths = adder_graph.adder_widths(graph, constants)
+    return np.bincount(np.asarray(widths, np.int64), minlength=1)
+
+
 @counts_for(WeightLayer)
-def _weight_layer(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
+def _weight_layer(
+    model: IntModel,
+    layer: Layer,
+    table: TechTable,
+    *,
+    adder_graph: str = "tree",
+    max_depth: int | None = None,
+) -> LayerCost:
     assert isinstance(layer, WeightLayer)
     x = model.layer(layer.inputs[0]).out
     rows, n_in = layer.codes.shape[0], int(np.prod(layer.codes.shape[1:]))
     weights, positions = rows * n_in, _positions(layer)
-    shift_tree = _shift_add(layer, x.lo, x.hi)
+    if adder_graph == "shared":
+        shift_tree = _shared_graph(layer, x.lo, x.hi, max_depth)
+    else:
+        shift_tree = _shift_add(layer, x.lo, x.hi)
     is_nonzero, _, shifts = _code_fields(layer)
     nonzero = int(np.count_nonzero(is_nonzero))
     exponents = 1 << (layer.bits - 2)
@@ -609,7 +635,7 @@ def _ops(model: IntModel, layer: Layer) -> tuple[int, int]:
 
 
 @counts_for(AddLayer, AvgPoolLayer, MaxPoolLayer, MeanPoolLayer, ClampLayer, ConcatLayer)
-def _elementwise(model: IntModel, layer: Layer, table: TechTable) -> LayerCost:
+def _elementwise(model: IntModel, layer: Layer, table: TechTable, **_: object) -> LayerCost:
     """Additions (or comparisons) per output element, the same in both integer designs."""
     n, width = _ops(model, layer)
     integer = DesignCost(n * table.energy("int_add", width), 0.0, n, n * width, 0, 0)
@@ -642,18 +668,33 @@ def _memory(layers: list[LayerCost], table: TechTable) -> dict[str, dict[str, An
     return memory
 
 
-def analyze(model: IntModel, table: TechTable = HOROWITZ_45NM) -> NetworkCost:
-    """Count and price every layer of ``model`` (module docstring).
+def analyze(
+    model: IntModel,
+    table: TechTable = HOROWITZ_45NM,
+    *,
+    adder_graph: str | None = None,
+    max_depth: int | None = None,
+) -> NetworkCost:
+    """Count and price every layer of ``model`` (module docstring); ``adder_graph``
+    (``"tree"`` or ``"shared"``, default the units' default) and ``max_depth`` as for
+    :class:`rtl_gen.units.ConstDotUnit`.
 
     Raises
     ------
     CostError
-        A layer without its 8-bit baseline, or a width the table cannot price.
+        A layer without its 8-bit baseline, a width the table cannot price, an unknown
+        adder graph.
     """
+    from rtl_gen.units import ADDER_GRAPHS, DEFAULT_ADDER_GRAPH
+
+    adder_graph = adder_graph or DEFAULT_ADDER_GRAPH
+    if adder_graph not in ADDER_GRAPHS:
+        raise CostError(f"Adder graph must be one of {ADDER_GRAPHS}, not {adder_graph!r}")
     layers = []
     for layer in model.layers:
         counter = _counter(layer)
-        cost = counter(model, layer, table) if counter else None
+        options = {"adder_graph": adder_graph, "max_depth": max_depth}
+        cost = counter(model, layer, table, **options) if counter else None
         if cost is not None:
             layers.append(cost)
     return NetworkCost(layers=tuple(layers), table=table, memory=_memory(layers, table))
