@@ -130,7 +130,7 @@ def test_bad_flow_options_are_one_line_errors(tmp_path: Path) -> None:
     bad = subprocess.run(
         [*CLI, "flow", "--bits", "2,9"], capture_output=True, text=True, check=False
     )
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Bit-widths" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Bit-width must be" in bad.stderr
     config = tmp_path / "bad.toml"
     config.write_text('bits = [5]\ncolour = "red"\n')
     bad = subprocess.run(

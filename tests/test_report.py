@@ -469,14 +469,14 @@ def test_interrupted_writes_leave_only_whole_files(
     tmp_path: Path,
     rendered: tuple[dict[str, Any], Path, list[Path]],
 ) -> None:
-    import inq_hw.checkpoint
+    import inq_hw.files
 
     shutil.copytree(rendered[1], tmp_path, dirs_exist_ok=True)
     before = _snapshot(tmp_path)
     results = make_results()
     changed = copy.deepcopy(results)
     changed["name"] = "digits-cnn-2"
-    real_write, calls = inq_hw.checkpoint.atomic_write, []
+    real_write, calls = inq_hw.files.atomic_write, []
 
     def interrupted(path: Path, write: Any) -> Path:
         calls.append(path)
@@ -489,7 +489,7 @@ def test_interrupted_writes_leave_only_whole_files(
             return real_write(path, half)
         return real_write(path, write)
 
-    monkeypatch.setattr(inq_hw.checkpoint, "atomic_write", interrupted)
+    monkeypatch.setattr(inq_hw.files, "atomic_write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         render_report(changed, tmp_path)
     after = _snapshot(tmp_path)
