@@ -145,12 +145,13 @@ targets:
 
   synth_ecp5:
     <<: *default
-    description: Yosys synthesis for ECP5 LFE5U-25F (set pnr to next with a filled-in .lpf)
-    filesets: [rtl, ecp5_pins]
-    flow: trellis
+    description: Yosys synthesis for ECP5 (for place and route, flow trellis with the .lpf)
+    filesets: [rtl]
+    flow: generic
     flow_options:
-      pnr: none
-      nextpnr_options: [--25k, --package, CABGA381, --freq, {kit.mhz}]
+      tool: yosys
+      arch: ecp5
+      output_format: json
 """
 
 
@@ -536,7 +537,7 @@ def _readme(kit: Kit) -> str:
         f"fusesoc --cores-root . run --target lint {vlnv}            # verilator -Wall",
         f"fusesoc --cores-root . run --target sim {vlnv}             # Icarus",
         f"fusesoc --cores-root . run --target sim --tool verilator {vlnv}",
-        f"fusesoc --cores-root . run --target synth_ice40 {vlnv}     # Yosys",
+        f"fusesoc --cores-root . run --target synth_ice40 {vlnv}     # native Yosys",
         f"fusesoc --cores-root . run --target synth_ecp5 {vlnv}",
         "make -C tb SIM=icarus                                  # cocotb + cocotbext-axi",
         f"iverilog -o tb.vvp tb/{kit.tb}.v {kit.rtl} && (cd tb && vvp -n ../tb.vvp)",
@@ -550,5 +551,13 @@ def _readme(kit: Kit) -> str:
         f"{c}.vlt` waives the Verilator -Wall rules that fire on Yosys-written Verilog, each "
         "with its reason. `openlane/config.json` starts an OpenLane 2 run "
         "(`openlane openlane/config.json`).",
+        "",
+        "The synth targets run Yosys through edalize's Tcl script: they need a native "
+        "`yosys` with Tcl (Debian's 0.23 works; YoWASP's has no `tcl` command). They stop "
+        "after synthesis and print the cell counts (also in `yosys.log` of the build "
+        "directory); the ports are wider than a package's pins, so place and route needs "
+        "the core inside a larger design. iCE40: flow icestorm with `pnr: none`; ECP5: "
+        "flow generic with Yosys, because edalize 0.6.8's trellis flow runs nextpnr even "
+        "with `pnr: none`.",
     ]
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-APT_PACKAGES="iverilog g++ make ccache liblz4-dev opensta"
+APT_PACKAGES="iverilog g++ make ccache liblz4-dev opensta yosys"
 
 missing_apt() {
     for pkg in $APT_PACKAGES; do

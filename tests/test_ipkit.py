@@ -5,7 +5,8 @@ The wrapper runs under Amaranth's simulator with random idle cycles and stalls (
 lost or duplicated, AXI4-Stream's hold rule, the ``tlast`` check). The kit is exported once
 for a small CNN and used as a hardware team would: copied outside the project, FuseSoC's
 ``lint`` and ``sim`` targets, the cocotbext-axi testbench, a tampered copy that must fail
-its own testbench, and a second export that must be byte-identical.
+its own testbench, and a second export that must be byte-identical. A tinier CNN's kit
+runs the ``synth_ice40`` target through native Yosys (edalize drives it through Tcl).
 """
 
 import json
@@ -28,13 +29,14 @@ from amaranth.sim import Simulator
 from inq_hw.cli import main
 from inq_hw.errors import ConfigError
 from inq_hw.intmodel import IntModel, WeightLayer, run
+from inq_hw.intmodel.layers import Conv2dLayer, FlattenLayer, InputLayer, LinearLayer
 from inq_hw.intmodel.package import package_hash, save_package
 from rtl_gen.axi_stream import AxiStreamWrapper
 from rtl_gen.dataflow import build_dataflow
 from rtl_gen.export import Design, find_verilator, load_manifest, write_designs
 from rtl_gen.ipkit import ip_design, write_ip
 from sim.streams import encode_fields
-from tests.test_dataflow import _images, small_cnn
+from tests.test_dataflow import U8, _images, _weight_layer, small_cnn
 
 FOLDING = {"c2": 2}
 TOP = "inq_axis"
@@ -380,3 +382,65 @@ def test_ip_command_refuses_other_units(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--unit dataflow" in err, err
     assert not (tmp_path / "ip").exists()
+
+
+# --- the synthesis target -----------------------------------------------------------------
+
+
+def tiny_cnn() -> IntModel:
+    """conv 3x3 (1 → 2 channels, pad 1) on 4x4 → flatten → linear to 3 logits: small enough
+    for a quick Yosys run (about 1.6k LUT4 on iCE40)."""
+    x = InputLayer(name="x", inputs=(), shape=(1, 4, 4), out=U8)
+    c1 = _weight_layer(
+        Conv2dLayer, "c1", x, (2, 4, 4), (2, 1, 3, 3), 1, relu=True, stride=1, padding=1
+    )
+    flat = FlattenLayer(name="flat", inputs=("c1",), shape=(32,), out=c1.out)
+    f1 = _weight_layer(LinearLayer, "f1", flat, (3,), (3, 32), 3, relu=False, shift=4)
+    return IntModel(layers=(x, c1, flat, f1), output="f1")
+
+
+def _yosys_has_tcl() -> bool:
+    """edalize's Yosys flow runs a Tcl script: YoWASP's Yosys has no ``tcl`` command,
+    Debian's native ``yosys`` (0.23) has."""
+    if shutil.which("yosys") is None:
+        return False
+    probe = subprocess.run(
+        ["yosys", "-q", "-p", "tcl"], capture_output=True, text=True, timeout=60, check=False
+    )
+    return "No such command: tcl" not in probe.stdout + probe.stderr
+
+
+_CELLS = {
+    "ice40": ("SB_LUT4", r"SB_DFF\w*", "SB_MAC16"),
+    "ecp5": ("LUT4", "TRELLIS_FF", "MULT18X18D"),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model, root = tiny_cnn(), tmp_path_factory.mktemp("tiny")
+    save_package(model, root / "pkg")
+    write_ip(root / "pkg", root / "kit", images=_images(model, 2, 1))
+    return root / "kit"
+
+
+@pytest.mark.hw
+@pytest.mark.parametrize("arch", ["ice40", pytest.param("ecp5", marks=pytest.mark.slow)])
+def test_fusesoc_synth_target_reports_resources(arch: str, tiny_kit: Path, tmp_path: Path) -> None:
+    assert _yosys_has_tcl(), "synth targets need a native yosys with Tcl: scripts/setup.sh"
+    ip = _copy(tiny_kit, tmp_path)
+    lut, flop, dsp = _CELLS[arch]
+    synth = _fusesoc(ip, tmp_path, "run", "--target", f"synth_{arch}", CORE)
+    assert synth.returncode == 0, synth.stdout[-3000:] + synth.stderr
+    assert "nextpnr" not in synth.stdout + synth.stderr  # synthesis only
+    (log,) = (tmp_path / "build").glob(f"*/synth_{arch}/yosys.log")
+    text = log.read_text()
+    assert f"Executing SYNTH_{arch.upper()} pass" in text
+    stats = text.rsplit("Printing statistics", 1)[1]
+    assert dsp not in stats  # shifts and adds: no multiplier block
+    luts = re.search(rf"^\s+{lut}\s+(\d+)$", stats, re.M)
+    flops = re.findall(rf"^\s+{flop}\s+(\d+)$", stats, re.M)
+    assert luts is not None and int(luts.group(1)) > 100, stats
+    assert sum(map(int, flops)) > 50, stats
+    (netlist,) = (tmp_path / "build").glob(f"*/synth_{arch}/*.json")
+    assert TOP in json.loads(netlist.read_text())["modules"]
