@@ -36,6 +36,7 @@ BENCHES = (
     "pipelining",
     "zoo",
     "adder_graph",
+    "dataflow_graph",
 )
 
 

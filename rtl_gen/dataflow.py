@@ -17,6 +17,12 @@ the lanes of a folded one): shorter paths between registers for a faster clock, 
 more cycles of latency per stage (folded: also ``N`` more cycles per result). The control
 models (:mod:`rtl_gen.timing`) include them, so the manifest's latency and interval stay
 exact; :mod:`rtl_gen.pipelining` chooses ``N`` for a target clock.
+
+The *adder graph* (``"tree"`` or ``"shared"``, :mod:`rtl_gen.adder_graph`) and its depth
+limit apply to every unrolled weight layer's unit: a shared graph computes sums that
+several outputs need once, with the same ``N`` registers on every path, so the control
+models and the manifest's timing are unchanged. Folded layers keep their lanes (one
+product per lane and cycle), whatever the graph.
 """
 
 import itertools
@@ -69,7 +75,7 @@ from rtl_gen.timing import (
     UnrolledDotTiming,
     measure,
 )
-from rtl_gen.units import BASELINES, ConstDotUnit, Requant
+from rtl_gen.units import ADDER_GRAPHS, BASELINES, DEFAULT_ADDER_GRAPH, ConstDotUnit, Requant
 
 __all__ = [
     "DataflowTop",
@@ -117,10 +123,13 @@ def _weights(layer: WeightLayer, baseline: str | None) -> tuple[Any, Any, int, s
 
 @dataclass(frozen=True)
 class _DotChoice:
-    """How a weight layer's dot stage is built: its fold and pipeline stages."""
+    """How a weight layer's dot stage is built: its fold and pipeline stages, and (when
+    unrolled) its adder graph and depth limit (``None``: the unit's default)."""
 
     fold: int
     stages: int
+    adder_graph: str | None = None
+    max_depth: int | None = None
 
 
 def _dot(
@@ -136,6 +145,8 @@ def _dot(
             mode=mode,
             requant=requant,
             stages=choice.stages,
+            adder_graph=choice.adder_graph,
+            max_depth=choice.max_depth,
         )
         return UnrolledDot(unit), UnrolledDotTiming(choice.stages)
     folded = FoldedDot(
@@ -168,8 +179,31 @@ def _check_stages(layer: WeightLayer, stages: int) -> int:
     return stages
 
 
-def _dot_info(choice: _DotChoice) -> dict[str, int]:
-    return {"fold": choice.fold, "pipeline": choice.stages}
+def _dot_info(choice: _DotChoice, dot: wiring.Component) -> dict[str, Any]:
+    """Fold, pipeline and adder graph of a dot stage (``None`` for a folded one)."""
+    graph = dot.unit.adder_graph if isinstance(dot, UnrolledDot) else None
+    return {"fold": choice.fold, "pipeline": choice.stages, "adder_graph": graph}
+
+
+def _check_graph(
+    model: IntModel, baseline: str | None, folding: Mapping[str, int], graph: _DotChoice
+) -> None:
+    """Refuse an adder graph the top cannot build: unknown, on the twin, or on a top
+    whose weight layers are all folded (folded lanes have no adder graph)."""
+    if graph.adder_graph is not None and graph.adder_graph not in ADDER_GRAPHS:
+        raise ConfigError(f"Adder graph must be one of {ADDER_GRAPHS}, not {graph.adder_graph!r}")
+    depth = graph.max_depth
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise ConfigError(f"Depth limit must be a positive integer, not {depth!r}")
+    if graph.adder_graph != "shared" and depth is None:
+        return
+    if baseline is not None:
+        raise ConfigError("Shared adder graphs and depth limits need the shift-add top, not mult8")
+    if all(folding.get(layer.name, 1) > 1 for layer in model.weight_layers()):
+        raise ConfigError(
+            "The adder graph applies to unrolled weight layers (fold 1); every weight layer "
+            "of this top is folded, and folded layers have no adder graph"
+        )
 
 
 def _conv_stage(
@@ -190,7 +224,12 @@ def _conv_stage(
         padding=layer.padding,
     )
     timing = ConvTiming(dot_timing, (h, w), k, layer.stride, layer.padding)
-    info = {"layer": layer.name, "kind": "conv2d", **_dot_info(choice), "window_inputs": c * k * k}
+    info = {
+        "layer": layer.name,
+        "kind": "conv2d",
+        **_dot_info(choice, dot),
+        "window_inputs": c * k * k,
+    }
     out = _Geometry(layer.shape[1] * layer.shape[2], layer.shape[0], layer.out, layer.shape)  # type: ignore[arg-type]
     return _Stage(engine, timing, info), out
 
@@ -201,7 +240,7 @@ def _linear_stage(
     dot, dot_timing = _dot(layer, geo.fmt, baseline, choice)
     engine = LinearEngine(dot=dot, in_format=geo.fmt, beats=geo.beats, elems=geo.elems)
     inputs = geo.beats * geo.elems
-    info = {"layer": layer.name, "kind": "linear", **_dot_info(choice), "inputs": inputs}
+    info = {"layer": layer.name, "kind": "linear", **_dot_info(choice, dot), "inputs": inputs}
     out = _Geometry(1, layer.shape[0], layer.out, None)
     return _Stage(engine, LinearTiming(dot_timing, geo.beats), info), out
 
@@ -216,14 +255,14 @@ def _pool_stage(layer: MaxPoolLayer, geo: _Geometry) -> tuple[_Stage, _Geometry]
         )
     c, h, w = geo.chw
     engine = MaxPoolEngine(fmt=geo.fmt, channels=c, size=(h, w), kernel=layer.kernel)
-    info = {"layer": layer.name, "kind": "maxpool", "fold": 1, "pipeline": 0}
+    info = {"layer": layer.name, "kind": "maxpool", "fold": 1, "pipeline": 0, "adder_graph": None}
     out = _Geometry(layer.shape[1] * layer.shape[2], c, layer.out, layer.shape)  # type: ignore[arg-type]
     return _Stage(engine, PoolTiming((h, w), layer.kernel), info), out
 
 
 def _relu_stage(layer: ReLULayer, geo: _Geometry) -> tuple[_Stage, _Geometry]:
     engine = ReLUEngine(in_format=geo.fmt, out=layer.out, elems=geo.elems)
-    info = {"layer": layer.name, "kind": "relu", "fold": 1, "pipeline": 0}
+    info = {"layer": layer.name, "kind": "relu", "fold": 1, "pipeline": 0, "adder_graph": None}
     return _Stage(engine, PassTiming(), info), _Geometry(geo.beats, geo.elems, layer.out, geo.chw)
 
 
@@ -273,10 +312,12 @@ def _stages(
     baseline: str | None,
     folding: Mapping[str, int],
     pipeline: Mapping[str, int],
+    graph: _DotChoice,
 ) -> tuple[list[_Stage], _Geometry, _Geometry]:
     layers = _chain(model)
     _check_names(model, "Folding", folding)
     _check_names(model, "Pipelining", pipeline)
+    _check_graph(model, baseline, folding, graph)
     first = geo = _input_geometry(model.input)
     stages = []
     for layer in layers[1:]:
@@ -285,6 +326,8 @@ def _stages(
             choice = _DotChoice(
                 _check_fold(layer, folding.get(layer.name, 1)),
                 _check_stages(layer, pipeline.get(layer.name, 0)),
+                graph.adder_graph,
+                graph.max_depth,
             )
         _check_plain(layer)
         if isinstance(layer, Conv2dLayer):
@@ -317,8 +360,18 @@ class DataflowTop(wiring.Component):
     o : Out(stream of one beat per image: ``{logits: ArrayLayout, label: unsigned}``)
     """
 
-    def __init__(self, stages: list[_Stage], first: _Geometry, last: _Geometry) -> None:
+    def __init__(
+        self,
+        stages: list[_Stage],
+        first: _Geometry,
+        last: _Geometry,
+        *,
+        adder_graph: str = DEFAULT_ADDER_GRAPH,
+        max_depth: int | None = None,
+    ) -> None:
         self.stages, self.first, self.last = stages, first, last
+        #: The unrolled layers' adder graph and depth limit (folded layers have none).
+        self.adder_graph, self.max_depth = adder_graph, max_depth
         self.out_layout = data.StructLayout(
             {
                 "logits": data.ArrayLayout(act_shape(last.fmt), last.elems),
@@ -399,19 +452,25 @@ def build_dataflow(
     baseline: str | None = None,
     folding: Mapping[str, int] | None = None,
     pipeline: Mapping[str, int] | None = None,
+    adder_graph: str | None = None,
+    max_depth: int | None = None,
 ) -> DataflowTop:
     """The dataflow top of ``model``; ``folding`` maps weight-layer names to a fold (1 =
     unrolled, ``f`` = each result over several cycles with ``ceil(Cout/f)`` outputs per
-    cycle); ``pipeline`` maps them to register stages inside the dot stage (default 0).
+    cycle); ``pipeline`` maps them to register stages inside the dot stage (default 0);
+    ``adder_graph`` and ``max_depth`` (as for :class:`~rtl_gen.units.ConstDotUnit`) apply
+    to every unrolled weight layer, folded ones keep their lanes.
 
     Raises:
         ConfigError: A layer the top cannot stream, a bad fold or stage count, an unknown
-            baseline.
+            baseline, an adder graph the top cannot build (see :func:`_check_graph`).
     """
     if baseline is not None and baseline not in BASELINES:
         raise ConfigError(f"Baseline must be one of {BASELINES}, not {baseline!r}")
-    stages, first, last = _stages(model, baseline, dict(folding or {}), dict(pipeline or {}))
-    return DataflowTop(stages, first, last)
+    graph = _DotChoice(1, 0, adder_graph, max_depth)
+    stages, first, last = _stages(model, baseline, dict(folding or {}), dict(pipeline or {}), graph)
+    resolved = adder_graph or ("tree" if baseline else DEFAULT_ADDER_GRAPH)
+    return DataflowTop(stages, first, last, adder_graph=resolved, max_depth=max_depth)
 
 
 def dataflow_design(
@@ -421,11 +480,20 @@ def dataflow_design(
     folding: Mapping[str, int] | None = None,
     pipeline: Mapping[str, int] | None = None,
     source_hash: str | None = None,
+    adder_graph: str | None = None,
+    max_depth: int | None = None,
 ) -> Design:
     """The top as a :class:`~rtl_gen.export.Design` whose parameters state the stream
-    formats, the folding and pipelining per engine, the latency and the interval (cycles
-    per image)."""
-    top = build_dataflow(model, baseline=baseline, folding=folding, pipeline=pipeline)
+    formats, the folding, pipelining and adder graph per engine, the latency and the
+    interval (cycles per image)."""
+    top = build_dataflow(
+        model,
+        baseline=baseline,
+        folding=folding,
+        pipeline=pipeline,
+        adder_graph=adder_graph,
+        max_depth=max_depth,
+    )
     params = dataflow_params(top, baseline)
     name = verilog_identifier("dataflow_mult8" if baseline else "dataflow_shiftadd", taken=set())
     return Design(
@@ -438,14 +506,16 @@ def dataflow_design(
 
 
 def dataflow_params(top: DataflowTop, baseline: str | None) -> dict[str, Any]:
-    """What a manifest says of ``top``: stream formats, folding and pipelining per engine,
-    latency and interval."""
+    """What a manifest says of ``top``: stream formats, folding, pipelining and adder graph
+    per engine, the adder graph and depth limit asked for, latency and interval."""
     timing = top.timing()
     first, last = top.first, top.last
     return {
         "kind": "dataflow",
         "mode": "multiply" if baseline else "shift-add",
         "baseline": baseline,
+        "adder_graph": top.adder_graph,
+        "max_depth": top.max_depth,
         "engines": [stage.info for stage in top.stages],
         "input": {**first.fmt.to_dict(), "beats": first.beats, "elems": first.elems},
         "output": {
@@ -465,6 +535,8 @@ def generate_dataflow(
     baseline: str | None = None,
     folding: Mapping[str, int] | None = None,
     pipeline: Mapping[str, int] | None = None,
+    adder_graph: str | None = None,
+    max_depth: int | None = None,
 ) -> dict[str, Any]:
     """Load a package, build its dataflow top and write it to ``out_dir``; the manifest."""
     model = load_package(package)
@@ -474,5 +546,7 @@ def generate_dataflow(
         folding=folding,
         pipeline=pipeline,
         source_hash=package_hash(package),
+        adder_graph=adder_graph,
+        max_depth=max_depth,
     )
     return write_designs([design], Path(out_dir))

@@ -3,6 +3,7 @@
 the formal proof, and the ``generate --matrix`` entry point with its rejections."""
 
 import collections
+import json
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -244,3 +245,27 @@ def test_generate_matrix_rejects_bad_matrices_in_one_line(
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_generate_dataflow_threads_the_shared_graph(
+    tiny_inq: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pkg = tmp_path / "pkg"
+    assert main(["export", str(tiny_inq), "--out", str(pkg), "--no-progress"]) == 0
+    names = [layer.name for layer in load_package(pkg).weight_layers()]
+    out = tmp_path / "rtl"
+    argv = ["generate", str(pkg), "--unit", "dataflow", "--out", str(out)]
+    code, text, err = _cli(capsys, *argv, "--adder-graph", "shared", "--fold", f"{names[0]}=2")
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    params = manifest["tops"][0]["params"]
+    assert params["adder_graph"] == "shared"
+    graphs = {e["layer"]: e["adder_graph"] for e in params["engines"] if e["layer"] in names}
+    assert graphs == {name: None if name == names[0] else "shared" for name in names}
+    assert "adder graph" in text and "shared" in text
+    folded = ["--fold=all=2", "--out", str(tmp_path / "o2")]
+    code, _, err = _cli(
+        capsys, "generate", str(pkg), "--unit", "dataflow", *folded, "--adder-graph", "shared"
+    )
+    assert code == 2 and "folded layers have no adder graph" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o2").exists()

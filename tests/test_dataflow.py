@@ -39,6 +39,7 @@ from rtl_gen.dataflow import (
     expand_folding,
     parse_folds,
 )
+from rtl_gen.engines import UnrolledDot
 from rtl_gen.timing import PipelineTiming, UnrolledDotTiming
 from tests.test_rtl_units import _layer_fields, _with_exact_width
 
@@ -326,3 +327,56 @@ def test_fold_options_parse_and_expand() -> None:
     for bad in ("c1", "c1=", "c1=x", "=3", "c1=-2"):
         with pytest.raises(ConfigError, match="LAYER=F"):
             parse_folds([bad])
+
+
+@pytest.mark.parametrize(
+    ("folding", "pipeline"),
+    [({}, {}), ({"c2": 2}, {"c1": 2, "f1": 3, "f2": 1})],
+    ids=["combinational", "pipelined-mixed"],
+)
+def test_shared_adder_graphs_are_bit_exact_and_timed_exactly(
+    folding: dict[str, int], pipeline: dict[str, int]
+) -> None:
+    model = small_cnn()
+    top = build_dataflow(model, folding=folding, pipeline=pipeline, adder_graph="shared")
+    dots = [getattr(stage.engine, "dot", None) for stage in top.stages]
+    units = [dot.unit for dot in dots if isinstance(dot, UnrolledDot)]
+    assert units and all(u.adder_graph == "shared" for u in units)
+    assert any(u.graph.nodes for u in units)  # something is shared: not a tree in disguise
+    record = _check(model, top, count=4, stall=0.4, seed=11)
+    assert _replay(top, record) == record["transfers"]
+    free = _check(model, top, count=4, idle=0.0, stall=0.0, seed=12)
+    gave = [n for n, (_, out) in enumerate(free["transfers"]) if out]
+    took = [n for n, (inp, _) in enumerate(free["transfers"]) if inp]
+    design = dataflow_design(model, folding=folding, pipeline=pipeline, adder_graph="shared")
+    assert gave[0] - took[0] == design.params["latency_cycles"] == design.latency
+    assert gave[-1] - gave[-2] == design.params["interval_cycles"]
+    assert design.params["adder_graph"] == "shared"
+    engines = {e["layer"]: e for e in design.params["engines"]}
+    for name in ("c1", "c2", "f1", "f2"):
+        assert engines[name]["adder_graph"] == (None if folding.get(name, 1) > 1 else "shared")
+    assert engines["p1"]["adder_graph"] is None
+
+
+def test_shared_graph_timing_equals_the_tree_timing() -> None:
+    model = small_cnn()
+    pipeline = {"c1": 1, "c2": 2, "f1": 3, "f2": 4}
+    tree = build_dataflow(model, pipeline=pipeline, adder_graph="tree").timing()
+    shared = build_dataflow(model, pipeline=pipeline, adder_graph="shared", max_depth=6)
+    assert shared.timing() == tree
+    assert dataflow_design(model, adder_graph="shared", max_depth=6).params["max_depth"] == 6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"adder_graph": "shared", "baseline": "mult8"}, "need the shift-add top"),
+        ({"adder_graph": "shared", "folding": ALL_FOLDED}, "folded layers have no adder graph"),
+        ({"max_depth": 3, "folding": ALL_FOLDED}, "folded layers have no adder graph"),
+        ({"adder_graph": "dag"}, "Adder graph must be one of"),
+        ({"adder_graph": "shared", "max_depth": 0}, "Depth limit must be a positive integer"),
+    ],
+)
+def test_bad_adder_graph_requests_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_dataflow(small_cnn(), **kwargs)

@@ -53,17 +53,18 @@ def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
     from rtl_gen.dataflow import generate_dataflow
     from rtl_gen.export import RTLError, verilator_lint
 
-    if args.adder_graph or args.max_depth:
-        raise ConfigError(
-            "--adder-graph/--max-depth apply to constant-weight units; the dataflow top's "
-            "unrolled stages use the default adder graph"
-        )
     folding = dataflow_folding(args.fold, args.package)
     pipeline = dataflow_pipeline(args, folding)
     default = "rtl-dataflow-mult8" if args.baseline else "rtl-dataflow"
     out = args.out or args.package / default
     manifest = generate_dataflow(
-        args.package, out, baseline=args.baseline, folding=folding, pipeline=pipeline
+        args.package,
+        out,
+        baseline=args.baseline,
+        folding=folding,
+        pipeline=pipeline,
+        adder_graph=args.adder_graph,
+        max_depth=args.max_depth,
     )
     (top,) = manifest["tops"]
     if args.lint:
@@ -71,8 +72,11 @@ def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
         if warnings:
             raise RTLError(f"Verilator lint of {top['name']}: {warnings[0]}")
     params = top["params"]
-    rows = [[e["layer"], e["kind"], e["fold"], e["pipeline"]] for e in params["engines"]]
-    text = format_table(["engine", "kind", "fold", "pipeline"], rows)
+    rows = [
+        [e["layer"], e["kind"], e["fold"], e["pipeline"], e["adder_graph"] or "-"]
+        for e in params["engines"]
+    ]
+    text = format_table(["engine", "kind", "fold", "pipeline", "adder graph"], rows)
     timing = (
         f"latency {params['latency_cycles']} cycles, "
         f"interval {params['interval_cycles']} cycles per image"
@@ -153,7 +157,8 @@ def _configure_generate(parser: argparse.ArgumentParser) -> None:
         choices=("tree", "shared"),
         default=None,
         help="shift-add sums: one balanced tree per output, or one graph sharing sums "
-        "across outputs (default: rtl_gen.units.DEFAULT_ADDER_GRAPH)",
+        "across outputs (default: rtl_gen.units.DEFAULT_ADDER_GRAPH); dataflow: every "
+        "unrolled weight layer, folded (--fold) layers keep their lanes",
     )
     parser.add_argument(
         "--max-depth",
