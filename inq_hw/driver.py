@@ -14,6 +14,7 @@ deterministic functions of identical weights and seeds) and rank 0 writes the fi
 import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,139 @@ def _check_same(part: dict[str, Any], expected: dict[str, Any]) -> None:
             raise CheckpointError(f"Cannot resume: the run's {key!r} differs from the saved one")
 
 
+@dataclass
+class _InqRun:
+    """What the steps of :func:`run_inq` share: the model, its quantizer, the fixed part
+    of every checkpoint (``base``) and the history so far."""
+
+    model: nn.Module
+    data: Dataset
+    inq: IncrementalQuantizer
+    train_config: TrainConfig
+    base: dict[str, Any]
+    out: Path
+    progress: Progress
+    history: list[dict[str, Any]]
+
+    def save(self, epoch_done: int, opt_state: dict[str, Any]) -> None:
+        """Write the running state to ``<out>.part``."""
+        _save(
+            {
+                "kind": "inq-partial",
+                **self.base,
+                "state_dict": self.model.state_dict(),
+                "inq": self.inq.state_dict(),
+                "history": self.history,
+                "progress": {"epoch": epoch_done},
+                **opt_state,
+            },
+            part_path(self.out),
+        )
+
+
+def _inq_base(
+    source: str | os.PathLike[str],
+    fp32: dict[str, Any],
+    model: nn.Module,
+    data: Dataset,
+    config: INQConfig,
+    train_config: TrainConfig,
+) -> dict[str, Any]:
+    """The checkpoint fields fixed for the run: provenance, FP32 and one-shot accuracy."""
+    return {
+        "model": fp32["model"],
+        "dataset": fp32["dataset"],
+        "train": train_config.to_dict(),
+        "source": {"path": str(source), "sha256": file_sha256(source)},
+        "metrics": {
+            "fp32_accuracy": evaluate(model, data.test),
+            "one_shot_accuracy": evaluate(
+                one_shot_quantize(model, config.bits, skip=config.skip), data.test
+            ),
+        },
+    }
+
+
+def _resume_inq(run: _InqRun, resume: bool) -> tuple[int, dict[str, Any] | None]:
+    """Load ``<out>.part`` into ``run`` if resuming; returns the epoch reached in the
+    current step and the optimiser state to continue from (None: start it afresh)."""
+    part = _load_part(run.out, "inq-partial", resume)
+    epoch = 0
+    if part is not None:
+        _check_same(part, {k: run.base[k] for k in ("source", "train")})
+        run.model.load_state_dict(part["state_dict"])
+        run.inq.load_state_dict(part["inq"])
+        run.history, epoch = list(part["history"]), int(part["progress"]["epoch"])
+    state = part if part is not None and 0 < epoch < run.train_config.epochs else None
+    return epoch, state
+
+
+def _inq_steps(run: _InqRun, epoch: int, state: dict[str, Any] | None) -> None:
+    """Quantize the next portion and re-train, step after step, until every weight is
+    frozen; each step is evaluated after quantizing and after re-training."""
+    inq, epochs = run.inq, run.train_config.epochs
+    while True:
+        if inq.step == 0 or epoch >= epochs:
+            if inq.done:
+                break
+            inq.advance()
+            epoch, state = 0, None
+            run.history.append(
+                {
+                    "step": inq.step,
+                    "portion": inq.portion,
+                    "accuracy_quantized": evaluate(run.model, run.data.test),
+                }
+            )
+            run.save(0, {})
+        _run_epochs(
+            run.model,
+            run.data,
+            run.train_config,
+            first_epoch=epoch,
+            epoch_offset=(inq.step - 1) * epochs,
+            state=state,
+            save=run.save,
+            progress=run.progress,
+            attach=inq.attach,
+        )
+        epoch = epochs
+        run.history[-1]["accuracy"] = evaluate(run.model, run.data.test)
+        run.save(epoch, {})
+
+
+def _finish_inq(run: _InqRun, config: INQConfig) -> dict[str, Any]:
+    """Check the grid, write the finished checkpoint; returns the run's summary."""
+    if not run.inq.check():
+        raise TrainingDiverged(
+            "INQ finished with a weight off the power-of-two grid (training diverged?)"
+        )
+    metrics = {**run.base["metrics"], "accuracy": run.history[-1]["accuracy"]}
+    _finish(
+        {
+            "kind": "inq",
+            **run.base,
+            "metrics": metrics,
+            "state_dict": run.model.state_dict(),
+            "inq": run.inq.state_dict(),
+            "history": run.history,
+            "layers": run.inq.summary(),
+        },
+        run.out,
+    )
+    return {
+        "out": str(run.out),
+        "verified_weights": verify_inq_checkpoint(run.out),
+        "fingerprint": state_fingerprint(run.model, run.inq),
+        "bits": config.bits,
+        "partition": config.partition,
+        "schedule": list(config.schedule),
+        **metrics,
+        "history": run.history,
+        "layers": run.inq.summary(),
+    }
+
+
 def run_inq(
     source: str | os.PathLike[str],
     config: INQConfig,
@@ -264,101 +398,13 @@ def run_inq(
     final accuracy, FP32 accuracy and one-shot (no re-training) accuracy.
     """
     progress = progress or Progress()
-    out = Path(out)
     fp32 = load_checkpoint(source, kinds=("fp32",))
     model, data = load_model(fp32)
-    base = {
-        "model": fp32["model"],
-        "dataset": fp32["dataset"],
-        "train": train_config.to_dict(),
-        "source": {"path": str(source), "sha256": file_sha256(source)},
-        "metrics": {
-            "fp32_accuracy": evaluate(model, data.test),
-            "one_shot_accuracy": evaluate(
-                one_shot_quantize(model, config.bits, skip=config.skip), data.test
-            ),
-        },
-    }
+    base = _inq_base(source, fp32, model, data, config, train_config)
     inq = IncrementalQuantizer(model, config)  # n1 fixed here, from the FP32 weights
-    part = _load_part(out, "inq-partial", resume)
-    history: list[dict[str, Any]] = []
-    epoch = 0
-    if part is not None:
-        _check_same(part, {k: base[k] for k in ("source", "train")})
-        model.load_state_dict(part["state_dict"])
-        inq.load_state_dict(part["inq"])
-        history, epoch = list(part["history"]), int(part["progress"]["epoch"])
+    run = _InqRun(model, data, inq, train_config, base, Path(out), progress, [])
+    epoch, state = _resume_inq(run, resume)
     progress.phase(f"INQ {config.bits}-bit", inq.num_steps * train_config.epochs)
     progress.advance(max(0, inq.step - 1) * train_config.epochs + epoch)
-
-    def save(epoch_done: int, opt_state: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-        _save(
-            {
-                "kind": "inq-partial",
-                **base,
-                "state_dict": model.state_dict(),
-                "inq": inq.state_dict(),
-                "history": rows,
-                "progress": {"epoch": epoch_done},
-                **opt_state,
-            },
-            part_path(out),
-        )
-
-    state = part if part is not None and 0 < epoch < train_config.epochs else None
-    while True:
-        if inq.step == 0 or epoch >= train_config.epochs:
-            if inq.done:
-                break
-            inq.advance()
-            epoch, state = 0, None
-            history.append(
-                {
-                    "step": inq.step,
-                    "portion": inq.portion,
-                    "accuracy_quantized": evaluate(model, data.test),
-                }
-            )
-            save(0, {}, history)
-        _run_epochs(
-            model,
-            data,
-            train_config,
-            first_epoch=epoch,
-            epoch_offset=(inq.step - 1) * train_config.epochs,
-            state=state,
-            save=lambda e, s: save(e, s, history),
-            progress=progress,
-            attach=inq.attach,
-        )
-        epoch = train_config.epochs
-        history[-1]["accuracy"] = evaluate(model, data.test)
-        save(epoch, {}, history)
-    if not inq.check():
-        raise TrainingDiverged(
-            "INQ finished with a weight off the power-of-two grid (training diverged?)"
-        )
-    metrics = {**base["metrics"], "accuracy": history[-1]["accuracy"]}
-    _finish(
-        {
-            "kind": "inq",
-            **base,
-            "metrics": metrics,
-            "state_dict": model.state_dict(),
-            "inq": inq.state_dict(),
-            "history": history,
-            "layers": inq.summary(),
-        },
-        out,
-    )
-    return {
-        "out": str(out),
-        "verified_weights": verify_inq_checkpoint(out),
-        "fingerprint": state_fingerprint(model, inq),
-        "bits": config.bits,
-        "partition": config.partition,
-        "schedule": list(config.schedule),
-        **metrics,
-        "history": history,
-        "layers": inq.summary(),
-    }
+    _inq_steps(run, epoch, state)
+    return _finish_inq(run, config)

@@ -64,6 +64,75 @@ def _addr_bits(depth: int) -> int:
     return max(ceil_log2(depth), 1)
 
 
+@dataclass
+class _Ports:
+    """The memory ports the array's parts share."""
+
+    act_rd: list[Any]
+    act_wr: Any
+    weight_rd: Any
+    bias_rd: Any
+    program_rd: Any
+    term_rd: Any
+
+
+@dataclass
+class _State:
+    """The controller's registers and strobes; ``computing``, ``draining``, ``vec_issue``
+    and ``fetching`` are the controller's phase strobes (comb), the rest registers."""
+
+    pc: Signal
+    busy: Signal
+    # Matmul: row positions (y, x, pixel address) of the current pixel tile.
+    row_y: list[Signal]
+    row_x: list[Signal]
+    row_pa: list[Signal]
+    # Matmul tile bookkeeping.
+    pixels_left: Signal
+    couts_left: Signal
+    weight_tile: Signal
+    bias_tile: Signal
+    out_tile: Signal
+    out_chan: Signal
+    drain_col_base: Signal
+    # Reduction step (ci, kh, kw) and its input offset.
+    step: Signal
+    kw: Signal
+    kh: Signal
+    koff: Signal
+    # Drain.
+    drain_row: Signal
+    drain_col: Signal
+    pe_valid: Signal
+    pe_clear: Signal
+    row_inbounds_d: list[Signal]
+    drain_acc: Signal
+    drain_write: Signal
+    drain_waddr: Signal
+    # Vector unit.
+    vec_base: Signal
+    vec_term: Signal
+    vec_x: Signal
+    vec_y: Signal
+    vec_element: Signal
+    vec_out_addr: Signal
+    vec_operand_valid: Signal
+    vec_first: Signal
+    vec_last: Signal
+    vec_align: Signal
+    vec_reduced: Signal
+    # Phase strobes.
+    computing: Signal
+    draining: Signal
+    vec_issue: Signal
+    fetching: Signal
+    # Set by the parts that derive them.
+    rows_valid: Any = None
+    cols_valid: Any = None
+    term: Any = None
+    accs: Any = None
+
+
 class PEArray(wiring.Component):
     """An R×C array with its memories and controller, initialised with ``program``.
 
@@ -206,233 +275,358 @@ class PEArray(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg = self.config
-        fb, rows, cols = cfg.field_bits, cfg.rows, cfg.cols
         mems = self._memories(m)
-        act_rd = [mems["act"].read_port() for _ in range(rows)]
-        act_wr = mems["act"].write_port()
-        w_rd = mems["weight"].read_port()
-        b_rd = mems["bias"].read_port()
-        p_rd = mems["program"].read_port()
-        t_rd = mems["term"].read_port(domain="comb")
-        ins = data.StructLayout({name: signed(fb) for name in FIELDS})(p_rd.data)
-        pes = self._pes(m)
+        ports = _Ports(
+            act_rd=[mems["act"].read_port() for _ in range(cfg.rows)],
+            act_wr=mems["act"].write_port(),
+            weight_rd=mems["weight"].read_port(),
+            bias_rd=mems["bias"].read_port(),
+            program_rd=mems["program"].read_port(),
+            term_rd=mems["term"].read_port(domain="comb"),
+        )
+        ins = data.StructLayout({name: signed(cfg.field_bits) for name in FIELDS})(
+            ports.program_rd.data
+        )
+        s = self._state(ins)
+        first_tile = self._first_tile_positions(m, s, ins)
+        self._address_generation(m, s, ins, ports)
+        self._matmul_datapath(m, s, ports, self._pes(m))
+        drain_sum = self._drain(m, s, ports)
+        vector_result, vector_write = self._vector_unit(m, s, ins, ports)
+        self._write_port(m, s, ins, ports, drain_sum, vector_result, vector_write)
+        self._controller(m, s, ins, ports, first_tile)
+        return m
+
+    def _state(self, ins: Any) -> "_State":
+        """The controller's registers and phase strobes, named for the Verilog."""
+        cfg = self.config
+        rows, cols = cfg.rows, cfg.cols
 
         def reg(shape: Any = None, name: str | None = None) -> Signal:
-            return Signal(signed(fb) if shape is None else shape, name=name)
+            return Signal(signed(cfg.field_bits) if shape is None else shape, name=name)
 
-        pc = reg(range(cfg.program_depth), "pc")
-        busy = reg(1, "busy_state")
-        # Matmul state: row positions, tile bookkeeping, reduction counters, drain.
-        ry = [reg(name=f"row{r}_y") for r in range(rows)]
-        rx = [reg(name=f"row{r}_x") for r in range(rows)]
-        rpa = [reg(name=f"row{r}_pa") for r in range(rows)]
-        pix_left, cout_left = reg(name="pix_left"), reg(name="cout_left")
-        w_tile, b_tile = reg(name="w_tile"), reg(name="b_tile")
-        out_tile, out_chan, col_base = reg(name="out_tile"), reg(name="out_chan"), reg()
-        step, kw, kh, koff = reg(name="step"), reg(name="kw"), reg(name="kh"), reg(name="koff")
-        dr, dc = reg(range(rows), "dr"), reg(range(cols), "dc")
-        pe_valid, pe_clear = reg(1), reg(1)
-        inb_d = [reg(1, f"inb{r}_d") for r in range(rows)]
-        drain_acc, mm_wv, mm_waddr = reg(signed(cfg.acc_bits)), reg(1), reg()
-        # Vector state.
-        ebase, t, vx, vy, e, vout = reg(), reg(), reg(), reg(), reg(), reg()
-        vd, vfirst, vlast = reg(1), reg(1), reg(1)
-        valign = reg(ALIGN_BITS)
-        red = reg(signed(cfg.acc_bits), "red")
+        s = _State(
+            pc=reg(range(cfg.program_depth), "pc"),
+            busy=reg(1, "busy_state"),
+            row_y=[reg(name=f"row{r}_y") for r in range(rows)],
+            row_x=[reg(name=f"row{r}_x") for r in range(rows)],
+            row_pa=[reg(name=f"row{r}_pa") for r in range(rows)],
+            pixels_left=reg(name="pix_left"),
+            couts_left=reg(name="cout_left"),
+            weight_tile=reg(name="w_tile"),
+            bias_tile=reg(name="b_tile"),
+            out_tile=reg(name="out_tile"),
+            out_chan=reg(name="out_chan"),
+            drain_col_base=reg(name="drain_col_base"),
+            step=reg(name="step"),
+            kw=reg(name="kw"),
+            kh=reg(name="kh"),
+            koff=reg(name="koff"),
+            drain_row=reg(range(rows), "drain_row"),
+            drain_col=reg(range(cols), "drain_col"),
+            pe_valid=reg(1, "pe_valid"),
+            pe_clear=reg(1, "pe_clear"),
+            row_inbounds_d=[reg(1, f"inb{r}_d") for r in range(rows)],
+            drain_acc=reg(signed(cfg.acc_bits), "drain_acc"),
+            drain_write=reg(1, "drain_write"),
+            drain_waddr=reg(name="drain_waddr"),
+            vec_base=reg(name="vec_window_base"),
+            vec_term=reg(name="vec_term"),
+            vec_x=reg(name="vec_x"),
+            vec_y=reg(name="vec_y"),
+            vec_element=reg(name="vec_element"),
+            vec_out_addr=reg(name="vec_out_addr"),
+            vec_operand_valid=reg(1, "vec_operand_valid"),
+            vec_first=reg(1, "vec_first_term"),
+            vec_last=reg(1, "vec_last_term"),
+            vec_align=reg(ALIGN_BITS, "vec_align"),
+            vec_reduced=reg(signed(cfg.acc_bits), "red"),
+            computing=Signal(name="computing"),
+            draining=Signal(name="draining"),
+            vec_issue=Signal(name="vec_issue"),
+            fetching=Signal(name="fetching"),
+        )
+        s.rows_valid = Mux(s.pixels_left < rows, s.pixels_left, rows)
+        s.cols_valid = Mux(s.couts_left < cols, s.couts_left, cols)
+        return s
 
-        rows_valid = Mux(pix_left < rows, pix_left, rows)
-        cols_valid = Mux(cout_left < cols, cout_left, cols)
+    # --- address generation ------------------------------------------------------------
 
-        def advance(pos: tuple[Value, Value, Value], d: str) -> tuple[Value, Value, Value]:
-            y1, x1, pa1 = pos[0] + ins[f"{d}_dy"], pos[1] + ins[f"{d}_dx"], pos[2] + ins[f"{d}_dpa"]
-            wrap = x1 >= ins.xlim
-            return (
-                Mux(wrap, y1 + ins.wrap_y, y1),
-                Mux(wrap, x1 + ins.wrap_x, x1),
-                Mux(wrap, pa1 + ins.wrap_pa, pa1),
-            )
+    @staticmethod
+    def _advance(pos: tuple[Value, Value, Value], ins: Any, d: str) -> tuple[Value, Value, Value]:
+        """Position (y, x, pixel address) one step ``d`` ("one" pixel or a "tile") on."""
+        y1, x1, pa1 = pos[0] + ins[f"{d}_dy"], pos[1] + ins[f"{d}_dx"], pos[2] + ins[f"{d}_dpa"]
+        wrap = x1 >= ins.xlim
+        return (
+            Mux(wrap, y1 + ins.wrap_y, y1),
+            Mux(wrap, x1 + ins.wrap_x, x1),
+            Mux(wrap, pa1 + ins.wrap_pa, pa1),
+        )
 
-        # Row positions of the first pixel tile: pixel 0, then one pixel further per row.
-        # Each position is a signal: as nested expressions every step would copy the one
-        # before into each of its three results (3^R terms: 6 MB of Verilog at 8 rows).
+    def _first_tile_positions(
+        self, m: Module, s: "_State", ins: Any
+    ) -> list[tuple[Value, Value, Value]]:
+        """Row positions of the first pixel tile: pixel 0, then one pixel further per row.
+
+        Each position is a signal: as nested expressions every step would copy the one
+        before into each of its three results (3^R terms: 6 MB of Verilog at 8 rows).
+        """
         chain: list[tuple[Value, Value, Value]] = [(ins.start_y, ins.start_x, ins.start_pa)]
-        for r in range(1, rows):
-            pos = tuple(reg(name=f"row{r}_first_{n}") for n in ("y", "x", "pa"))
-            m.d.comb += [s.eq(v) for s, v in zip(pos, advance(chain[-1], "one"), strict=True)]
+        for r in range(1, self.config.rows):
+            fb = self.config.field_bits
+            pos = tuple(Signal(signed(fb), name=f"row{r}_first_{n}") for n in ("y", "x", "pa"))
+            m.d.comb += [
+                sig.eq(v) for sig, v in zip(pos, self._advance(chain[-1], ins, "one"), strict=True)
+            ]
             chain.append((pos[0], pos[1], pos[2]))
+        return chain
 
-        def load_rows(positions: Sequence[tuple[Value, Value, Value]]) -> None:
-            for r, (y, x, pa) in enumerate(positions):
-                m.d.sync += [ry[r].eq(y), rx[r].eq(x), rpa[r].eq(pa)]
-
-        computing = Signal()
-        draining = Signal()
-        vissue = Signal()
-        host = ~busy
-
-        # Row read ports: window reads while computing; port 0 also serves the vector unit
-        # and the host.
-        term = data.StructLayout({"offset": signed(fb), "align": unsigned(ALIGN_BITS)})(t_rd.data)
-        m.d.comb += t_rd.addr.eq(ins.term_base + t)
-        for r in range(rows):
-            iy, ix = ry[r] + kh, rx[r] + kw
-            inb = (iy >= 0) & (iy < ins.in_h) & (ix >= 0) & (ix < ins.in_w) & (r < rows_valid)
-            address = ins.in_base + rpa[r] + koff
-            m.d.sync += inb_d[r].eq(inb)
+    def _address_generation(self, m: Module, s: "_State", ins: Any, ports: "_Ports") -> None:
+        """Row read ports: window reads while computing; port 0 also serves the vector unit
+        and the host."""
+        fb = self.config.field_bits
+        host = ~s.busy
+        term_rd = ports.term_rd
+        s.term = data.StructLayout({"offset": signed(fb), "align": unsigned(ALIGN_BITS)})(
+            term_rd.data
+        )
+        m.d.comb += term_rd.addr.eq(ins.term_base + s.vec_term)
+        act_rd = ports.act_rd
+        for r in range(self.config.rows):
+            iy, ix = s.row_y[r] + s.kh, s.row_x[r] + s.kw
+            inb = (iy >= 0) & (iy < ins.in_h) & (ix >= 0) & (ix < ins.in_w) & (r < s.rows_valid)
+            address = ins.in_base + s.row_pa[r] + s.koff
+            m.d.sync += s.row_inbounds_d[r].eq(inb)
             if r == 0:
+                vector_address = s.vec_base + s.term.offset
                 m.d.comb += [
                     act_rd[0].addr.eq(
-                        Mux(computing, address, Mux(vissue, ebase + term.offset, self.i_rd_addr))
+                        Mux(s.computing, address, Mux(s.vec_issue, vector_address, self.i_rd_addr))
                     ),
-                    act_rd[0].en.eq((computing & inb) | vissue | host),
+                    act_rd[0].en.eq((s.computing & inb) | s.vec_issue | host),
                 ]
             else:
-                m.d.comb += [act_rd[r].addr.eq(address), act_rd[r].en.eq(computing & inb)]
-        m.d.comb += self.o_rd_data.eq(act_rd[0].data)
+                m.d.comb += [act_rd[r].addr.eq(address), act_rd[r].en.eq(s.computing & inb)]
 
-        # PEs: activations by row, weight lanes by column.
+    # --- matmul datapath and drain -----------------------------------------------------
+
+    def _matmul_datapath(
+        self, m: Module, s: "_State", ports: "_Ports", pes: list[list[Any]]
+    ) -> None:
+        """PEs: activations by row, weight lanes by column."""
+        cfg = self.config
         lane = cfg.weight_bits
-        m.d.comb += [w_rd.addr.eq(w_tile + step), w_rd.en.eq(computing)]
-        m.d.sync += [pe_valid.eq(computing), pe_clear.eq(computing & (step == 0))]
-        for r in range(rows):
-            for c in range(cols):
+        w_rd = ports.weight_rd
+        m.d.comb += [w_rd.addr.eq(s.weight_tile + s.step), w_rd.en.eq(s.computing)]
+        m.d.sync += [s.pe_valid.eq(s.computing), s.pe_clear.eq(s.computing & (s.step == 0))]
+        for r in range(cfg.rows):
+            for c in range(cfg.cols):
                 pe = pes[r][c]
                 word = w_rd.data[c * lane : (c + 1) * lane]
                 m.d.comb += [
-                    pe.i_act.eq(Mux(inb_d[r], act_rd[r].data, 0)),
-                    pe.i_valid.eq(pe_valid),
-                    pe.i_clear.eq(pe_clear),
+                    pe.i_act.eq(Mux(s.row_inbounds_d[r], ports.act_rd[r].data, 0)),
+                    pe.i_valid.eq(s.pe_valid),
+                    pe.i_clear.eq(s.pe_clear),
                     pe.i_weight.eq(word.as_signed()) if cfg.pe == "mult" else pe.i_code.eq(word),
                 ]
+        s.accs = Array(Array(pe.o_acc for pe in row) for row in pes)
 
-        # Drain: select an accumulator, add its bias, requantise, write.
-        accs = Array(Array(pe.o_acc for pe in row) for row in pes)
-        m.d.comb += [b_rd.addr.eq(b_tile + dc), b_rd.en.eq(draining)]
+    def _drain(self, m: Module, s: "_State", ports: "_Ports") -> Signal:
+        """Select an accumulator and add its bias; returns the sum to requantise."""
+        b_rd = ports.bias_rd
+        m.d.comb += [b_rd.addr.eq(s.bias_tile + s.drain_col), b_rd.en.eq(s.draining)]
         m.d.sync += [
-            mm_wv.eq(draining),
-            mm_waddr.eq(col_base + dr),
-            drain_acc.eq(accs[dr][dc]),
+            s.drain_write.eq(s.draining),
+            s.drain_waddr.eq(s.drain_col_base + s.drain_row),
+            s.drain_acc.eq(s.accs[s.drain_row][s.drain_col]),
         ]
-        drain_sum = Signal(signed(cfg.acc_bits + 1))
-        m.d.comb += drain_sum.eq(drain_acc + b_rd.data)
+        drain_sum = Signal(signed(self.config.acc_bits + 1), name="drain_sum")
+        m.d.comb += drain_sum.eq(s.drain_acc + b_rd.data)
+        return drain_sum
 
-        # Vector unit: align, reduce, requantise the last operand of each output.
-        x = Signal(signed(cfg.acc_bits))
-        m.d.comb += x.eq(act_rd[0].data << valign)
-        combined = Signal(signed(cfg.acc_bits + 1))
-        maximum = Mux(x > red, x, red)
-        m.d.comb += combined.eq(Mux(vfirst, x, Mux(ins.reduce == REDUCE_MAX, maximum, red + x)))
-        m.d.sync += [vd.eq(vissue), vfirst.eq(t == 0), vlast.eq(t == ins.terms - 1)]
-        m.d.sync += valign.eq(term.align)
-        v_write = vd & vlast
-        with m.If(vd & ~vlast):
-            m.d.sync += red.eq(combined)
-        with m.If(v_write):
-            m.d.sync += vout.eq(vout + 1)
+    # --- vector unit -------------------------------------------------------------------
 
-        result = self._requantize(m, Mux(mm_wv, drain_sum, combined), ins)
+    def _vector_unit(
+        self, m: Module, s: "_State", ins: Any, ports: "_Ports"
+    ) -> tuple[Signal, Value]:
+        """Align, reduce; returns the running result and the strobe of an output's last
+        operand (when it is written)."""
+        acc_bits = self.config.acc_bits
+        aligned = Signal(signed(acc_bits), name="vec_aligned")
+        m.d.comb += aligned.eq(ports.act_rd[0].data << s.vec_align)
+        combined = Signal(signed(acc_bits + 1), name="vec_combined")
+        maximum = Mux(aligned > s.vec_reduced, aligned, s.vec_reduced)
+        reduced = Mux(ins.reduce == REDUCE_MAX, maximum, s.vec_reduced + aligned)
+        m.d.comb += combined.eq(Mux(s.vec_first, aligned, reduced))
+        m.d.sync += [
+            s.vec_operand_valid.eq(s.vec_issue),
+            s.vec_first.eq(s.vec_term == 0),
+            s.vec_last.eq(s.vec_term == ins.terms - 1),
+        ]
+        m.d.sync += s.vec_align.eq(s.term.align)
+        vector_write = s.vec_operand_valid & s.vec_last
+        with m.If(s.vec_operand_valid & ~s.vec_last):
+            m.d.sync += s.vec_reduced.eq(combined)
+        with m.If(vector_write):
+            m.d.sync += s.vec_out_addr.eq(s.vec_out_addr + 1)
+        return combined, vector_write
+
+    # --- host port and activation write ------------------------------------------------
+
+    def _write_port(
+        self,
+        m: Module,
+        s: "_State",
+        ins: Any,
+        ports: "_Ports",
+        drain_sum: Signal,
+        vector_result: Signal,
+        vector_write: Value,
+    ) -> None:
+        """Requantise the drained or reduced value and write it; otherwise the host's
+        write, the host's read data and the status outputs."""
+        host = ~s.busy
+        result = self._requantize(m, Mux(s.drain_write, drain_sum, vector_result), ins)
+        act_wr = ports.act_wr
         m.d.comb += [
-            act_wr.en.eq(mm_wv | v_write | (host & self.i_wr_en)),
-            act_wr.addr.eq(Mux(mm_wv, mm_waddr, Mux(v_write, vout, self.i_wr_addr))),
-            act_wr.data.eq(Mux(mm_wv | v_write, result, self.i_wr_data)),
+            act_wr.en.eq(s.drain_write | vector_write | (host & self.i_wr_en)),
+            act_wr.addr.eq(
+                Mux(s.drain_write, s.drain_waddr, Mux(vector_write, s.vec_out_addr, self.i_wr_addr))
+            ),
+            act_wr.data.eq(Mux(s.drain_write | vector_write, result, self.i_wr_data)),
         ]
-
-        # Status.
-        m.d.comb += self.o_busy.eq(busy)
-        with m.If(busy):
+        m.d.comb += [self.o_rd_data.eq(ports.act_rd[0].data), self.o_busy.eq(s.busy)]
+        with m.If(s.busy):
             m.d.sync += self.o_cycles.eq(self.o_cycles + 1)
 
-        fetching = Signal()
+    # --- control -----------------------------------------------------------------------
+
+    def _controller(
+        self,
+        m: Module,
+        s: "_State",
+        ins: Any,
+        ports: "_Ports",
+        first_tile: list[tuple[Value, Value, Value]],
+    ) -> None:
+        """Fetch and decode; the matmul and vector states come from their own methods."""
         # A read port's enable defaults to 1: the instruction must hold outside FETCH.
-        m.d.comb += [p_rd.addr.eq(pc), p_rd.en.eq(fetching)]
+        m.d.comb += [ports.program_rd.addr.eq(s.pc), ports.program_rd.en.eq(s.fetching)]
         with m.FSM(name="ctrl"):
             with m.State("IDLE"), m.If(self.i_start):
-                m.d.sync += [pc.eq(0), busy.eq(1), self.o_cycles.eq(0)]
+                m.d.sync += [s.pc.eq(0), s.busy.eq(1), self.o_cycles.eq(0)]
                 m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.comb += fetching.eq(1)
+                m.d.comb += s.fetching.eq(1)
                 m.next = "DECODE"
             with m.State("DECODE"):
                 with m.If(ins.op == OP_END):
-                    m.d.sync += [busy.eq(0), self.o_done.eq(1)]
+                    m.d.sync += [s.busy.eq(0), self.o_done.eq(1)]
                     m.next = "DONE"
                 with m.Elif(ins.op == OP_MATMUL):
                     m.next = "M_INIT"
                 with m.Else():
                     m.next = "V_INIT"
-            with m.State("M_INIT"):
-                load_rows(chain)
-                m.d.sync += [
-                    pix_left.eq(ins.pixels),
-                    cout_left.eq(ins.cout),
-                    w_tile.eq(ins.w_base),
-                    b_tile.eq(ins.b_base),
-                    out_tile.eq(ins.out_base),
-                    out_chan.eq(ins.out_base),
-                    step.eq(0),
-                    kw.eq(0),
-                    kh.eq(0),
-                    koff.eq(0),
-                ]
-                m.next = "M_COMP"
-            with m.State("M_COMP"):
-                m.d.comb += computing.eq(1)
-                self._step_counters(m, ins, step, kw, kh, koff)
-                with m.If(step == ins.ksteps - 1):
-                    m.next = "M_FLUSH"
-            with m.State("M_FLUSH"):
-                m.d.sync += [dr.eq(0), dc.eq(0), col_base.eq(out_tile)]
-                m.next = "M_DRAIN"
-            with m.State("M_DRAIN"):
-                m.d.comb += draining.eq(1)
-                last_r, last_c = dr == rows_valid - 1, dc == cols_valid - 1
-                with m.If(last_r):
-                    m.d.sync += [dr.eq(0), dc.eq(dc + 1), col_base.eq(col_base + ins.pixels)]
-                with m.Else():
-                    m.d.sync += dr.eq(dr + 1)
-                with m.If(last_r & last_c):
-                    with m.If(pix_left > rows):
-                        load_rows([advance((ry[r], rx[r], rpa[r]), "tile") for r in range(rows)])
-                        m.d.sync += [pix_left.eq(pix_left - rows), out_tile.eq(out_tile + rows)]
-                        m.next = "M_COMP"
-                    with m.Elif(cout_left > cols):
-                        load_rows(chain)
-                        m.d.sync += [
-                            pix_left.eq(ins.pixels),
-                            cout_left.eq(cout_left - cols),
-                            w_tile.eq(w_tile + ins.ksteps),
-                            b_tile.eq(b_tile + cols),
-                            out_chan.eq(out_chan + ins.out_cp),
-                            out_tile.eq(out_chan + ins.out_cp),
-                        ]
-                        m.next = "M_COMP"
-                    with m.Else():
-                        m.d.sync += pc.eq(pc + 1)
-                        m.next = "FETCH"
-            with m.State("V_INIT"):
-                m.d.sync += [
-                    ebase.eq(ins.in_base),
-                    t.eq(0),
-                    vx.eq(0),
-                    vy.eq(0),
-                    e.eq(0),
-                    vout.eq(ins.out_base),
-                ]
-                m.next = "V_RUN"
-            with m.State("V_RUN"):
-                m.d.comb += vissue.eq(1)
-                with m.If(t == ins.terms - 1):
-                    m.d.sync += [t.eq(0), e.eq(e + 1)]
-                    self._element_counters(m, ins, ebase, vx, vy)
-                    with m.If(e == ins.elements - 1):
-                        m.d.sync += pc.eq(pc + 1)
-                        m.next = "FETCH"
-                with m.Else():
-                    m.d.sync += t.eq(t + 1)
+            self._matmul_control(m, s, ins, first_tile)
+            self._vector_control(m, s, ins)
             with m.State("DONE"), m.If(self.i_start):
-                m.d.sync += [pc.eq(0), busy.eq(1), self.o_done.eq(0), self.o_cycles.eq(0)]
+                m.d.sync += [s.pc.eq(0), s.busy.eq(1), self.o_done.eq(0), self.o_cycles.eq(0)]
                 m.next = "FETCH"
-        return m
+
+    @staticmethod
+    def _load_rows(m: Module, s: "_State", positions: Sequence[tuple[Value, Value, Value]]) -> None:
+        for r, (y, x, pa) in enumerate(positions):
+            m.d.sync += [s.row_y[r].eq(y), s.row_x[r].eq(x), s.row_pa[r].eq(pa)]
+
+    def _matmul_control(
+        self, m: Module, s: "_State", ins: Any, first_tile: list[tuple[Value, Value, Value]]
+    ) -> None:
+        """M_INIT, M_COMP (Cin·k² steps), M_FLUSH, M_DRAIN; then the next tile or FETCH."""
+        rows, cols = self.config.rows, self.config.cols
+        with m.State("M_INIT"):
+            self._load_rows(m, s, first_tile)
+            m.d.sync += [
+                s.pixels_left.eq(ins.pixels),
+                s.couts_left.eq(ins.cout),
+                s.weight_tile.eq(ins.w_base),
+                s.bias_tile.eq(ins.b_base),
+                s.out_tile.eq(ins.out_base),
+                s.out_chan.eq(ins.out_base),
+                s.step.eq(0),
+                s.kw.eq(0),
+                s.kh.eq(0),
+                s.koff.eq(0),
+            ]
+            m.next = "M_COMP"
+        with m.State("M_COMP"):
+            m.d.comb += s.computing.eq(1)
+            self._step_counters(m, ins, s.step, s.kw, s.kh, s.koff)
+            with m.If(s.step == ins.ksteps - 1):
+                m.next = "M_FLUSH"
+        with m.State("M_FLUSH"):
+            m.d.sync += [s.drain_row.eq(0), s.drain_col.eq(0), s.drain_col_base.eq(s.out_tile)]
+            m.next = "M_DRAIN"
+        with m.State("M_DRAIN"):
+            m.d.comb += s.draining.eq(1)
+            last_r = s.drain_row == s.rows_valid - 1
+            last_c = s.drain_col == s.cols_valid - 1
+            with m.If(last_r):
+                m.d.sync += [
+                    s.drain_row.eq(0),
+                    s.drain_col.eq(s.drain_col + 1),
+                    s.drain_col_base.eq(s.drain_col_base + ins.pixels),
+                ]
+            with m.Else():
+                m.d.sync += s.drain_row.eq(s.drain_row + 1)
+            with m.If(last_r & last_c):
+                with m.If(s.pixels_left > rows):
+                    next_tile = [
+                        self._advance((s.row_y[r], s.row_x[r], s.row_pa[r]), ins, "tile")
+                        for r in range(rows)
+                    ]
+                    self._load_rows(m, s, next_tile)
+                    m.d.sync += [
+                        s.pixels_left.eq(s.pixels_left - rows),
+                        s.out_tile.eq(s.out_tile + rows),
+                    ]
+                    m.next = "M_COMP"
+                with m.Elif(s.couts_left > cols):
+                    self._load_rows(m, s, first_tile)
+                    m.d.sync += [
+                        s.pixels_left.eq(ins.pixels),
+                        s.couts_left.eq(s.couts_left - cols),
+                        s.weight_tile.eq(s.weight_tile + ins.ksteps),
+                        s.bias_tile.eq(s.bias_tile + cols),
+                        s.out_chan.eq(s.out_chan + ins.out_cp),
+                        s.out_tile.eq(s.out_chan + ins.out_cp),
+                    ]
+                    m.next = "M_COMP"
+                with m.Else():
+                    m.d.sync += s.pc.eq(s.pc + 1)
+                    m.next = "FETCH"
+
+    def _vector_control(self, m: Module, s: "_State", ins: Any) -> None:
+        """V_INIT, V_RUN: one operand (term) per cycle, ``terms`` per output element."""
+        with m.State("V_INIT"):
+            m.d.sync += [
+                s.vec_base.eq(ins.in_base),
+                s.vec_term.eq(0),
+                s.vec_x.eq(0),
+                s.vec_y.eq(0),
+                s.vec_element.eq(0),
+                s.vec_out_addr.eq(ins.out_base),
+            ]
+            m.next = "V_RUN"
+        with m.State("V_RUN"):
+            m.d.comb += s.vec_issue.eq(1)
+            with m.If(s.vec_term == ins.terms - 1):
+                m.d.sync += [s.vec_term.eq(0), s.vec_element.eq(s.vec_element + 1)]
+                self._element_counters(m, ins, s.vec_base, s.vec_x, s.vec_y)
+                with m.If(s.vec_element == ins.elements - 1):
+                    m.d.sync += s.pc.eq(s.pc + 1)
+                    m.next = "FETCH"
+            with m.Else():
+                m.d.sync += s.vec_term.eq(s.vec_term + 1)
 
     @staticmethod
     def _step_counters(

@@ -4,10 +4,12 @@ expression names them (``pytest -m slow``, ``pytest -m "slow or not slow"``)."""
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from inq_hw.cli import main
 from inq_hw.driver import ModelContext, train_fp32
 from inq_hw.train import TrainConfig
 
@@ -57,3 +59,31 @@ def tiny_inq(tiny_fp32: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         out,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tiny_inq: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The integer model package exported from :func:`tiny_inq` (read only)."""
+    out = tmp_path_factory.mktemp("pkg") / "pkg"
+    assert main(["export", str(tiny_inq), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+#: ``cli(*argv)``: run the CLI in-process, returns (exit code, stdout, stderr).
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run ``main([*argv, "--no-progress"])`` in-process and capture what it printed;
+    argparse usage errors (SystemExit) give their exit code."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main([*argv, "--no-progress"])
+        except SystemExit as exc:  # argparse usage errors
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -20,6 +20,7 @@ from inq_hw.intmodel.package import load_package
 from rtl_gen import adder_graph as ag
 from rtl_gen.generate import build_designs
 from rtl_gen.units import ConstDotUnit, Requant
+from tests.conftest import Cli
 from tests.test_rtl_units import CASES, case_mismatches, po2_matrix
 
 S8, U8 = ActFormat(8, True, 0), ActFormat(8, False, 0)
@@ -195,22 +196,10 @@ def test_shared_unit_is_proven_and_a_wrong_node_is_not() -> None:
     assert not prove_dot_unit(unit, timeout_s=120).proven
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main([*argv, "--no-progress"])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_generate_matrix_writes_the_unit(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_generate_matrix_writes_the_unit(tmp_path: Path, cli: Cli) -> None:
     path = tmp_path / "W.npy"
     np.save(path, np.array([[1, -2], [4, 0], [0, 8], [2, 2]]))
-    code, out, _ = _cli(
-        capsys,
+    code, out, _ = cli(
         "generate",
         "--matrix",
         str(path),
@@ -237,11 +226,11 @@ def test_generate_matrix_writes_the_unit(
     ],
 )
 def test_generate_matrix_rejects_bad_matrices_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], matrix: np.ndarray, message: str
+    tmp_path: Path, cli: Cli, matrix: np.ndarray, message: str
 ) -> None:
     path = tmp_path / "W.npy"
     np.save(path, matrix)
-    code, _, err = _cli(capsys, "generate", "--matrix", str(path), "--out", str(tmp_path / "o"))
+    code, _, err = cli("generate", "--matrix", str(path), "--out", str(tmp_path / "o"))
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()

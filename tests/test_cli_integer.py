@@ -6,37 +6,25 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from inq_hw.cli import main
 from inq_hw.data import load_dataset
 from inq_hw.intmodel import run
 from inq_hw.intmodel.package import load_package
+from tests.conftest import Cli
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main([*argv, "--no-progress"])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_export_eval_vectors(
-    capsys: pytest.CaptureFixture[str], tiny_inq: Path, tmp_path: Path
-) -> None:
+def test_export_eval_vectors(cli: Cli, tiny_inq: Path, tmp_path: Path) -> None:
     package = tmp_path / "pkg"
-    code, text, err = cli(capsys, "export", str(tiny_inq), "--out", str(package))
+    code, text, err = cli("export", str(tiny_inq), "--out", str(package))
     assert code == 0, err
     assert "features.conv1" in text and "acc bits" in text
-    code, text, err = cli(capsys, "eval", str(package), "--json")
+    code, text, err = cli("eval", str(package), "--json")
     assert code == 0, err
     summary = json.loads(text)
     assert summary["samples"] == 359
     assert abs(summary["integer_accuracy"] - summary["float_accuracy"]) <= 0.02
     assert summary["agreement"] >= 0.95
-    code, text, err = cli(capsys, "vectors", str(package), "--samples", "10", "--json")
+    code, text, err = cli("vectors", str(package), "--samples", "10", "--json")
     assert code == 0, err
     vectors = np.load(package / "vectors.npz", allow_pickle=False)
     model = load_package(package)
@@ -46,36 +34,32 @@ def test_export_eval_vectors(
         assert vectors[f"layer/{layer.name}"].shape[0] == 10
     # Round trip: export again -> identical package, identical evaluation.
     again = tmp_path / "again"
-    assert cli(capsys, "export", str(tiny_inq), "--out", str(again))[0] == 0
+    assert cli("export", str(tiny_inq), "--out", str(again))[0] == 0
     assert (again / "tensors.npz").read_bytes() == (package / "tensors.npz").read_bytes()
-    assert json.loads(cli(capsys, "eval", str(again), "--json")[1]) == {
+    assert json.loads(cli("eval", str(again), "--json")[1]) == {
         **summary,
         "package": str(again),
     }
 
 
-def test_export_bad_input(
-    capsys: pytest.CaptureFixture[str], tiny_fp32: Path, tmp_path: Path
-) -> None:
+def test_export_bad_input(cli: Cli, tiny_fp32: Path, tmp_path: Path) -> None:
     out = tmp_path / "pkg"
-    code, _, err = cli(capsys, "export", str(tiny_fp32), "--out", str(out))
+    code, _, err = cli("export", str(tiny_fp32), "--out", str(out))
     assert code == 2 and "of kind 'fp32'" in err and len(err.strip().splitlines()) == 1
-    code, _, err = cli(capsys, "export", str(tmp_path / "missing.pt"), "--out", str(out))
+    code, _, err = cli("export", str(tmp_path / "missing.pt"), "--out", str(out))
     assert code == 2 and "Checkpoint not found" in err
     assert not out.exists()
 
 
-def test_eval_detects_a_corrupted_package(
-    capsys: pytest.CaptureFixture[str], tiny_inq: Path, tmp_path: Path
-) -> None:
+def test_eval_detects_a_corrupted_package(cli: Cli, tiny_inq: Path, tmp_path: Path) -> None:
     package = tmp_path / "pkg"
-    assert cli(capsys, "export", str(tiny_inq), "--out", str(package))[0] == 0
+    assert cli("export", str(tiny_inq), "--out", str(package))[0] == 0
     data = bytearray((package / "tensors.npz").read_bytes())
     data[len(data) // 2] ^= 0x01
     (package / "tensors.npz").write_bytes(bytes(data))
-    code, _, err = cli(capsys, "eval", str(package))
+    code, _, err = cli("eval", str(package))
     assert code == 2 and "checksum" in err and len(err.strip().splitlines()) == 1
-    code, _, err = cli(capsys, "vectors", str(tmp_path / "nowhere"))
+    code, _, err = cli("vectors", str(tmp_path / "nowhere"))
     assert code == 2
 
 
@@ -86,7 +70,7 @@ def _write_idx(directory: Path, prefix: str, images: np.ndarray, labels: np.ndar
         handle.write(struct.pack(">II", 0x801, len(labels)) + labels.astype(np.uint8).tobytes())
 
 
-def test_lenet5_on_mnist_format_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_lenet5_on_mnist_format_files(cli: Cli, tmp_path: Path) -> None:
     """A user's MNIST-format directory, end to end: train, INQ, export, eval."""
     digits = load_dataset("digits28")
     mnist = tmp_path / "mnist"
@@ -96,7 +80,6 @@ def test_lenet5_on_mnist_format_files(capsys: pytest.CaptureFixture[str], tmp_pa
     fp32, inq, package = tmp_path / "fp32.pt", tmp_path / "inq5.pt", tmp_path / "pkg"
     assert (
         cli(
-            capsys,
             "train",
             "--dataset",
             "mnist",
@@ -113,7 +96,6 @@ def test_lenet5_on_mnist_format_files(capsys: pytest.CaptureFixture[str], tmp_pa
     )
     assert (
         cli(
-            capsys,
             "quantize",
             str(fp32),
             "--bits",
@@ -125,8 +107,8 @@ def test_lenet5_on_mnist_format_files(capsys: pytest.CaptureFixture[str], tmp_pa
         )[0]
         == 0
     )
-    assert cli(capsys, "export", str(inq), "--out", str(package))[0] == 0
-    code, text, err = cli(capsys, "eval", str(package), "--json")
+    assert cli("export", str(inq), "--out", str(package))[0] == 0
+    code, text, err = cli("eval", str(package), "--json")
     assert code == 0, err
     summary = json.loads(text)
     assert summary["float_accuracy"] > 0.8
@@ -134,15 +116,11 @@ def test_lenet5_on_mnist_format_files(capsys: pytest.CaptureFixture[str], tmp_pa
     assert abs(summary["integer_accuracy"] - summary["float_accuracy"]) <= 0.01
 
 
-def test_logits_are_wider_than_activations(
-    capsys: pytest.CaptureFixture[str], tiny_inq: Path, tmp_path: Path
-) -> None:
+def test_logits_are_wider_than_activations(cli: Cli, tiny_inq: Path, tmp_path: Path) -> None:
     package = tmp_path / "pkg"
-    assert cli(capsys, "export", str(tiny_inq), "--out", str(package), "--logit-bits", "12")[0] == 0
+    assert cli("export", str(tiny_inq), "--out", str(package), "--logit-bits", "12")[0] == 0
     model = load_package(package)
     assert model.layer(model.output).out.bits == 12
     assert {layer.out.bits for layer in model.layers if layer.name != model.output} == {8}
-    code, _, err = cli(
-        capsys, "export", str(tiny_inq), "--out", str(tmp_path / "x"), "--logit-bits", "40"
-    )
+    code, _, err = cli("export", str(tiny_inq), "--out", str(tmp_path / "x"), "--logit-bits", "40")
     assert code == 2 and "Logit width must be an integer from 4 to 32, not 40" in err

@@ -15,7 +15,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rtl_gen.arith
-from inq_hw.cli import main
 from inq_hw.cost import HOROWITZ_45NM, CostError, TechTableError, analyze, load_table
 from inq_hw.cost.analytic import (
     _range_width,
@@ -28,22 +27,7 @@ from inq_hw.cost.tables import table_from_dict
 from inq_hw.intmodel import IntModel, WeightLayer
 from inq_hw.intmodel.package import load_package
 from rtl_gen.generate import build_designs
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main([*argv, "--no-progress"])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture(scope="module")
-def package(tiny_inq: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pkg") / "pkg"
-    assert main(["export", str(tiny_inq), "--out", str(out), "--no-progress"]) == 0
-    return out
+from tests.conftest import Cli
 
 
 def _rtl_adder_widths(model: IntModel, layer: str, baseline: str | None) -> list[int]:
@@ -62,8 +46,8 @@ def _rtl_adder_widths(model: IntModel, layer: str, baseline: str | None) -> list
     return sorted(widths)
 
 
-def test_adder_counts_match_the_trees_rtl_gen_builds(package: Path) -> None:
-    model = load_package(package)
+def test_adder_counts_match_the_trees_rtl_gen_builds(tiny_package: Path) -> None:
+    model = load_package(tiny_package)
     cost = analyze(model)
     for layer in cost.layers:
         if layer.kind not in ("conv2d", "linear"):
@@ -76,8 +60,8 @@ def test_adder_counts_match_the_trees_rtl_gen_builds(package: Path) -> None:
         assert layer.designs["mult8"].add_bits == sum(twin)
 
 
-def test_energies_follow_the_table(package: Path) -> None:
-    model = load_package(package)
+def test_energies_follow_the_table(tiny_package: Path) -> None:
+    model = load_package(tiny_package)
     cost = analyze(model)
     fc = next(layer for layer in cost.layers if layer.name == "classifier.fc")
     expected = sum(
@@ -176,8 +160,8 @@ def test_unreadable_table_files(tmp_path: Path) -> None:
         load_table(tmp_path / "missing.toml")
 
 
-def test_package_without_baseline_is_refused(package: Path) -> None:
-    model = load_package(package)
+def test_package_without_baseline_is_refused(tiny_package: Path) -> None:
+    model = load_package(tiny_package)
     layers = [
         dataclasses.replace(
             layer,
@@ -195,17 +179,15 @@ def test_package_without_baseline_is_refused(package: Path) -> None:
         analyze(IntModel(layers=tuple(layers), output=model.output))
 
 
-def test_cli_analytic_writes_json(
-    capsys: pytest.CaptureFixture[str], package: Path, tmp_path: Path
-) -> None:
+def test_cli_analytic_writes_json(cli: Cli, tiny_package: Path, tmp_path: Path) -> None:
     out = tmp_path / "cost.json"
-    code, text, err = cli(capsys, "cost", str(package), "--out", str(out))
+    code, text, err = cli("cost", str(tiny_package), "--out", str(out))
     assert code == 0, err
     assert "shift-add / mult8" in text and "classifier.fc" in text and "energy_pj" in text
     doc = json.loads(out.read_text())
     assert doc["target"] == "analytic" and len(doc["layers"]) >= 4
     code, text, err = cli(
-        capsys, "cost", str(package), "--baseline", "fp32", "--json", "--out", str(out)
+        "cost", str(tiny_package), "--baseline", "fp32", "--json", "--out", str(out)
     )
     assert code == 0, err and json.loads(text)["baseline"] == "fp32"
 
@@ -218,21 +200,17 @@ def test_cli_analytic_writes_json(
         (["--baseline", "mult4"], "Baseline for target 'analytic'"),
     ],
 )
-def test_cli_bad_options(
-    capsys: pytest.CaptureFixture[str], package: Path, args: list[str], message: str
-) -> None:
-    code, _, err = cli(capsys, "cost", str(package), *args)
+def test_cli_bad_options(cli: Cli, tiny_package: Path, args: list[str], message: str) -> None:
+    code, _, err = cli("cost", str(tiny_package), *args)
     assert code == 2 and message in err and err.count("\n") == 1
 
 
-def test_cli_corrupted_table(
-    capsys: pytest.CaptureFixture[str], package: Path, tmp_path: Path
-) -> None:
+def test_cli_corrupted_table(cli: Cli, tiny_package: Path, tmp_path: Path) -> None:
     table = tmp_path / "t.json"
     table.write_text(
         json.dumps(_corrupt(lambda o: o["operations"]["int_add"][0].update(area_um2=0)))
     )
-    code, _, err = cli(capsys, "cost", str(package), "--tech", str(table))
+    code, _, err = cli("cost", str(tiny_package), "--tech", str(table))
     assert code == 2 and "int_add[0].area_um2 must be a positive number, not 0" in err
 
 
@@ -265,8 +243,8 @@ def test_csd_digits_are_the_fewest_signed_digits() -> None:
     assert list(csd_digits(np.array([-7, 7, 127, -128, 85]))) == [2, 2, 2, 1, 4]
 
 
-def test_twin_constant_multipliers_are_priced_by_their_csd_digits(package: Path) -> None:
-    model = load_package(package)
+def test_twin_constant_multipliers_are_priced_by_their_csd_digits(tiny_package: Path) -> None:
+    model = load_package(tiny_package)
     layer = model.layer("classifier.fc")
     assert isinstance(layer, WeightLayer) and layer.baseline_weights is not None
     w = layer.baseline_weights[layer.baseline_weights != 0]

@@ -20,13 +20,6 @@ from rtl_gen.export import Design, write_designs
 from rtl_gen.units import ConstDotUnit
 
 
-@pytest.fixture(scope="module")
-def package(tiny_inq: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pkg") / "pkg"
-    assert main(["export", str(tiny_inq), "--out", str(out), "--no-progress"]) == 0
-    return out
-
-
 def _job(stages: int = 0, mode: str = "shift-add") -> SynthJob:
     weights = np.array([[1, -2, 0, 4], [0, 8, 1, -1]]) if mode == "shift-add" else None
     if weights is None:
@@ -105,8 +98,8 @@ def test_timeout_and_tool_failure(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # failures are not cached
 
 
-def test_subset_keeps_the_largest_baseline_weight(package: Path) -> None:
-    model = load_package(package)
+def test_subset_keeps_the_largest_baseline_weight(tiny_package: Path) -> None:
+    model = load_package(tiny_package)
     small = subset_model(model, "classifier.fc", 2)
     layer = small.layer("classifier.fc")
     assert isinstance(layer, WeightLayer) and layer.codes.shape[0] == 2
@@ -116,10 +109,10 @@ def test_subset_keeps_the_largest_baseline_weight(package: Path) -> None:
 
 @pytest.mark.hw
 def test_cli_generic_with_subsets(
-    capsys: pytest.CaptureFixture[str], package: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tiny_package: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "cost.json"
-    args = ["cost", str(package), "--target", "generic", "--max-outputs", "2", "--jobs", "2"]
+    args = ["cost", str(tiny_package), "--target", "generic", "--max-outputs", "2", "--jobs", "2"]
     code = main([*args, "--cache", str(tmp_path / "cache"), "--out", str(out), "--no-progress"])
     text, err = capsys.readouterr()
     assert code == 0, err
@@ -128,18 +121,18 @@ def test_cli_generic_with_subsets(
     assert {layer["layer"] for layer in doc["layers"]} >= {"features.conv1", "classifier.fc"}
     fc = next(layer for layer in doc["layers"] if layer["layer"] == "classifier.fc")
     assert fc["shift-add"]["gates"] < fc["mult8"]["gates"]
-    assert len(layer_jobs(load_package(package), layers=["classifier.fc"])) == 1
+    assert len(layer_jobs(load_package(tiny_package), layers=["classifier.fc"])) == 1
 
 
 def test_cli_missing_tool(
     capsys: pytest.CaptureFixture[str],
-    package: Path,
+    tiny_package: Path,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     monkeypatch.setattr(tools_module, "tool_command", _raise_missing)
     code = main(
-        ["cost", str(package), "--target", "ice40", "--cache", str(tmp_path), "--no-progress"]
+        ["cost", str(tiny_package), "--target", "ice40", "--cache", str(tmp_path), "--no-progress"]
     )
     _, err = capsys.readouterr()
     assert code == 2 and "nextpnr or yosys missing" in err
@@ -161,8 +154,8 @@ def test_ice40_fast_and_full_flows_agree_closely(tmp_path: Path) -> None:
     assert 0.8 < fast.lut / full.lut < 1.25
 
 
-def test_weight_budget_slices_every_layer_to_the_same_rows(package: Path) -> None:
-    model = load_package(package)
+def test_weight_budget_slices_every_layer_to_the_same_rows(tiny_package: Path) -> None:
+    model = load_package(tiny_package)
     fc = model.layer("classifier.fc")
     assert isinstance(fc, WeightLayer)
     inputs = int(np.prod(fc.codes.shape[1:]))

@@ -5,19 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from inq_hw.cli import main
 from inq_hw.commands.explore import pareto_front
 from inq_hw.intmodel.package import save_package
+from tests.conftest import Cli
 from tests.test_pe_array import zoo_model
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main([*argv, "--no-progress"])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +17,9 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_package(model, tmp_path_factory.mktemp("explore") / "pkg")
 
 
-def test_explore_writes_table_json_and_plot(
-    capsys: pytest.CaptureFixture[str], package: Path, tmp_path: Path
-) -> None:
+def test_explore_writes_table_json_and_plot(cli: Cli, package: Path, tmp_path: Path) -> None:
     args = ["explore", str(package), "--pe", "2x2,4x4", "--bits", "3,4", "--out", str(tmp_path)]
-    code, text, err = cli(capsys, *args, "--json")
+    code, text, err = cli(*args, "--json")
     assert code == 0, err
     summary = json.loads(text)
     rows = summary["rows"]
@@ -53,7 +42,7 @@ def test_explore_writes_table_json_and_plot(
     table = (tmp_path / "explore.txt").read_text()
     assert "3 (what-if)" in table and "latency µs @200 MHz" in table
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
-    code, text, _ = cli(capsys, *args)
+    code, text, _ = cli(*args)
     assert code == 0 and "pareto" in text and "*" in text
 
 
@@ -78,7 +67,7 @@ def test_pareto_front() -> None:
     ],
 )
 def test_explore_errors_are_one_line(
-    capsys: pytest.CaptureFixture[str], package: Path, option: list[str], message: str
+    cli: Cli, package: Path, option: list[str], message: str
 ) -> None:
-    code, _, err = cli(capsys, "explore", str(package), *option)
+    code, _, err = cli("explore", str(package), *option)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -13,15 +13,7 @@ from inq_hw.cli import main
 from inq_hw.intmodel import IntModel, quantize_input, run
 from inq_hw.intmodel.package import load_package, save_package
 from rtl_gen.generate import build_designs
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main([*argv, "--no-progress"])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.conftest import Cli
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +25,16 @@ def package(tiny_inq: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.hw
 def test_generate_layer_is_deterministic_and_lint_clean(
-    capsys: pytest.CaptureFixture[str], package: Path, tmp_path: Path
+    cli: Cli, package: Path, tmp_path: Path
 ) -> None:
     args = ["generate", str(package), "--unit", "layer:classifier.fc", "--pipeline", "2", "--lint"]
-    code, text, err = cli(capsys, *args, "--out", str(tmp_path / "a"), "--json")
+    code, text, err = cli(*args, "--out", str(tmp_path / "a"), "--json")
     assert code == 0, err
     manifest = json.loads(text)
     (top,) = manifest["tops"]
     assert top["name"] == "classifier_fc_shiftadd" and top["latency"] == 2
     assert top["source_hash"] and top["params"]["mode"] == "shift-add"
-    assert cli(capsys, *args, "--out", str(tmp_path / "b"))[0] == 0
+    assert cli(*args, "--out", str(tmp_path / "b"))[0] == 0
     for name in ("classifier_fc_shiftadd.v", "manifest.json", "files.f"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     verilog = (tmp_path / "a" / "classifier_fc_shiftadd.v").read_text()
@@ -138,12 +130,12 @@ def test_hostile_layer_names_are_sanitised(package: Path, tmp_path: Path) -> Non
     ],
 )
 def test_generate_bad_input(
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
     package: Path,
     tmp_path: Path,
     args: list[str],
     fragment: str,
 ) -> None:
-    code, _, err = cli(capsys, "generate", str(package), *args, "--out", str(tmp_path / "rtl"))
+    code, _, err = cli("generate", str(package), *args, "--out", str(tmp_path / "rtl"))
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "rtl").exists()
