@@ -565,3 +565,23 @@ def test_stage_table_one_row_per_stage(tmp_path: Path) -> None:
     assert (rows["INQ"]["2-bit"], rows["INQ"]["3-bit"], rows["INQ"]["4-bit"]) == ("4.1", "3.6", "—")
     assert [rows["simulate"][f"{b}-bit"] for b in (2, 3, 4, 5)] == ["22.0", "23.0", "24.0", "25.0"]
     assert "INQ 2-bit" not in rows
+
+
+def test_pareto_labels_the_twin_once_and_cost_titles_its_designs() -> None:
+    from inq_hw.report import plots
+
+    results = make_results()
+    for entry in results["bits"]:  # twins a rounding apart, as the flow measures them
+        entry["cost"]["analytic"]["energy_pj"]["mult8"] = 8.04e4 + 1e-9 * entry["bits"]
+    fig = plots._figure(6, 4)
+    ax = fig.subplots()
+    plots._annotate(ax, plots.trade_off_points(results))
+    texts = [t.get_text() for t in ax.texts]
+    assert [t for t in texts if "twin" in t and "FP32" not in t] == [
+        "8-bit twin (same at every bit-width)"
+    ]
+    assert sorted(t for t in texts if "shift-add" in t) == [
+        f"shift-add ({b}-bit)" for b in (2, 3, 4, 5)
+    ]
+    assert plots._image_points(results) == pytest.approx(100 / 359)
+    assert plots._slice_label(results) == "2-output slices"
