@@ -14,7 +14,7 @@ from typing import Any
 
 from inq_hw.report.schema import hardware_accuracy, lookup, uniform_accuracy
 
-__all__ = ["PLOTS", "Plot", "TradeOff", "pareto_front", "trade_off_points"]
+__all__ = ["PLOTS", "Plot", "TradeOff", "log_scale", "pareto_front", "trade_off_points"]
 
 _DESIGN_STYLE = {
     "shift_add": ("power-of-two shift-add", "o-", "tab:blue"),
@@ -106,7 +106,7 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _log_scale(ax: Any, which: str) -> None:
+def log_scale(ax: Any, which: str) -> None:
     """Log scale labelled with plain numbers (20, 100, 400), not 2x10^1, on major ticks."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -218,7 +218,7 @@ def cost_plot(results: dict[str, Any]) -> bytes | None:
             bits, values = _series(results, *keys, design)
             if bits:
                 ax.plot(bits, [v * scale for v in values], style, color=color, label=name)
-        _log_scale(ax, "y")
+        log_scale(ax, "y")
         ax.set_xticks([e["bits"] for e in results["bits"]])
         ax.set_xlabel("weight bit-width")
         ax.set_ylabel(label)
@@ -272,7 +272,7 @@ def pareto_plot(results: dict[str, Any]) -> bytes | None:
         lw=1,
     )
     _annotate(ax, points)
-    _log_scale(ax, "x")
+    log_scale(ax, "x")
     ax.set_xlabel("energy per inference (nJ, analytic 45 nm)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)
