@@ -68,6 +68,7 @@ def _bit_entry(bits: int) -> dict[str, Any]:
                 "ff": {"shift_add": 400 + bits, "mult8": 610},
                 "dsp": {"shift_add": 0, "mult8": 8},
                 "fmax_mhz": {"shift_add": 61.37 - bits, "mult8": 38.2} if bits != 3 else None,
+                "slice_outputs": 2,
             },
         },
         "rtl": {
@@ -78,6 +79,7 @@ def _bit_entry(bits: int) -> dict[str, Any]:
             "cycles_per_image": 100 + bits,
             "latency_cycles": 116 + bits,
             "timing_matches_manifest": True,
+            "folding": {"features.conv1": 8, "features.conv2": 8, "classifier": 8},
         },
         "stage_seconds": {"quantize": 12.3 + bits, "lower": 0.4, "simulate": 20.0},
     }
@@ -172,32 +174,33 @@ def check_bit_table(rows: list[dict[str, str]], entry: dict[str, Any], results: 
     assert _number(table["weight memory (bits)"][ours]) == weights["memory_bits"]
     assert _number(table["weight memory (bits)"][twin]) == weights["baseline_memory_bits"]
     for metric, key, scale in (
-        ("energy per inference (nJ, analytic)", "energy_pj", 1e-3),
-        ("area (mm², analytic)", "area_um2", 1e-6),
+        ("energy per inference (nJ, analytic, unrolled units)", "energy_pj", 1e-3),
+        ("area (mm², analytic, unrolled units)", "area_um2", 1e-6),
     ):
         for column, design in ((ours, "shift_add"), (twin, "mult8"), (fp32, "fp32")):
             expected = cost["analytic"][key][design] * scale
             assert _number(table[metric][column]) == pytest.approx(expected, rel=1e-3)
     for metric, part in (
-        ("generic gates (Yosys)", cost["generic"]["gates"]),
-        ("iCE40 LUT", cost["ice40"]["lut"]),
-        ("iCE40 FF", cost["ice40"]["ff"]),
-        ("iCE40 DSP", cost["ice40"]["dsp"]),
+        ("generic gates (Yosys, 2-output slices)", cost["generic"]["gates"]),
+        ("iCE40 LUT (2-output slices)", cost["ice40"]["lut"]),
+        ("iCE40 FF (2-output slices)", cost["ice40"]["ff"]),
+        ("iCE40 DSP (2-output slices)", cost["ice40"]["dsp"]),
     ):
         assert _number(table[metric][ours]) == part["shift_add"], metric
         assert _number(table[metric][twin]) == part["mult8"], metric
     fmax = cost["ice40"]["fmax_mhz"]
-    for column, design in ((ours, "shift_add"), (twin, "mult8")):
-        cell = table["iCE40 Fmax (MHz, nextpnr)"][column]
-        if fmax is None:
-            assert cell == "not measured"
-        else:
-            assert _number(cell) == pytest.approx(fmax[design], rel=1e-3)
+    fmax_row = "iCE40 Fmax (MHz, nextpnr, 2-output slices)"
+    if fmax is None:  # an unmeasured figure in every design is no row at all
+        assert fmax_row not in table
+    for column, design in ((ours, "shift_add"), (twin, "mult8")) if fmax else ():
+        assert _number(table[fmax_row][column]) == pytest.approx(fmax[design], rel=1e-3)
     assert _number(table["RTL samples simulated"][ours]) == rtl["samples"]
     assert _number(table["RTL mismatched samples"][ours]) == rtl["mismatched_samples"]
-    assert _number(table["cycles per image"][ours]) == rtl["cycles_per_image"]
-    assert _number(table["latency (cycles)"][ours]) == rtl["latency_cycles"]
-    assert table["RTL simulation"][ours].startswith("bit-exact on 64 samples (verilator")
+    folded = "dataflow top, folding 8 on every layer"
+    assert _number(table[f"cycles per image ({folded})"][ours]) == rtl["cycles_per_image"]
+    assert _number(table[f"latency (cycles, {folded})"][ours]) == rtl["latency_cycles"]
+    verdict = table["RTL simulation"][ours]
+    assert verdict.startswith("bit-exact on 64 of 359 test images (verilator")
 
 
 def check_report(markdown: str, results: dict[str, Any]) -> None:
@@ -210,7 +213,10 @@ def check_report(markdown: str, results: dict[str, Any]) -> None:
         assert _percent(row["integer"]) == pytest.approx(entry["accuracy"]["integer"], abs=5e-5)
         shift = entry["cost"]["analytic"]["energy_pj"]["shift_add"]
         assert _number(row["energy shift-add (nJ)"]) == pytest.approx(shift * 1e-3, rel=1e-3)
-        assert _number(row["iCE40 LUT shift-add"]) == entry["cost"]["ice40"]["lut"]["shift_add"]
+        lut = row["iCE40 LUT shift-add (2-output slices)"]
+        assert _number(lut) == entry["cost"]["ice40"]["lut"]["shift_add"]
+        twin = entry["cost"]["analytic"]["energy_pj"]["mult8"]
+        assert row["energy twin ÷ shift-add"] == f"{twin / shift:.1f}x"
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -249,7 +255,9 @@ def test_read_back_catches_a_wrong_number(
 ) -> None:
     results, out, _ = rendered
     markdown = (out / "report.md").read_text()
-    tampered = markdown.replace("| iCE40 LUT | 3,300 |", "| iCE40 LUT | 3,301 |")
+    tampered = markdown.replace(
+        "| iCE40 LUT (2-output slices) | 3,300 |", "| iCE40 LUT (2-output slices) | 3,301 |"
+    )
     assert tampered != markdown
     with pytest.raises(AssertionError):
         check_report(tampered, results)
@@ -297,7 +305,7 @@ def test_missing_parts_render_as_not_measured(
     assert {p.name for p in tmp_path.iterdir()} == names  # the old cost.png etc. are gone
     markdown = (tmp_path / "report.md").read_text()
     table = {row[""]: row for row in md_tables(markdown)["4-bit"]}
-    assert table["iCE40 LUT"]["INQ 4-bit (shift-add)"] == "not measured"
+    assert table["iCE40 LUT (per-layer slices)"]["INQ 4-bit (shift-add)"] == "not measured"
     assert table["RTL simulation"]["INQ 4-bit (shift-add)"] == "not measured"
     assert table["accuracy, integer"]["8-bit uniform (multiplier twin)"] == "not measured"
     assert "RTL simulation: not measured." in markdown and "cost.png" not in markdown
@@ -498,3 +506,82 @@ def test_interrupted_writes_leave_only_whole_files(
     assert load_results(tmp_path / "results.json") == results
     assert after["report.md"] == before["report.md"]
     assert all(data.startswith(PNG_MAGIC) for name, data in after.items() if name.endswith(".png"))
+
+
+def _markdown(results: dict[str, Any], out: Path) -> str:
+    render_report(results, out)
+    return (out / "report.md").read_text()
+
+
+def test_labels_say_which_design_and_how_many_images(tmp_path: Path) -> None:
+    results = make_results()
+    for entry in results["bits"]:
+        entry["cost"]["ice40"]["ff"] = {"shift_add": 0, "mult8": 0}
+        entry["cost"]["ice40"]["dsp"] = {"shift_add": 0, "mult8": 0}
+        entry["cost"]["ice40"]["fmax_mhz"] = None
+    del results["dataset"]["test_samples"]
+    markdown = _markdown(results, tmp_path)
+    table = {row[""]: row for row in md_tables(markdown)["2-bit"]}
+    # combinational, unplaced slices: no all-zero FF / DSP rows, no empty Fmax row
+    assert not [label for label in table if "FF" in label or "DSP" in label or "Fmax" in label]
+    verdict = table["RTL simulation"]["INQ 2-bit (shift-add)"]
+    assert verdict.startswith("bit-exact on 64 test images (test-set size not recorded)")
+    notes = markdown.split("## Which design each figure measures")[1].split("##")[0]
+    assert "folded streaming dataflow top" in notes and "folding 8 on every layer" in notes
+    assert "fully unrolled" in notes and "2-output slices" in notes
+    assert "twin ÷ shift-add" in notes
+
+
+def test_one_unit_and_one_ratio_direction(tmp_path: Path) -> None:
+    results = make_results()
+    entry = results["bits"][0]
+    entry["cost"]["nangate45"] = {
+        key: {"shift_add": 1000.0, "mult8": 4000.0}
+        for key in ("area_um2", "analytic_area_um2", "energy_pj", "analytic_energy_pj")
+    }
+    markdown = _markdown(results, tmp_path)
+    assert "pJ" not in markdown and "µm" not in markdown
+    table = {row[""]: row for row in md_tables(markdown)["2-bit"]}
+    assert table["Nangate45 area (mm², 2-output slices)"]["INQ 2-bit (shift-add)"] == "0.001000"
+    assert table["analytic energy, same slices (nJ)"]["8-bit uniform (multiplier twin)"] == "4.000"
+    energy = entry["cost"]["analytic"]["energy_pj"]
+    area = entry["cost"]["analytic"]["area_um2"]
+    expected = (
+        f"2 bits {energy['mult8'] / energy['shift_add']:.1f}x energy, "
+        f"{area['mult8'] / area['shift_add']:.1f}x area"
+    )
+    assert f"Multiplier twin ÷ shift-add design (analytic, unrolled units): {expected}" in markdown
+
+
+def test_stage_table_one_row_per_stage(tmp_path: Path) -> None:
+    results = make_results()
+    results["stage_seconds"] = {"train FP32": 4.5, "INQ 2-bit": 4.1, "INQ 3-bit": 3.6}
+    for entry in results["bits"]:
+        entry["stage_seconds"] = {"simulate": 20.0 + entry["bits"]}
+    markdown = _markdown(results, tmp_path)
+    stages = "# stages\n| stage (seconds)" + markdown.split("| stage (seconds)")[1]
+    rows = {row["stage (seconds)"]: row for row in md_tables(stages)["stages"]}
+    assert rows["train FP32"]["once"] == "4.5" and rows["train FP32"]["2-bit"] == "—"
+    assert (rows["INQ"]["2-bit"], rows["INQ"]["3-bit"], rows["INQ"]["4-bit"]) == ("4.1", "3.6", "—")
+    assert [rows["simulate"][f"{b}-bit"] for b in (2, 3, 4, 5)] == ["22.0", "23.0", "24.0", "25.0"]
+    assert "INQ 2-bit" not in rows
+
+
+def test_pareto_labels_the_twin_once_and_cost_titles_its_designs() -> None:
+    from inq_hw.report import plots
+
+    results = make_results()
+    for entry in results["bits"]:  # twins a rounding apart, as the flow measures them
+        entry["cost"]["analytic"]["energy_pj"]["mult8"] = 8.04e4 + 1e-9 * entry["bits"]
+    fig = plots._figure(6, 4)
+    ax = fig.subplots()
+    plots._annotate(ax, plots.trade_off_points(results))
+    texts = [t.get_text() for t in ax.texts]
+    assert [t for t in texts if "twin" in t and "FP32" not in t] == [
+        "8-bit twin (same at every bit-width)"
+    ]
+    assert sorted(t for t in texts if "shift-add" in t) == [
+        f"shift-add ({b}-bit)" for b in (2, 3, 4, 5)
+    ]
+    assert plots._image_points(results) == pytest.approx(100 / 359)
+    assert plots._slice_label(results) == "2-output slices"

@@ -183,8 +183,9 @@ def _plot(rows: list[dict[str, Any]], clock_mhz: float, path: Path) -> None:
     from matplotlib.figure import Figure
 
     from inq_hw.checkpoint import atomic_write
+    from inq_hw.report.plots import log_scale
 
-    fig = Figure(figsize=(11, 4.5))
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     for ax, key, label in zip(
@@ -213,10 +214,18 @@ def _plot(rows: list[dict[str, Any]], clock_mhz: float, path: Path) -> None:
             edgecolors="red",
             label="Pareto front (latency, energy, area)",
         )
-        for row in rows:
-            ax.annotate(row["array"], (row["latency_us"], row[key]), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        # only the front is named (every point would overprint); neighbours alternate sides
+        ranked = sorted(front, key=lambda row: (row["latency_us"], row[key]))
+        for i, row in enumerate(ranked):
+            ax.annotate(
+                f"{row['array']} {row['weight_bits']}b",
+                (row["latency_us"], row[key]),
+                xytext=(7, 3) if i % 2 else (7, -9),
+                textcoords="offset points",
+                fontsize=7,
+            )
+        log_scale(ax, "x")
+        log_scale(ax, "y")
         ax.set_xlabel(f"latency (µs at {clock_mhz:g} MHz)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)

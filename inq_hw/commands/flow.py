@@ -92,7 +92,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
     for entry in results["bits"]:
         rtl = entry.get("rtl") or {}
         energy = (entry.get("cost", {}).get("analytic") or {}).get("energy_pj", {})
-        ratio = energy["shift_add"] / energy["mult8"] if energy.get("mult8") else None
+        ratio = energy["mult8"] / energy["shift_add"] if energy.get("shift_add") else None
         rows.append(
             [
                 entry["bits"],
@@ -100,11 +100,12 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                 percent(entry["accuracy"]["integer"]),
                 f"{rtl.get('mismatched_samples')}/{rtl.get('samples')}",
                 rtl.get("cycles_per_image"),
-                f"{ratio:.3f}" if ratio is not None else "-",
+                f"{ratio:.1f}x" if ratio is not None else "-",
             ]
         )
     table = format_table(
-        ["bits", "INQ", "integer", "RTL mismatches", "cycles/image", "energy vs mult8"], rows
+        ["bits", "INQ", "integer", "RTL mismatches", "cycles/image", "energy twin ÷ shift-add"],
+        rows,
     )
     text = (
         f"FP32 {percent(results['fp32']['accuracy'])}, {results['flow_seconds']} s\n{table}\n"

@@ -14,7 +14,7 @@ from typing import Any
 
 from inq_hw.report.schema import hardware_accuracy, lookup, uniform_accuracy
 
-__all__ = ["PLOTS", "Plot", "TradeOff", "pareto_front", "trade_off_points"]
+__all__ = ["PLOTS", "Plot", "TradeOff", "log_scale", "pareto_front", "trade_off_points"]
 
 _DESIGN_STYLE = {
     "shift_add": ("power-of-two shift-add", "o-", "tab:blue"),
@@ -106,7 +106,7 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _log_scale(ax: Any, which: str) -> None:
+def log_scale(ax: Any, which: str) -> None:
     """Log scale labelled with plain numbers (20, 100, 400), not 2x10^1, on major ticks."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -124,54 +124,120 @@ def _series(results: dict[str, Any], *keys: str) -> tuple[list[int], list[float]
 
 
 def accuracy_plot(results: dict[str, Any]) -> bytes | None:
-    """Test accuracy against bit-width, with the FP32 and 8-bit uniform lines."""
-    fig = _figure(6.5, 4.2)
-    ax = fig.subplots()
-    for keys, label, style in (
-        (("accuracy", "inq"), "INQ (float)", "o-"),
-        (("accuracy", "integer"), "INQ integer model", "s-"),
-        (("accuracy", "one_shot"), "one-shot power-of-two (no re-training)", "x--"),
-    ):
-        bits, values = _series(results, *keys)
-        if bits:
-            ax.plot(bits, [100 * v for v in values], style, label=label)
-    ax.axhline(100 * results["fp32"]["accuracy"], color="black", lw=1, label="FP32")
-    uniform = uniform_accuracy(results)
-    if uniform is not None:
-        ax.axhline(100 * uniform, color="tab:red", ls=":", label="8-bit uniform")
-    ax.set_xticks([e["bits"] for e in results["bits"]])
-    ax.set_xlabel("weight bit-width")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{results['name']}: accuracy against bit-width")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    """Test accuracy against bit-width, full range and the top range that decides a width.
+
+    The right panel spans only the INQ, FP32 and uniform figures, with one test image's
+    share of the accuracy (``1 / test_samples``) drawn as a bar, so a difference of one
+    image is visible beside the 0-100 % view that shows the one-shot collapse.
+    """
+    fig = _figure(10.5, 4.2)
+    full, top = fig.subplots(1, 2, width_ratios=(1, 1.3))
+    fp32, uniform = results["fp32"]["accuracy"], uniform_accuracy(results)
+    near = [100 * fp32] + ([100 * uniform] if uniform is not None else [])
+    for ax in (full, top):
+        for keys, label, style in (
+            (("accuracy", "inq"), "INQ (float)", "o-"),
+            (("accuracy", "integer"), "INQ integer model", "s-"),
+            (("accuracy", "one_shot"), "one-shot power-of-two (no re-training)", "x--"),
+        ):
+            bits, values = _series(results, *keys)
+            if bits:
+                ax.plot(bits, [100 * v for v in values], style, label=label)
+                if keys[1] != "one_shot":
+                    near += [100 * v for v in values]
+        ax.axhline(100 * fp32, color="black", lw=1, label="FP32")
+        if uniform is not None:
+            ax.axhline(100 * uniform, color="tab:red", ls=":", label="8-bit uniform twin")
+        ax.set_xticks([e["bits"] for e in results["bits"]])
+        ax.set_xlabel("weight bit-width")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(True, alpha=0.3)
+    full.set_title("full range", fontsize=9)
+    low, high = min(near), max(near)
+    image = _image_points(results)
+    margin = max(0.3 * (high - low), image or 0.0, 0.2)
+    top.set_ylim(low - margin, min(100.0, high + margin) + margin / 4)
+    top.set_title("top range (one-shot off the scale)", fontsize=9)
+    if image is not None:
+        x = results["bits"][-1]["bits"] + 0.35
+        top.annotate(
+            "", (x, low), (x, low + image), arrowprops={"arrowstyle": "|-|", "color": "tab:purple"}
+        )
+        top.annotate(
+            f"1 test image\n= {image:.2f} points",
+            (x, low + image / 2),
+            xytext=(-6, 0),
+            textcoords="offset points",
+            ha="right",
+            va="center",
+            fontsize=7,
+            color="tab:purple",
+        )
+        top.set_xlim(right=x + 0.15)
+    fig.suptitle(f"{results['name']}: accuracy against bit-width", fontsize=10)
+    handles, labels = full.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
     return _png(fig)
+
+
+def _image_points(results: dict[str, Any]) -> float | None:
+    """One test image's share of the test accuracy, in percentage points."""
+    samples = lookup(results, "dataset", "test_samples")
+    return 100 / samples if samples else None
 
 
 def cost_plot(results: dict[str, Any]) -> bytes | None:
     """Energy per inference and area (analytic; iCE40 LUTs if measured) against bit-width."""
     panels = [
-        (("cost", "analytic", "energy_pj"), 1e-3, "energy per inference (nJ, analytic 45 nm)"),
-        (("cost", "analytic", "area_um2"), 1e-6, "area (mm², analytic 45 nm)"),
-        (("cost", "ice40", "lut"), 1.0, "iCE40 LUTs (synthesis)"),
+        (
+            ("cost", "analytic", "energy_pj"),
+            1e-3,
+            "energy per inference (nJ)",
+            "energy, analytic 45 nm (unrolled units)",
+        ),
+        (
+            ("cost", "analytic", "area_um2"),
+            1e-6,
+            "area (mm²)",
+            "area, analytic 45 nm (unrolled units)",
+        ),
+        (
+            ("cost", "ice40", "lut"),
+            1.0,
+            "iCE40 LUTs",
+            f"iCE40 LUTs, synthesis of {_slice_label(results)}",
+        ),
     ]
     panels = [p for p in panels if any(_series(results, *p[0], d)[0] for d in _DESIGN_STYLE)]
     if not panels:
         return None
     fig = _figure(4.6 * len(panels), 4.0)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (keys, scale, label) in zip(axes, panels, strict=True):
+    for ax, (keys, scale, label, title) in zip(axes, panels, strict=True):
         for design, (name, style, color) in _DESIGN_STYLE.items():
             bits, values = _series(results, *keys, design)
             if bits:
                 ax.plot(bits, [v * scale for v in values], style, color=color, label=name)
-        _log_scale(ax, "y")
+        log_scale(ax, "y")
         ax.set_xticks([e["bits"] for e in results["bits"]])
         ax.set_xlabel("weight bit-width")
         ax.set_ylabel(label)
+        ax.set_title(title, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="center right")
+    handles: dict[str, Any] = {}
+    for ax in axes:  # every design once, whichever panel has it
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(name, handle)
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=3, fontsize=8)
     return _png(fig)
+
+
+def _slice_label(results: dict[str, Any]) -> str:
+    for entry in results["bits"]:
+        outputs = lookup(entry, "cost", "ice40", "slice_outputs")
+        if outputs is not None:
+            return f"{outputs}-output slices"
+    return "per-layer slices"
 
 
 def pareto_plot(results: dict[str, Any]) -> bytes | None:
@@ -206,7 +272,7 @@ def pareto_plot(results: dict[str, Any]) -> bytes | None:
         lw=1,
     )
     _annotate(ax, points)
-    _log_scale(ax, "x")
+    log_scale(ax, "x")
     ax.set_xlabel("energy per inference (nJ, analytic 45 nm)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)
@@ -215,17 +281,23 @@ def pareto_plot(results: dict[str, Any]) -> bytes | None:
 
 
 def _annotate(ax: Any, points: list[TradeOff]) -> None:
-    """One label per distinct position: coinciding designs share one (``mult8 twin (2, 3-bit)``)."""
-    groups: dict[tuple[float, float], list[TradeOff]] = {}
+    """One label per design at one place: the multiplier twins of every bit-width sit within
+    a rounding of each other, so they get one label; labels alternate sides by rank of
+    energy so neighbours do not overprint."""
+    groups: dict[tuple[str, float, float], list[TradeOff]] = {}
     for p in points:
-        groups.setdefault((p.energy_pj * 1e-3, 100 * p.accuracy), []).append(p)
-    for i, (xy, group) in enumerate(sorted(groups.items())):
-        texts = []
-        for design in dict.fromkeys(p.design for p in group):
-            bits = [str(p.bits) for p in group if p.design == design and p.bits is not None]
-            texts.append(_SHORT[design] + (f" ({', '.join(bits)}-bit)" if bits else ""))
-        offset = (5, 5) if i % 2 == 0 else (5, -11)
-        ax.annotate("; ".join(texts), xy, fontsize=7, xytext=offset, textcoords="offset points")
+        key = (p.design, float(f"{p.energy_pj:.2g}"), round(100 * p.accuracy, 1))
+        groups.setdefault(key, []).append(p)
+    for i, ((design, _, _), group) in enumerate(sorted(groups.items(), key=lambda g: g[0][1])):
+        bits = [str(p.bits) for p in group if p.bits is not None]
+        if design == "mult8":
+            text = "8-bit twin" + (" (same at every bit-width)" if len(bits) > 1 else "")
+        else:
+            text = _SHORT[design] + (f" ({', '.join(bits)}-bit)" if bits else "")
+        x = sum(p.energy_pj for p in group) / len(group) * 1e-3
+        y = 100 * sum(p.accuracy for p in group) / len(group)
+        offset, va = ((6, 6), "bottom") if i % 2 == 0 else ((6, -6), "top")
+        ax.annotate(text, (x, y), fontsize=7, xytext=offset, textcoords="offset points", va=va)
 
 
 def _layers(results: dict[str, Any]) -> list[str]:
@@ -248,7 +320,7 @@ def exponent_plot(results: dict[str, Any]) -> bytes | None:
         _exponent_panel(ax, results, layer)
     for ax in axes[len(layers) :]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=7, title="bits", title_fontsize=7)
+    axes[0].legend(fontsize=7, title="bit-width", title_fontsize=7)
     return _png(fig)
 
 
@@ -264,12 +336,13 @@ def _exponent_panel(ax: Any, results: dict[str, Any], layer: str) -> None:
     for i, (bits, histogram) in enumerate(histograms.items()):
         total = sum(histogram.values()) or 1
         xs = [x + (i - (len(histograms) - 1) / 2) * width for x in range(len(keys))]
-        ax.bar(xs, [histogram.get(k, 0) / total for k in keys], width, label=str(bits))
-    ax.set_xticks(
-        range(len(keys)), ["0", *(f"$2^{{{e}}}$" for e in exponents)], fontsize=6, rotation=90
-    )
-    ax.set_title(layer, fontsize=8)
-    ax.set_ylabel("share of weights", fontsize=7)
+        ax.bar(xs, [100 * histogram.get(k, 0) / total for k in keys], width, label=str(bits))
+    ax.set_xticks(range(len(keys)), ["zero", *map(str, exponents)], fontsize=8)
+    ax.set_title(layer, fontsize=9)
+    ax.set_xlabel("weight exponent k (weight ±2^k), or zero", fontsize=8)
+    ax.set_ylabel("weights (%)", fontsize=8)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
 
 
 def zero_plot(results: dict[str, Any]) -> bytes | None:
@@ -294,13 +367,23 @@ def zero_plot(results: dict[str, Any]) -> bytes | None:
 
 
 PLOTS = (
-    Plot("accuracy.png", "Test accuracy against weight bit-width", accuracy_plot),
+    Plot(
+        "accuracy.png",
+        "Test accuracy against weight bit-width: full range, and the top range with one "
+        "test image's width marked",
+        accuracy_plot,
+    ),
     Plot(
         "cost.png",
-        "Energy per inference and area against bit-width: shift-add vs multiplier twin",
+        "Energy and area (analytic, unrolled units) and iCE40 LUTs (synthesised slices) "
+        "against bit-width: shift-add vs multiplier twin",
         cost_plot,
     ),
-    Plot("pareto.png", "Accuracy against energy per inference, Pareto front ringed", pareto_plot),
+    Plot(
+        "pareto.png",
+        "Accuracy against analytic energy per inference, Pareto front ringed",
+        pareto_plot,
+    ),
     Plot("exponents.png", "Per-layer weight exponent histograms at each bit-width", exponent_plot),
     Plot("zeros.png", "Share of zero weights at each bit-width", zero_plot),
 )

@@ -170,6 +170,7 @@ def _cost(value: Any, where: str) -> None:
                     "ff": _designs(_count),
                     "dsp": _designs(_count),
                     "fmax_mhz": _designs(_amount),
+                    "slice_outputs": _count,
                 }
             ),
             "nangate45": _fields(
@@ -198,6 +199,7 @@ def _rtl(value: Any, where: str) -> None:
             "cycles_per_image": _count,
             "latency_cycles": _count,
             "timing_matches_manifest": _flag,
+            "folding": _mapping(_count),
         },
     )(value, where)
     if value["mismatched_samples"] > value["samples"]:

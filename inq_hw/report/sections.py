@@ -10,6 +10,7 @@ own, labelled as the paper's.
 
 import json
 import math
+import re
 from typing import Any
 
 from inq_hw.report.document import Block, Bullets, Heading, Image, Note, Paragraph, Table
@@ -59,16 +60,58 @@ def points(difference: float) -> str:
     return f"{round(100 * difference, 2) + 0.0:+.2f}"  # + 0.0: never "-0.00"
 
 
-def _verdict(rtl: dict[str, Any] | None) -> str:
+def _verdict(rtl: dict[str, Any] | None, test_samples: int | None) -> str:
+    """``bit-exact on 8 of 359 test images (verilator 5.036)``: how many of the test set."""
     if rtl is None:
         return NOT_MEASURED
     simulator = " ".join(
         s for s in (rtl.get("simulator"), rtl.get("simulator_version")) if s is not None
     )
     where = f" ({simulator})" if simulator else ""
+    of = (
+        f"{rtl['samples']:,} of {test_samples:,} test images"
+        if test_samples is not None
+        else f"{rtl['samples']:,} test images (test-set size not recorded)"
+    )
     if rtl["mismatched_samples"]:
-        return f"MISMATCH: {rtl['mismatched_samples']} of {rtl['samples']} samples{where}"
-    return f"bit-exact on {rtl['samples']} samples{where}"
+        return f"MISMATCH on {rtl['mismatched_samples']:,} of {of}{where}"
+    return f"bit-exact on {of}{where}"
+
+
+def _test_samples(results: dict[str, Any]) -> int | None:
+    return lookup(results, "dataset", "test_samples")
+
+
+def _slice_outputs(results: dict[str, Any]) -> int | None:
+    """Outputs per synthesised slice: the results' own figure, else the flow option."""
+    for entry in results["bits"]:
+        outputs = lookup(entry, "cost", "ice40", "slice_outputs")
+        if outputs is not None:
+            return int(outputs)
+    outputs = lookup(results, "config", "synth_outputs")
+    return outputs if isinstance(outputs, int) else None
+
+
+def _slices(results: dict[str, Any]) -> str:
+    """``2-output slices``: what the synthesis figures measure (never the whole network)."""
+    outputs = _slice_outputs(results)
+    return f"{outputs}-output slices" if outputs is not None else "per-layer slices"
+
+
+def _folding(results: dict[str, Any]) -> str:
+    """The folding of the simulated dataflow top: ``folding 8`` or ``folding conv1 8, ...``."""
+    foldings: dict[str, int] = {}
+    for entry in results["bits"]:
+        foldings.update(lookup(entry, "rtl", "folding") or {})
+    if not foldings:
+        config = lookup(results, "config", "folding")
+        foldings = config if isinstance(config, dict) else {}
+    values = set(foldings.values())
+    if len(values) == 1:
+        return f"folding {values.pop()} on every layer"
+    if foldings:
+        return "folding " + ", ".join(f"{k} {v}" for k, v in foldings.items())
+    return "folding not recorded"
 
 
 # -- the sections ----------------------------------------------------------------------------
@@ -80,6 +123,7 @@ def build_document(results: dict[str, Any], images: list[Image]) -> list[Block]:
         Heading(f"INQ bit-width trade-off report: {results['name']}", 1),
         Paragraph(_header(results)),
         *_summary(results),
+        *_designs_note(results),
         *_plots(images),
         *_per_bits(results),
         *_paper(results),
@@ -119,9 +163,11 @@ def _summary(results: dict[str, Any]) -> list[Block]:
         "integer − FP32 (points)",
         "energy shift-add (nJ)",
         "energy mult8 twin (nJ)",
-        "iCE40 LUT shift-add",
+        "energy twin ÷ shift-add",
+        f"iCE40 LUT shift-add ({_slices(results)})",
         "RTL simulation",
     )
+    tested = _test_samples(results)
     rows = []
     for entry in results["bits"]:
         integer = lookup(entry, "accuracy", "integer")
@@ -135,8 +181,9 @@ def _summary(results: dict[str, Any]) -> list[Block]:
                 NOT_MEASURED if integer is None else points(integer - fp32),
                 significant(energy.get("shift_add"), 1e-3),
                 significant(energy.get("mult8"), 1e-3),
+                _ratio(energy.get("mult8"), energy.get("shift_add")),
                 count(lookup(entry, "cost", "ice40", "lut", "shift_add")),
-                _verdict(entry.get("rtl")),
+                _verdict(entry.get("rtl"), tested),
             )
         )
     return [Heading("Summary"), Bullets(tuple(bullets)), Table(headers, tuple(rows))]
@@ -161,14 +208,40 @@ def _savings(results: dict[str, Any]) -> list[str]:
         analytic = lookup(entry, "cost", "analytic") or {}
         pairs = [(analytic.get(key) or {}) for key in ("energy_pj", "area_um2")]
         if all(part.get("shift_add") and part.get("mult8") for part in pairs):
-            energy, area = (part["mult8"] / part["shift_add"] for part in pairs)
-            ratios.append(f"{entry['bits']} bits {energy:.1f}x / {area:.1f}x")
+            energy, area = (_ratio(part["mult8"], part["shift_add"]) for part in pairs)
+            ratios.append(f"{entry['bits']} bits {energy} energy, {area} area")
     if not ratios:
         return []
     return [
-        "Multiplier twin's energy / area over the shift-add design's (analytic): "
-        + "; ".join(ratios)
-        + "."
+        "Multiplier twin ÷ shift-add design (analytic, unrolled units): " + "; ".join(ratios) + "."
+    ]
+
+
+def _ratio(twin: float | None, shift_add: float | None) -> str:
+    """The one ratio direction of the report: twin ÷ shift-add, ``85.7x``."""
+    if twin is None or not shift_add:
+        return NOT_MEASURED
+    return f"{twin / shift_add:.1f}x"
+
+
+def _designs_note(results: dict[str, Any]) -> list[Block]:
+    """Which design every figure belongs to: they are three different pieces of hardware."""
+    return [
+        Heading("Which design each figure measures"),
+        Bullets(
+            (
+                "Cycles per image and latency: the folded streaming dataflow top that was "
+                f"simulated ({_folding(results)}).",
+                "Energy and area (analytic, 45 nm, Horowitz ISSCC 2014): the fully unrolled "
+                "constant-weight units, one per layer output, priced per operation.",
+                f"iCE40 LUTs, Yosys gates and Nangate45 figures: synthesis of "
+                f"{_slices(results)} (each layer's unit cut to its first outputs), summed over "
+                "the layers; not the "
+                "whole-network design, which was not implemented.",
+                "Units: energy in nJ per inference, area in mm²; every ratio is "
+                "twin ÷ shift-add (above 1: the shift-add design is cheaper).",
+            )
+        ),
     ]
 
 
@@ -205,9 +278,12 @@ def _per_bits(results: dict[str, Any]) -> list[Block]:
         Heading("Per bit-width results"),
         Paragraph(
             "Columns: the INQ power-of-two design (shift-add hardware), its 8-bit uniform "
-            "multiplier twin and the FP32 twin. Energy and area are analytic (45 nm, "
-            "Horowitz ISSCC 2014); gates, LUTs, FFs, DSPs and Fmax come from synthesis. "
-            f"'{NOT_MEASURED}': the run did not measure it; '{NOT_APPLICABLE}': no such figure."
+            "multiplier twin and the FP32 twin. Energy and area are analytic (unrolled units, "
+            f"45 nm); gates and LUTs come from synthesis of {_slices(results)}; cycles "
+            f"from the folded dataflow top ({_folding(results)}). "
+            f"'{NOT_MEASURED}': the run did not measure it; '{NOT_APPLICABLE}': no such figure. "
+            "iCE40 FF, DSP and Fmax rows appear only where a design has a figure other "
+            "than 0 (the synthesised slices are combinational, and unplaced)."
         ),
     ]
     for entry in results["bits"]:
@@ -228,8 +304,10 @@ def _bit_table(results: dict[str, Any], entry: dict[str, Any]) -> Table:
 
     accuracy, weights, rtl = entry["accuracy"], entry.get("weights") or {}, entry.get("rtl")
     rtl_part = rtl or {}
-    energy = designs(("cost", "analytic", "energy_pj"), lambda v: significant(v, 1e-3), True)
-    area = designs(("cost", "analytic", "area_um2"), lambda v: significant(v, 1e-6), True)
+    energy = designs(("cost", "analytic", "energy_pj"), _nj, True)
+    area = designs(("cost", "analytic", "area_um2"), _mm2, True)
+    slices = _slices(results)
+    folding = _folding(results)
     rows = [
         (
             "accuracy, float",
@@ -253,26 +331,40 @@ def _bit_table(results: dict[str, Any], entry: dict[str, Any]) -> Table:
             count(weights.get("baseline_memory_bits")),
             na,
         ),
-        ("energy per inference (nJ, analytic)", *energy),
-        ("area (mm², analytic)", *area),
-        ("generic gates (Yosys)", *designs(("cost", "generic", "gates"), count)),
+        ("energy per inference (nJ, analytic, unrolled units)", *energy),
+        ("area (mm², analytic, unrolled units)", *area),
+        (f"generic gates (Yosys, {slices})", *designs(("cost", "generic", "gates"), count)),
         (
-            "transistors (Yosys, CMOS estimate)",
+            f"transistors (Yosys CMOS estimate, {slices})",
             *designs(("cost", "generic", "transistors"), significant),
         ),
-        ("iCE40 LUT", *designs(("cost", "ice40", "lut"), count)),
-        ("iCE40 FF", *designs(("cost", "ice40", "ff"), count)),
-        ("iCE40 DSP", *designs(("cost", "ice40", "dsp"), count)),
-        (
-            "iCE40 Fmax (MHz, nextpnr)",
-            *designs(("cost", "ice40", "fmax_mhz"), lambda v: significant(v, 1.0, 4)),
+        (f"iCE40 LUT ({slices})", *designs(("cost", "ice40", "lut"), count)),
+        *_nonzero_rows(
+            (
+                (f"iCE40 FF ({slices})", designs(("cost", "ice40", "ff"), count)),
+                (f"iCE40 DSP ({slices})", designs(("cost", "ice40", "dsp"), count)),
+                (
+                    f"iCE40 Fmax (MHz, nextpnr, {slices})",
+                    designs(("cost", "ice40", "fmax_mhz"), lambda v: significant(v, 1.0, 4)),
+                ),
+            )
         ),
-        *(_nangate45_rows(designs) if lookup(entry, "cost", "nangate45") else []),
-        ("RTL simulation", _verdict(rtl), na, na),
+        *(_nangate45_rows(designs, slices) if lookup(entry, "cost", "nangate45") else []),
+        ("RTL simulation", _verdict(rtl, _test_samples(results)), na, na),
         ("RTL samples simulated", count(rtl_part.get("samples")), na, na),
         ("RTL mismatched samples", count(rtl_part.get("mismatched_samples")), na, na),
-        ("cycles per image", count(rtl_part.get("cycles_per_image")), na, na),
-        ("latency (cycles)", count(rtl_part.get("latency_cycles")), na, na),
+        (
+            f"cycles per image (dataflow top, {folding})",
+            count(rtl_part.get("cycles_per_image")),
+            na,
+            na,
+        ),
+        (
+            f"latency (cycles, dataflow top, {folding})",
+            count(rtl_part.get("latency_cycles")),
+            na,
+            na,
+        ),
         ("timing matches manifest", _yes_no(rtl_part.get("timing_matches_manifest")), na, na),
     ]
     bits = entry["bits"]
@@ -280,18 +372,35 @@ def _bit_table(results: dict[str, Any], entry: dict[str, Any]) -> Table:
     return Table(headers, tuple(rows))
 
 
-def _nangate45_rows(designs: Any) -> list[tuple[str, str, str, str]]:
+def _nj(value: float | None) -> str:
+    """pJ of results.json as the report's nJ."""
+    return significant(value, 1e-3)
+
+
+def _mm2(value: float | None) -> str:
+    """µm² of results.json as the report's mm²."""
+    return significant(value, 1e-6)
+
+
+def _nonzero_rows(rows: tuple[tuple[str, tuple[str, ...]], ...]) -> list[tuple[str, ...]]:
+    """The rows where some design has a figure other than 0 (an all-0 or unmeasured row of
+    combinational, unplaced slices says nothing)."""
+    empty = {"0", NOT_MEASURED, NOT_APPLICABLE}
+    return [(label, *cells) for label, cells in rows if set(cells) - empty]
+
+
+def _nangate45_rows(designs: Any, slices: str) -> list[tuple[str, str, str, str]]:
     """Nangate45 figures of the synthesised slices, and the analytic ones of the same
-    slices on their own rows (side by side, never mixed)."""
+    slices on their own rows (side by side, never mixed), in the report's nJ and mm²."""
     keys = (
-        ("Nangate45 area (µm², slices)", "area_um2"),
-        ("analytic area, same slices (µm²)", "analytic_area_um2"),
-        ("Nangate45 critical path (ns, OpenSTA)", "critical_ns"),
-        ("Nangate45 power (mW at 100 MHz, measured activity)", "power_mw"),
-        ("Nangate45 energy per inference (pJ, slices)", "energy_pj"),
-        ("analytic energy, same slices (pJ)", "analytic_energy_pj"),
+        (f"Nangate45 area (mm², {slices})", "area_um2", _mm2),
+        ("analytic area, same slices (mm²)", "analytic_area_um2", _mm2),
+        ("Nangate45 critical path (ns, OpenSTA)", "critical_ns", significant),
+        ("Nangate45 power (mW at 100 MHz, measured activity)", "power_mw", significant),
+        (f"Nangate45 energy per inference (nJ, {slices})", "energy_pj", _nj),
+        ("analytic energy, same slices (nJ)", "analytic_energy_pj", _nj),
     )
-    return [(label, *designs(("cost", "nangate45", key), significant)) for label, key in keys]
+    return [(label, *designs(("cost", "nangate45", key), fmt)) for label, key, fmt in keys]
 
 
 def _yes_no(value: bool | None) -> str:
@@ -380,17 +489,36 @@ def _run(results: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+_PER_BITS = re.compile(r"^(?P<stage>.+?) (?P<bits>\d+)-bit$")
+
+
 def _stage_table(results: dict[str, Any]) -> Block:
+    """One row per stage, one column per bit-width (and one for stages run once).
+
+    The flow names a per-bit stage ``"simulate 3-bit"``; that time goes to row
+    ``simulate``, column ``3-bit``, as do the times an entry's own ``stage_seconds`` holds.
+    """
+    widths = [e["bits"] for e in results["bits"]]
+    columns = [None, *widths]
     stages: dict[str, list[str]] = {}
-    columns = ["all", *(f"{e['bits']}-bit" for e in results["bits"])]
-    parts = [
-        results.get("stage_seconds") or {},
-        *(e.get("stage_seconds") or {} for e in results["bits"]),
-    ]
-    for column, part in enumerate(parts):
-        for stage, seconds in part.items():
-            stages.setdefault(stage, [NOT_APPLICABLE] * len(parts))[column] = f"{seconds:.1f}"
+
+    def put(stage: str, bits: int | None, seconds: float) -> None:
+        match = _PER_BITS.match(stage)
+        if bits is None and match and int(match["bits"]) in widths:
+            stage, bits = match["stage"], int(match["bits"])
+        stages.setdefault(stage, [NOT_APPLICABLE] * len(columns))[columns.index(bits)] = (
+            f"{seconds:.1f}"
+        )
+
+    for stage, seconds in (results.get("stage_seconds") or {}).items():
+        put(stage, None, seconds)
+    for entry in results["bits"]:
+        for stage, seconds in (entry.get("stage_seconds") or {}).items():
+            put(stage, entry["bits"], seconds)
     if not stages:
         return Paragraph(f"Stage times: {NOT_MEASURED}.")
     rows = tuple((stage, *cells) for stage, cells in stages.items())
-    return Table(("stage (seconds)", *columns), rows)
+    if all(cells[0] == NOT_APPLICABLE for cells in stages.values()):
+        columns, rows = widths, tuple((row[0], *row[2:]) for row in rows)
+    headers = ("stage (seconds)", *("once" if c is None else f"{c}-bit" for c in columns))
+    return Table(headers, rows)
