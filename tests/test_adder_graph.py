@@ -237,14 +237,13 @@ def test_generate_matrix_rejects_bad_matrices_in_one_line(
 
 
 def test_generate_dataflow_threads_the_shared_graph(
-    tiny_inq: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_package: Path, tmp_path: Path, cli: Cli
 ) -> None:
-    pkg = tmp_path / "pkg"
-    assert main(["export", str(tiny_inq), "--out", str(pkg), "--no-progress"]) == 0
+    pkg = tiny_package
     names = [layer.name for layer in load_package(pkg).weight_layers()]
     out = tmp_path / "rtl"
     argv = ["generate", str(pkg), "--unit", "dataflow", "--out", str(out)]
-    code, text, err = _cli(capsys, *argv, "--adder-graph", "shared", "--fold", f"{names[0]}=2")
+    code, text, err = cli(*argv, "--adder-graph", "shared", "--fold", f"{names[0]}=2")
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
     params = manifest["tops"][0]["params"]
@@ -253,8 +252,8 @@ def test_generate_dataflow_threads_the_shared_graph(
     assert graphs == {name: None if name == names[0] else "shared" for name in names}
     assert "adder graph" in text and "shared" in text
     folded = ["--fold=all=2", "--out", str(tmp_path / "o2")]
-    code, _, err = _cli(
-        capsys, "generate", str(pkg), "--unit", "dataflow", *folded, "--adder-graph", "shared"
+    code, _, err = cli(
+        "generate", str(pkg), "--unit", "dataflow", *folded, "--adder-graph", "shared"
     )
     assert code == 2 and "folded layers have no adder graph" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o2").exists()
