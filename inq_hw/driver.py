@@ -237,6 +237,7 @@ def train_fp32(
         "fingerprint": state_fingerprint(model),
         "dataset": context.dataset,
         "model": context.model,
+        "test_samples": len(data.test),
         **metrics,
     }
 

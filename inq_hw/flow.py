@@ -222,7 +222,7 @@ def _fp32(cfg: FlowConfig) -> Callable[[Path], dict[str, Any]]:
             epochs=cfg.fp32_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed
         )
         summary = train_fp32(context, train, tmp / "fp32.pt")
-        return {"accuracy": summary["accuracy"]}
+        return {"accuracy": summary["accuracy"], "test_samples": summary["test_samples"]}
 
     return work
 
@@ -586,7 +586,11 @@ def run_flow(
         "config": asdict(cfg),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count()},
-        "dataset": {"name": cfg.dataset},
+        "dataset": {
+            "name": cfg.dataset,
+            # A stage cached by an older run has no count; the report then says so.
+            **({"test_samples": fp32[0]["test_samples"]} if "test_samples" in fp32[0] else {}),
+        },
         "fp32": {"accuracy": fp32[0]["accuracy"]},
         "uniform8": {"integer_accuracy": uniform},
         "bits": entries,

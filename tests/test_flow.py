@@ -98,7 +98,9 @@ def test_reduced_flow_writes_a_consistent_report(interrupted_then_finished: Path
     assert entry["bits"] == 4
     assert entry["rtl"]["samples"] == 3 and entry["rtl"]["mismatched_samples"] == 0
     assert entry["rtl"]["timing_matches_manifest"] is True
+    assert results["dataset"]["test_samples"] == 359  # the digits test split
     markdown = (report / "report.md").read_text()
+    assert "3 of 359 test images" in markdown
     assert f"{100 * entry['accuracy']['integer']:.2f}%" in markdown
     assert f"{100 * results['fp32']['accuracy']:.2f}%" in markdown
     assert str(entry["rtl"]["cycles_per_image"]) in markdown
