@@ -71,3 +71,9 @@ def test_explore_errors_are_one_line(
 ) -> None:
     code, _, err = cli("explore", str(package), *option)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_one_by_one_array_is_priced(cli: Cli, package: Path, tmp_path: Path) -> None:
+    code, out, err = cli("explore", str(package), "--pe", "1x1", "--out", str(tmp_path / "x"))
+    assert code == 0, err
+    assert "1x1" in out and "Traceback" not in err

@@ -240,6 +240,8 @@ class TechTable:
         size = (
             bits * (other_bits if other_bits is not None else bits) if rule == "product" else bits
         )
+        if size == 0:  # no bits, no hardware (a 1x1 PE array has no drain multiplexer)
+            return 0.0
         if rule == "exact":
             exact = [f for f in figures if f.bits == bits]
             if not exact:
