@@ -147,10 +147,10 @@ def test_the_report_shows_nangate45_beside_the_analytic_slices(tmp_path: Path) -
     validate_results(results)
     render_report(results, tmp_path)
     table = {row[""]: row for row in md_tables((tmp_path / "report.md").read_text())["4-bit"]}
-    row = table["Nangate45 energy per inference (pJ, slices)"]
-    assert float(row["INQ 4-bit (shift-add)"]) == 40.0
-    assert float(row["8-bit uniform (multiplier twin)"]) == 160.0
-    assert table["analytic energy, same slices (pJ)"]["INQ 4-bit (shift-add)"] == "not measured"
+    row = table["Nangate45 energy per inference (nJ, 2-output slices)"]  # the report's nJ
+    assert float(row["INQ 4-bit (shift-add)"]) == pytest.approx(40.0e-3)
+    assert float(row["8-bit uniform (multiplier twin)"]) == pytest.approx(160.0e-3)
+    assert table["analytic energy, same slices (nJ)"]["INQ 4-bit (shift-add)"] == "not measured"
     results["bits"][0]["cost"]["nangate45"]["area_um2"]["mult8"] = -1.0
     with pytest.raises(ResultsError, match=r"nangate45\.area_um2\.mult8"):
         validate_results(results)
