@@ -444,3 +444,12 @@ def test_fusesoc_synth_target_reports_resources(arch: str, tiny_kit: Path, tmp_p
     assert sum(map(int, flops)) > 50, stats
     (netlist,) = (tmp_path / "build").glob(f"*/synth_{arch}/*.json")
     assert TOP in json.loads(netlist.read_text())["modules"]
+
+
+@pytest.mark.hw
+def test_fusesoc_verilator_sim_of_a_tiny_kit(tiny_kit: Path, tmp_path: Path) -> None:
+    """The sim target on Verilator in the default tier (the small_cnn kit's run is slow)."""
+    ip = _copy(tiny_kit, tmp_path)
+    sim = _fusesoc(ip, tmp_path, "run", "--target", "sim", "--tool", "verilator", CORE)
+    assert sim.returncode == 0, sim.stdout[-3000:] + sim.stderr[-3000:]
+    assert "PASS: 2 images bit-exact" in sim.stdout
