@@ -173,8 +173,7 @@ def matmul_seconds(model: IntModel, x: np.ndarray) -> tuple[float, float]:
     for layer in model.weight_layers():
         patches = values[layer.inputs[0]]
         if isinstance(layer, Conv2dLayer):
-            kernel = layer.codes.shape[-1]
-            patches, _, _ = execute._im2col(patches, kernel, layer.stride, layer.padding)
+            patches, _, _ = execute._im2col(patches, layer.geometry())
         w = layer.weights_int().reshape(layer.codes.shape[0], -1).T
         float_s += best_of(functools.partial(execute._matmul, patches, w, layer.acc_bits), REPEAT)
         int_s += best_of(functools.partial(execute._matmul, patches, w, WIDE_ACC_BITS), REPEAT)

@@ -3,6 +3,7 @@ from waveforms, on a free-running counter whose bit i toggles k / 2^i times by c
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,9 @@ def test_toggles_from_a_vcd(tmp_path: Path) -> None:
 
 
 def test_round_trip(tmp_path: Path) -> None:
-    activity = Activity(10, 2.5, {"top.a": (4, 0), "top.b": [1]})
+    # a list of values is accepted too (JSON gives lists)
+    signals: dict[str, Any] = {"top.a": (4, 0), "top.b": [1]}
+    activity = Activity(10, 2.5, signals)
     activity.write(tmp_path / "a.json")
     obj = json.loads((tmp_path / "a.json").read_text())
     assert obj["format"] == FORMAT and obj["version"] == 1

@@ -29,7 +29,9 @@ def test_export_eval_vectors(cli: Cli, tiny_inq: Path, tmp_path: Path) -> None:
     vectors = np.load(package / "vectors.npz", allow_pickle=False)
     model = load_package(package)
     assert vectors["input"].shape == (10, 1, 8, 8)
-    assert np.array_equal(run(model, vectors["input"]), vectors["output"])
+    output = run(model, vectors["input"])
+    assert isinstance(output, np.ndarray)
+    assert np.array_equal(output, vectors["output"])
     for layer in model.layers:
         assert vectors[f"layer/{layer.name}"].shape[0] == 10
     # Round trip: export again -> identical package, identical evaluation.

@@ -99,12 +99,15 @@ def test_written_files_follow_the_umask(tmp_path: Path) -> None:
 
     from inq_hw.files import atomic_write
 
+    def write(tmp: Path) -> None:
+        tmp.write_text("{}")
+
     old = os.umask(0o022)
     try:
-        path = atomic_write(tmp_path / "out.json", lambda tmp: tmp.write_text("{}"))
+        path = atomic_write(tmp_path / "out.json", write)
         assert path.stat().st_mode & 0o777 == 0o644
         os.umask(0o077)
-        path = atomic_write(tmp_path / "private.json", lambda tmp: tmp.write_text("{}"))
+        path = atomic_write(tmp_path / "private.json", write)
         assert path.stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)

@@ -4,6 +4,7 @@ import gzip
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -432,7 +433,7 @@ def test_datasplit_validates():
     with pytest.raises(TypeError, match=r"x must be a torch\.float32 tensor, not torch\.float64"):
         DataSplit(x.double(), y)
     with pytest.raises(TypeError, match=r"y must be a torch\.int64 tensor, not ndarray"):
-        DataSplit(x, y.numpy())
+        DataSplit(x, y.numpy())  # type: ignore[arg-type]  # the wrong type is the point
     with pytest.raises(ValueError, match=r"x must have 4 dims, not \(2, 3, 3\)"):
         DataSplit(x[:, 0], y)
     with pytest.raises(ValueError, match="same length, not 2 and 1"):
@@ -447,7 +448,13 @@ def test_datasplit_validates():
 
 def test_dataset_validates():
     split = DataSplit(torch.zeros(2, 1, 3, 3), torch.tensor([0, 2]))
-    fields = {"name": "t", "train": split, "test": split, "split_seed": 0, "data_dir": None}
+    fields: dict[str, Any] = {
+        "name": "t",
+        "train": split,
+        "test": split,
+        "split_seed": 0,
+        "data_dir": None,
+    }
     Dataset(num_classes=3, input_shape=(1, 3, 3), **fields)
     with pytest.raises(ValueError, match=r"images must be \(1, 3, 4\), not \(1, 3, 3\)"):
         Dataset(num_classes=3, input_shape=(1, 3, 4), **fields)

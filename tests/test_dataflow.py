@@ -40,7 +40,7 @@ from rtl_gen.dataflow import (
     parse_folds,
 )
 from rtl_gen.engines import UnrolledDot
-from rtl_gen.timing import PipelineTiming, UnrolledDotTiming
+from rtl_gen.timing import LinearTiming, PipelineTiming, UnrolledDotTiming
 from tests.test_rtl_units import _layer_fields, _with_exact_width
 
 U8, S8 = ActFormat(8, False, 6), ActFormat(8, True, 5)
@@ -161,6 +161,7 @@ def _check(
     x = _images(model, count, seed)
     record = stream(top, x, idle=idle, stall=stall, seed=seed)
     golden = execute.run(model, x, weights=weights)
+    assert isinstance(golden, np.ndarray)
     assert record["logits"] == golden.tolist()
     assert record["labels"] == golden.argmax(axis=1).tolist()
     return record
@@ -232,8 +233,9 @@ def test_a_wrong_pipeline_depth_in_the_model_is_caught() -> None:
     top = build_dataflow(model, pipeline={"f1": 2})
     record = _check(model, top, count=2, seed=1)
     linear = top.stages[3].timing
+    assert isinstance(linear, LinearTiming)
     assert top.stages[3].info["layer"] == "f1"
-    linear.dot = UnrolledDotTiming(1)  # type: ignore[attr-defined]
+    linear.dot = UnrolledDotTiming(1)
     assert _replay(top, record) != record["transfers"]
 
 
@@ -280,8 +282,10 @@ def test_a_changed_weight_is_caught() -> None:
     corrupted = dataclasses.replace(model, layers=layers)
     x = _images(model, 4, 0)
     record = stream(build_dataflow(corrupted), x, idle=0.0, stall=0.0, seed=0)
-    assert record["logits"] == execute.run(corrupted, x).tolist()
-    assert record["logits"] != execute.run(model, x).tolist()
+    expected, true = execute.run(corrupted, x), execute.run(model, x)
+    assert isinstance(expected, np.ndarray) and isinstance(true, np.ndarray)
+    assert record["logits"] == expected.tolist()
+    assert record["logits"] != true.tolist()
 
 
 def test_unsupported_models_are_refused() -> None:
@@ -298,6 +302,7 @@ def test_unsupported_models_are_refused() -> None:
     with pytest.raises(ConfigError, match="Baseline"):
         build_dataflow(model, baseline="mult4")
     p1 = model.layer("p1")
+    assert isinstance(p1, MaxPoolLayer)
     overlapping = dataclasses.replace(p1, stride=1)
     odd = dataclasses.replace(
         model, layers=tuple(overlapping if layer is p1 else layer for layer in model.layers)

@@ -38,8 +38,8 @@ from rtl_gen.names import (
 class SignedAdder(wiring.Component):
     """Combinational: ``y = x[0] + x[1] + x[2] + x[3]``."""
 
-    x: In(data.ArrayLayout(signed(8), 4))
-    y: Out(signed(10))
+    def __init__(self) -> None:
+        super().__init__({"x": In(data.ArrayLayout(signed(8), 4)), "y": Out(signed(10))})
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -50,9 +50,8 @@ class SignedAdder(wiring.Component):
 class RegisteredAdder(wiring.Component):
     """``y = a + b`` one clock later."""
 
-    a: In(signed(8))
-    b: In(signed(8))
-    y: Out(signed(9))
+    def __init__(self) -> None:
+        super().__init__({"a": In(signed(8)), "b": In(signed(8)), "y": Out(signed(9))})
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -63,8 +62,13 @@ class RegisteredAdder(wiring.Component):
 class StreamAdder(wiring.Component):
     """Nested ports (streams) around a submodule: a registered, stalling adder."""
 
-    i: In(stream.Signature(data.ArrayLayout(signed(8), 4)))
-    o: Out(stream.Signature(signed(10)))
+    def __init__(self) -> None:
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(signed(8), 4))),
+                "o": Out(stream.Signature(signed(10))),
+            }
+        )
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -247,16 +251,16 @@ def test_duplicate_requested_names_are_refused(tmp_path: Path) -> None:
 
 
 class ZeroWidth(wiring.Component):
-    x: In(0)
-    y: Out(1)
+    def __init__(self) -> None:
+        super().__init__({"x": In(0), "y": Out(1)})
 
     def elaborate(self, platform: object) -> Module:
         return Module()
 
 
 class ReservedPort(wiring.Component):
-    wire: In(1)
-    y: Out(1)
+    def __init__(self) -> None:
+        super().__init__({"wire": In(1), "y": Out(1)})
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

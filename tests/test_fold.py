@@ -20,6 +20,7 @@ def _randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
                 n = module.num_features
+                assert module.running_mean is not None and module.running_var is not None
                 module.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
                 module.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
                 if module.affine:
@@ -34,7 +35,7 @@ def _resnet8(seed: int = 0) -> nn.Module:
     return model
 
 
-def _conv_bn_relu(*, bias: bool, affine: bool = True) -> nn.Module:
+def _conv_bn_relu(*, bias: bool, affine: bool = True) -> nn.Sequential:
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.BatchNorm2d(8, affine=affine), nn.ReLU()
@@ -80,7 +81,9 @@ def test_a_failing_check_would_notice_unfolded_statistics():
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         folded_output = fold_batchnorm(_conv_bn_relu(bias=False).eval())(x)
-        model[1].reset_running_stats()
+        batchnorm = model[1]
+        assert isinstance(batchnorm, nn.BatchNorm2d)
+        batchnorm.reset_running_stats()
         with pytest.raises(AssertionError):
             torch.testing.assert_close(model(x), folded_output, atol=1e-5, rtol=1e-5)
 

@@ -1,6 +1,7 @@
 """INQ core: schedules, partitions, and frozen weights that no optimizer can move."""
 
 import copy
+from typing import TypeVar
 
 import pytest
 import torch
@@ -24,7 +25,7 @@ from inq_hw.models import build_model
 from inq_hw.quant import is_po2_grid, quantize_po2
 
 
-def small_net() -> nn.Module:
+def small_net() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1),
@@ -33,6 +34,16 @@ def small_net() -> nn.Module:
         nn.Flatten(),
         nn.Linear(8 * 8 * 8, 10),
     )
+
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _layer(model: nn.Module, index: int, kind: type[_M]) -> _M:
+    """``model[index]``, narrowed to ``kind`` for the type checker."""
+    layer = model.get_submodule(str(index))
+    assert isinstance(layer, kind)
+    return layer
 
 
 # --- schedules ---------------------------------------------------------------------------
@@ -166,13 +177,17 @@ def test_n1_fixed_from_weights_before_inq() -> None:
 def test_only_conv_and_linear_weights_are_quantized() -> None:
     model = small_net()
     bn_before = copy.deepcopy(model[1].state_dict())
-    bias_before = model[0].bias.detach().clone()
+    bias = _layer(model, 0, nn.Conv2d).bias
+    assert bias is not None
+    bias_before = bias.detach().clone()
     inq = IncrementalQuantizer(model, INQConfig(bits=3, schedule=(1.0,)))
     inq.advance()
     assert [layer.name for layer in inq.layers] == ["0", "4"]
     for key, value in model[1].state_dict().items():
         assert torch.equal(value, bn_before[key]), key
-    assert torch.equal(model[0].bias.detach(), bias_before)
+    bias_after = _layer(model, 0, nn.Conv2d).bias
+    assert bias_after is not None
+    assert torch.equal(bias_after.detach(), bias_before)
 
 
 def test_skip_patterns() -> None:
@@ -190,7 +205,7 @@ def test_model_without_quantizable_layers() -> None:
 def test_non_finite_weights_are_rejected() -> None:
     model = small_net()
     with torch.no_grad():
-        model[0].weight[0, 0, 0, 0] = float("nan")
+        _layer(model, 0, nn.Conv2d).weight[0, 0, 0, 0] = float("nan")
     with pytest.raises(ConfigError, match="Layer '0' has NaN or Inf"):
         IncrementalQuantizer(model, INQConfig())
 
@@ -198,12 +213,15 @@ def test_non_finite_weights_are_rejected() -> None:
 def test_all_zero_layer_quantizes_to_zero_codes() -> None:
     model = small_net()
     with torch.no_grad():
-        model[0].weight.zero_()
+        _layer(model, 0, nn.Conv2d).weight.zero_()
     inq = IncrementalQuantizer(model, INQConfig(bits=4, schedule=(0.5, 1.0)))
     inq.advance()
     assert bool(inq.layers[0].frozen.all())  # frozen whole at once: no scale to re-train to
     inq.advance()
-    assert torch.equal(model[0].weight.detach(), torch.zeros_like(model[0].weight))
+    assert torch.equal(
+        _layer(model, 0, nn.Conv2d).weight.detach(),
+        torch.zeros_like(_layer(model, 0, nn.Conv2d).weight),
+    )
     assert inq.check()
 
 
@@ -300,7 +318,9 @@ def test_one_shot_quantize_leaves_the_original() -> None:
     before = copy.deepcopy(model.state_dict())
     quantized = one_shot_quantize(model, 4)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    assert torch.equal(quantized[0].weight, quantize_po2(model[0].weight, 4))
+    assert torch.equal(
+        _layer(quantized, 0, nn.Conv2d).weight, quantize_po2(_layer(model, 0, nn.Conv2d).weight, 4)
+    )
 
 
 def test_resnet18_shaped_model_built_in_code() -> None:
@@ -332,7 +352,9 @@ def test_diverged_step_is_detected() -> None:
     assert inq.check()
     optimizer.zero_grad()
     model(torch.randn(4, 1, 4, 4)).sum().backward()
-    model[1].weight.grad.fill_(float("nan"))  # type: ignore[union-attr]
+    grad = _layer(model, 1, nn.Linear).weight.grad
+    assert grad is not None
+    grad.fill_(float("nan"))
     optimizer.step()
     assert not inq.check()
 

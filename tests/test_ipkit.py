@@ -151,8 +151,8 @@ def test_wrapper_refuses_anything_but_a_dataflow_top() -> None:
 
 
 class _Wire(wiring.Component):
-    a: In(1)
-    b: Out(1)
+    def __init__(self) -> None:
+        super().__init__({"a": In(1), "b": Out(1)})
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

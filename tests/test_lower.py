@@ -3,6 +3,7 @@
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -76,6 +77,7 @@ def _zoo(name: str, channels: int, size: int) -> tuple[nn.Module, dict[str, int]
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
+                assert module.running_mean is not None and module.running_var is not None
                 module.running_mean.uniform_(-0.3, 0.3)
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
@@ -200,11 +202,11 @@ def test_digits_structure_and_shifts(inq_checkpoints: dict[int, Path]) -> None:
     ]
     assert int_model.output == "classifier.fc"
     assert not int_model.input.out.signed  # images in [0, 1]
-    for layer in int_model.weight_layers():
-        assert layer.relu == (layer.kind == "conv2d")  # conv+ReLU fused, the logits signed
-        assert layer.out.signed == (not layer.relu)
-        assert layer.shift == _source(int_model, layer).out.frac - layer.n2 - layer.out.frac
-        assert layer.n2 == layer.n1 + 1 - 2 ** (3 - 2)
+    for wlayer in int_model.weight_layers():
+        assert wlayer.relu == (wlayer.kind == "conv2d")  # conv+ReLU fused, the logits signed
+        assert wlayer.out.signed == (not wlayer.relu)
+        assert wlayer.shift == _source(int_model, wlayer).out.frac - wlayer.n2 - wlayer.out.frac
+        assert wlayer.n2 == wlayer.n1 + 1 - 2 ** (3 - 2)
     for layer in int_model.layers:
         if layer.kind in ("maxpool", "flatten"):
             assert layer.out == _source(int_model, layer).out
@@ -253,7 +255,9 @@ def test_bias_is_rounded_half_up_at_accumulator_scale() -> None:
     unit = 2.0 ** (layer.n2 - first.input.out.frac)
     in_units = [2.5, -2.5, 0.5, -0.5, 1 / 3]
     with torch.no_grad():
-        model[1].bias.copy_(torch.tensor(in_units, dtype=torch.float64) * unit)
+        linear = model[1]
+        assert isinstance(linear, nn.Linear)
+        linear.bias.copy_(torch.tensor(in_units, dtype=torch.float64) * unit)
     layer = lower_model(model, x, bits=4, n1=n1).layer("1")
     assert isinstance(layer, WeightLayer)
     assert layer.bias.tolist() == [3, -2, 1, 0, 0]  # ties go up, as in requantisation
@@ -302,7 +306,7 @@ def test_relus_that_cannot_fuse_become_layers() -> None:
 # --- calibration ----------------------------------------------------------------------------
 
 
-def _input_format(x: torch.Tensor, **config: object) -> tuple[bool, int]:
+def _input_format(x: torch.Tensor, **config: Any) -> tuple[bool, int]:
     int_model = lower_model(
         nn.Sequential(nn.Flatten()), x, bits=4, n1={}, config=CalibrationConfig(**config)
     )
@@ -365,7 +369,9 @@ def _digits() -> tuple[nn.Module, dict[str, int], torch.Tensor]:
 def test_weight_off_the_grid() -> None:
     model, n1, x = _digits()
     with torch.no_grad():
-        model.features.conv2.weight[0, 0, 0, 0] *= 1.01
+        conv2 = model.get_submodule("features.conv2")
+        assert isinstance(conv2, nn.Conv2d)
+        conv2.weight[0, 0, 0, 0] *= 1.01
     with pytest.raises(ModelError, match=r"'features\.conv2' is not fully quantized: 1 of"):
         lower_model(model, x, bits=4, n1=n1)
 

@@ -56,7 +56,7 @@ def weight_layer(
     *,
     bits: int = 5,
     relu: bool = False,
-    **geometry: int,
+    **geometry: Any,
 ) -> WeightLayer:
     """A weight layer of random po2 weights with the shift and accumulator worked out here."""
     codes = po2_codes(torch.from_numpy(rng.normal(0.0, 0.3, weight_shape)), bits)
@@ -162,7 +162,7 @@ def rewrite_tensors(directory: Path, edit: Callable[[dict[str, np.ndarray]], Non
         arrays = {key: npz[key] for key in npz.files}
     edit(arrays)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    np.savez(buffer, **arrays)
     data = buffer.getvalue()
     (directory / "tensors.npz").write_bytes(data)
     edit_json(
@@ -254,7 +254,9 @@ def test_tensors_npz_is_a_plain_npz(package: Path) -> None:
 
 def test_numpy_scalars_in_fields_and_meta_are_saved_as_json(tmp_path: Path) -> None:
     model = chain_model()
-    pool = replace(model.layers[2], stride=np.int64(2))
+    pool = model.layers[2]
+    assert isinstance(pool, MaxPoolLayer)
+    pool = replace(pool, stride=np.int64(2))  # type: ignore[arg-type]  # a numpy scalar on purpose
     meta = {"accuracy": np.float64(0.25), "epochs": np.int32(3)}
     model = replace(model, layers=(*model.layers[:2], pool, *model.layers[3:]), meta=meta)
     loaded = load_package(save_package(model, tmp_path / "pkg"))

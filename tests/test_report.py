@@ -29,7 +29,7 @@ def _histogram(bits: int, weights: int, zeros: int) -> dict[str, int]:
 
 def _bit_entry(bits: int) -> dict[str, Any]:
     zero_fraction = {2: 0.41, 3: 0.22, 4: 0.14, 5: 0.12}[bits]
-    layers = {}
+    layers: dict[str, dict[str, Any]] = {}
     for i, (name, weights) in enumerate(LAYERS.items()):
         zeros = int(weights * zero_fraction) + i
         layers[name] = {
@@ -436,9 +436,12 @@ def test_cli_out_option(
     import inq_hw.report
 
     calls = []
-    monkeypatch.setattr(
-        inq_hw.report, "render_report", lambda results, out: calls.append((results, out)) or []
-    )
+
+    def render(results: object, out: Path) -> list[Path]:
+        calls.append((results, out))
+        return []
+
+    monkeypatch.setattr(inq_hw.report, "render_report", render)
     source = _write(tmp_path / "results.json", make_results())
     code, _, _ = _run(capsys, "report", str(source), "--out", str(tmp_path / "elsewhere"))
     assert code == 0 and calls == [(make_results(), tmp_path / "elsewhere")]

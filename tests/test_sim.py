@@ -17,6 +17,7 @@ import pytest
 from amaranth.lib import wiring
 
 from inq_hw.intmodel.arith import ActFormat, requantize
+from inq_hw.intmodel.layers import WeightLayer
 from inq_hw.intmodel.package import package_hash, save_package
 from rtl_gen.arith import Requantizer
 from rtl_gen.dataflow import dataflow_design, generate_dataflow
@@ -187,8 +188,9 @@ def corrupted_design(package: Path, out: Path) -> None:
 
     model = small_cnn()
     fc = model.layer("f2")
-    codes = fc.codes.copy()  # type: ignore[attr-defined]
-    codes.flat[np.argmax(np.abs(fc.weights_int()))] ^= 1 << (fc.bits - 2)  # type: ignore[attr-defined]
+    assert isinstance(fc, WeightLayer)
+    codes = fc.codes.copy()
+    codes.flat[np.argmax(np.abs(fc.weights_int()))] ^= 1 << (fc.bits - 2)
     bad = dataclasses.replace(
         model,
         layers=tuple(
