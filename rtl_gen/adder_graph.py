@@ -9,7 +9,9 @@ node, itself an operand of later pairs. The greedy choice takes the pair found i
 outputs (each choice of a pair found in ``n`` outputs saves ``n - 1`` adders), ties to the
 smallest relative shift (the narrowest adder). Pair counts are kept in a table and a lazy
 heap, updated only for the outputs a choice rewrites, so a 72 x 16 matrix takes well under
-a second.
+a second. Ties between equally frequent pairs matter, so the search runs again with the
+input columns in seeded random orders (up to :data:`MAX_RESTARTS` times, fewer for large
+matrices) and keeps the graph with the fewest adder bits (:func:`adder_bits`).
 
 Every node carries its exact value range (interval arithmetic as
 :func:`rtl_gen.arith.sum_range`), hence its width, and its depth in adders. With
@@ -38,6 +40,8 @@ from amaranth.hdl import Const, Module, Value
 from rtl_gen.arith import Term, add_terms, range_shape, register_levels, register_term, sum_range
 
 __all__ = [
+    "MAX_RESTARTS",
+    "RESTART_BUDGET",
     "AdderGraph",
     "Bracket",
     "GraphNode",
