@@ -47,7 +47,12 @@ from rtl_gen.generate import matrix_design
 
 __all__ = ["run"]
 
-DEFAULT_MATRICES = ("random-32x8", "random-72x16", "digits-cnn.conv1-b5")
+_SMALL_INQ = ("digits-cnn.features.conv1", "lenet5.features.conv1")
+DEFAULT_MATRICES = (
+    "random-32x8",
+    "random-72x16",
+    *(f"{layer}-b{bits}" for layer in _SMALL_INQ for bits in (3, 4, 5)),
+)
 _RANDOM_SIZES = ((32, 8), (72, 16), (144, 32), (288, 32))
 _IN = ActFormat(8, True, 0)
 _DA4ML = "da4ml==0.6.*"

@@ -22,6 +22,9 @@ def _evaluate(graph: ag.AdderGraph, x: list[int]) -> list[int]:
 
 def test_inq_rows_cover_both_models_at_three_widths() -> None:
     names = bench._all_names()
+    assert set(bench.DEFAULT_MATRICES) <= set(names)  # the default run has no unknown name
+    assert any(n.startswith("digits-cnn") for n in bench.DEFAULT_MATRICES)
+    assert any(n.startswith("lenet5") for n in bench.DEFAULT_MATRICES)
     for model in ("digits-cnn", "lenet5"):
         for bits in (3, 4, 5):
             assert any(n.startswith(model) and n.endswith(f"-b{bits}") for n in names)
