@@ -183,7 +183,13 @@ def test_cli_analytic_writes_json(cli: Cli, tiny_package: Path, tmp_path: Path) 
     out = tmp_path / "cost.json"
     code, text, err = cli("cost", str(tiny_package), "--out", str(out))
     assert code == 0, err
-    assert "shift-add / mult8" in text and "classifier.fc" in text and "energy_pj" in text
+    assert "mult8 / shift-add" in text and "classifier.fc" in text and "energy_pj" in text
+    # One direction for ratios (issue 20): twin ÷ shift-add, so the multiplier twin's larger
+    # network energy shows as a ratio above 1.
+    network = [line.split() for line in text.splitlines() if line.split()[:1] == ["network"]]
+    energy = next(cells for cells in network if cells[1] == "energy_pj")
+    assert float(energy[4]) == pytest.approx(float(energy[3]) / float(energy[2]), rel=1e-2)
+    assert float(energy[4]) > 1
     doc = json.loads(out.read_text())
     assert doc["target"] == "analytic" and len(doc["layers"]) >= 4
     code, text, err = cli(

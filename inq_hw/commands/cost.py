@@ -104,7 +104,7 @@ def _analytic(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]]
             theirs = getattr(
                 layer.designs[args.baseline] if layer else result.total(args.baseline), metric
             )
-            rows.append([name, metric, _num(ours), _num(theirs), _ratio(ours, theirs)])
+            rows.append([name, metric, _num(ours), _num(theirs), _ratio(theirs, ours)])
     memory = result.memory
     rows.append(
         [
@@ -112,7 +112,7 @@ def _analytic(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]]
             "weight_bits",
             memory["shift-add"]["bits"],
             memory[args.baseline]["bits"],
-            _ratio(memory["shift-add"]["bits"], memory[args.baseline]["bits"]),
+            _ratio(memory[args.baseline]["bits"], memory["shift-add"]["bits"]),
         ]
     )
     return result.to_dict(), rows
@@ -147,7 +147,7 @@ def _synth(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]]]:
             name += f" ({params['outputs_synthesised']}/{params['outputs_total']} outputs)"
         for metric in _SYNTH_METRICS[args.target]:
             a, b = getattr(ours, metric), getattr(theirs, metric)
-            rows.append([name, metric, a, b, _ratio(a, b)])
+            rows.append([name, metric, a, b, _ratio(b, a)])
         if args.fmax and ours.fmax_mhz is not None:
             rows.append(
                 [
@@ -155,7 +155,7 @@ def _synth(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]]]:
                     "fmax_mhz",
                     _num(ours.fmax_mhz),
                     _num(theirs.fmax_mhz),
-                    _ratio(ours.fmax_mhz, theirs.fmax_mhz),
+                    _ratio(theirs.fmax_mhz, ours.fmax_mhz),
                 ]
             )
         layers.append(
@@ -196,12 +196,12 @@ def _nangate45(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]
         name = f"{params['layer']} ({params['outputs_synthesised']}/{params['outputs_total']})"
         for metric, ours, theirs in METRICS:
             a, b = asic["shift-add"][ours], asic["mult8"][ours]
-            row = [name, metric, _num4(a), _num4(b), _ratio(a, b)]
+            row = [name, metric, _num4(a), _num4(b), _ratio(b, a)]
             if theirs is None:
                 row += ["-", "-", "-"]
             else:
                 c, d = analytic["shift-add"][theirs], analytic["mult8"][theirs]
-                row += [_num4(c), _num4(d), _ratio(c, d)]
+                row += [_num4(c), _num4(d), _ratio(d, c)]
             rows.append(row)
     return {"layers": layers, "period_ns": args.period}, rows
 
@@ -225,10 +225,11 @@ def _num(value: float | None) -> Any:
     return None if value is None else round(value, 1)
 
 
-def _ratio(ours: float | None, theirs: float | None) -> str:
-    if ours is None or theirs is None:
+def _ratio(twin: float | None, shift_add: float | None) -> str:
+    """Twin ÷ shift-add, the one direction of every ratio in ``inq-hw cost`` (issue 20)."""
+    if twin is None or shift_add is None:
         return "-"
-    return f"{ours / theirs:.3f}" if theirs else ("1.000" if not ours else "inf")
+    return f"{twin / shift_add:.3f}" if shift_add else ("1.000" if not twin else "inf")
 
 
 @command("cost", "Area and energy of the shift-add design against its multiplier twin.", _configure)
@@ -245,9 +246,13 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
     }
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     atomic_write(out, lambda tmp: _write_text(tmp, text))
-    header = ["layer", "metric", "shift-add", args.baseline, "shift-add / " + args.baseline]
+    header = ["layer", "metric", "shift-add", args.baseline, args.baseline + " / shift-add"]
     if args.target == "nangate45":
-        header += ["analytic shift-add", f"analytic {args.baseline}", "analytic ratio"]
+        header += [
+            "analytic shift-add",
+            f"analytic {args.baseline}",
+            f"analytic {args.baseline} / shift-add",
+        ]
     table = format_table(header, rows)
     return {**summary, "out": str(out), "_text": f"{table}\n-> {out}"}
 
