@@ -31,6 +31,7 @@ BENCHES = (
     "cost",
     "sim",
     "fastsim",
+    "fastsim_build",
     "imports",
     "implement",
     "pipelining",

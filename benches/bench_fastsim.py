@@ -15,9 +15,11 @@ Packages come from ``$INQ_HW_BENCH_PACKAGES`` (default ``runs/demo/table``):
 checkpoint); missing ones are skipped with a note.
 """
 
+import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +77,10 @@ def measure_digits(bits: int, cocotb_images: int) -> dict[str, Any] | None:
     if not (rtl / "manifest.json").is_file():
         generate_dataflow(package, rtl)
     images = _test_inputs(package)
+    load_start, start = os.getloadavg()[0], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_fastsim_") as tmp:
         fast = _fast(package, rtl, images, Path(tmp) / "fast")
+        _report(f"digits-cnn {bits}-bit fast", fast)
         slow = simulate_package(
             package,
             rtl_dir=rtl,
@@ -85,9 +89,32 @@ def measure_digits(bits: int, cocotb_images: int) -> dict[str, Any] | None:
             simulator="verilator",
             cache_dir=Path(tmp) / "cocotb",
         )
+        _report(f"digits-cnn {bits}-bit cocotb", slow)
     if fast["mismatched_samples"] or slow["mismatched_samples"]:
         raise BenchError(f"{bits}-bit: mismatches in a run that must have none")
-    return {"design": f"digits-cnn {bits}-bit unrolled", "fast": fast, "cocotb": slow}
+    return {
+        "design": f"digits-cnn {bits}-bit unrolled",
+        "fast": fast,
+        "cocotb": slow,
+        "load_average_1min": [load_start, os.getloadavg()[0]],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _report(name: str, summary: dict[str, Any]) -> None:
+    """One line per finished run, at once (a long bench stopped early keeps its figures)."""
+    keys = (
+        "samples",
+        "mismatched_samples",
+        "interval_cycles",
+        "build_seconds",
+        "run_seconds",
+        "images_per_second",
+        "harness_cpu_seconds",
+        "harness_process_cpu_seconds",
+    )
+    figures = {key: summary.get(key) for key in keys}
+    print(f"  {name}: {json.dumps(figures)} load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def measure_lenet(fold: int) -> dict[str, Any] | None:

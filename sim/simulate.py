@@ -389,6 +389,7 @@ def _summary(result: dict[str, Any], top: Any, count: int) -> dict[str, Any]:
         "images_per_second": round(count / run_s, 2) if run_s > 0 else None,
         # fast engine: the harness loop's CPU time, i.e. the speed on one core of its own
         "harness_cpu_seconds": result.get("cpu_seconds"),
+        "harness_process_cpu_seconds": result.get("process_cpu_seconds"),
         "waves": result.get("waves"),
         "activity": result.get("activity"),
         "build_dir": result["build_dir"],

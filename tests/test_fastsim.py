@@ -74,6 +74,8 @@ def test_fast_engine_is_bit_exact_with_random_stalls(
     # gaps and stalls really happened: more cycles than back-to-back images would take
     assert summary["cycles"] > 40 * summary["interval_cycles"] * 1.2
     assert summary["build_seconds"] >= 0 and summary["run_seconds"] > 0
+    # the harness process's CPU time (getrusage of the child) covers its loop's
+    assert summary["harness_process_cpu_seconds"] >= 0.9 * summary["harness_cpu_seconds"] > 0
     again = _simulate(small, x, seed=7, idle=0.4, stall=0.4)
     assert again["cycles"] == summary["cycles"]  # the seed decides the run
     assert _simulate(small, x, seed=8, idle=0.4, stall=0.4)["cycles"] != summary["cycles"]
