@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from inq_hw import defaults
 from inq_hw.errors import ConfigError, InqHwError
 from inq_hw.intmodel.codes import check_model_bits
 
@@ -59,14 +60,14 @@ class FlowConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     bits: tuple[int, ...] = (2, 3, 4, 5)
     fp32_epochs: int = 30
-    inq_epochs: int = 4
-    schedule: str = "auto"
-    partition: str = "random"
-    lr: float = 0.05
-    batch_size: int = 64
-    seed: int = 0
+    inq_epochs: int = defaults.INQ_EPOCHS
+    schedule: str = defaults.SCHEDULE
+    partition: str = defaults.PARTITION
+    lr: float = defaults.LR
+    batch_size: int = defaults.BATCH_SIZE
+    seed: int = defaults.SEED
     simulator: str | None = None
-    samples: int = 8
+    samples: int | str = 8
     sim_seed: int = 0
     folding: dict[str, int] = field(default_factory=lambda: {"all": 8})
     targets: tuple[str, ...] = ("analytic", "ice40")
@@ -87,8 +88,15 @@ class FlowConfig:
             raise ConfigError(f"Targets must be among {TARGETS}, not {unknown}")
         for name in ("fp32_epochs", "inq_epochs", "samples", "batch_size", "synth_outputs"):
             value = getattr(self, name)
+            if name == "samples" and value == "all":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+                also = ' or "all"' if name == "samples" else ""
+                raise ConfigError(f"{name} must be a positive integer{also}, not {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, not {self.seed!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr > 0:
+            raise ConfigError(f"lr must be a positive number, not {self.lr!r}")
         if self.partition not in ("magnitude", "random"):
             raise ConfigError(f"Partition must be magnitude or random, not {self.partition!r}")
 
@@ -338,7 +346,7 @@ def _sim(cfg: FlowConfig, package: Path, rtl: Path) -> Callable[[Path], dict[str
             package / "pkg",
             rtl_dir=rtl / "rtl",
             simulator=cfg.simulator or _preferred_simulator(),
-            samples=cfg.samples,
+            samples=cfg.samples if isinstance(cfg.samples, int) else None,  # "all"
             seed=cfg.sim_seed,
             cache_dir=tmp / "build",
             optimize=False,
@@ -525,6 +533,14 @@ def _bit_width(
     return entry
 
 
+def _check_schedule(cfg: FlowConfig) -> None:
+    """The schedule must parse for every bit-width: checked before the first stage."""
+    from inq_hw.inq import parse_schedule
+
+    for bits in cfg.bits:
+        parse_schedule(cfg.schedule, bits=bits)
+
+
 def _check_folding(cfg: FlowConfig) -> None:
     """Fold names must be weight layers of the model: checked before the first stage."""
     if set(cfg.folding) <= {"all"}:
@@ -557,6 +573,7 @@ def run_flow(
     from inq_hw.report import render_report
 
     start = time.perf_counter()
+    _check_schedule(cfg)
     _check_folding(cfg)
     runner = _Runner(out, _stage_count(cfg), echo)
     fp32 = runner.run(

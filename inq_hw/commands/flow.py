@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from inq_hw import defaults
 from inq_hw.commands.common import format_table, output_dir, percent
 from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
@@ -22,10 +23,41 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--targets", default=None, help="cost targets among analytic,generic,ice40,ecp5,nangate45"
     )
-    parser.add_argument("--samples", type=int, default=None, help="test images simulated")
+    parser.add_argument(
+        "--samples",
+        type=_samples,
+        default=None,
+        help="test images simulated, a count or 'all' (default 8)",
+    )
     parser.add_argument("--skip-synthesis", action="store_true", default=None)
-    parser.add_argument("--fp32-epochs", type=int, default=None)
-    parser.add_argument("--inq-epochs", type=int, default=None, help="epochs per INQ step")
+    parser.add_argument("--fp32-epochs", type=int, default=None, help="FP32 epochs (default 30)")
+    parser.add_argument(
+        "--inq-epochs",
+        type=int,
+        default=None,
+        help=f"epochs per INQ step (default {defaults.INQ_EPOCHS})",
+    )
+    parser.add_argument(
+        "--partition",
+        choices=("magnitude", "random"),
+        default=None,
+        help=f"which weights freeze first (default {defaults.PARTITION}, as quantize)",
+    )
+    parser.add_argument(
+        "--schedule",
+        default=None,
+        help="accumulated portions (0.5,0.75,0.875,1) or a name: default, auto, paper2..paper5"
+        f" (default {defaults.SCHEDULE}, as quantize)",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help=f"learning rate (default {defaults.LR})"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"seed of initialisation, shuffles, random partition (default {defaults.SEED})",
+    )
     parser.add_argument(
         "--fold",
         action="append",
@@ -37,6 +69,19 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", type=output_dir, default=None, help="report directory (default reports/NAME)"
     )
+
+
+def _samples(text: str) -> int | str:
+    """argparse ``type=`` of ``--samples``: a positive count or ``all``."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'all', not {text!r}")
+    return value
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -52,7 +97,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
     config = FlowConfig.from_toml(args.config) if args.config else FlowConfig()
     changes: dict[str, Any] = {}
-    for option in ("dataset", "data_dir", "model", "simulator", "samples", "skip_synthesis"):
+    options = ("dataset", "data_dir", "model", "simulator", "samples", "skip_synthesis")
+    for option in (*options, "partition", "schedule", "lr", "seed"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
     if args.fp32_epochs is not None:

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from inq_hw import defaults
 from inq_hw.commands.common import format_table, output_file, percent, progress
 from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
@@ -111,10 +112,16 @@ def _configure_quantize(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--schedule",
-        default="default",
-        help="accumulated portions (0.5,0.75,0.875,1) or a name: default, auto, paper2..paper5",
+        default=defaults.SCHEDULE,
+        help="accumulated portions (0.5,0.75,0.875,1) or a name: default, auto, paper2..paper5"
+        f" (default {defaults.SCHEDULE})",
     )
-    parser.add_argument("--partition", choices=("magnitude", "random"), default="magnitude")
+    parser.add_argument(
+        "--partition",
+        choices=("magnitude", "random"),
+        default=defaults.PARTITION,
+        help=f"which weights freeze first (default {defaults.PARTITION})",
+    )
     parser.add_argument(
         "--skip",
         action="append",
@@ -123,7 +130,9 @@ def _configure_quantize(parser: argparse.ArgumentParser) -> None:
         help="module-name pattern kept in full precision (repeatable)",
     )
     parser.add_argument("--out", type=output_file, required=True, help="INQ checkpoint to write")
-    _add_optimizer_args(parser, lr=0.05, epochs_flag="--epochs-per-step", epochs=4)
+    _add_optimizer_args(
+        parser, lr=defaults.LR, epochs_flag="--epochs-per-step", epochs=defaults.INQ_EPOCHS
+    )
 
 
 @command(
