@@ -243,9 +243,31 @@ def train_fp32(
 
 
 def _check_same(part: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Refuse to resume a run whose options differ from the saved ones, naming the first
+    option that differs (``--lr``: saved 0.05, now 0.1) and both values."""
     for key, value in expected.items():
-        if part.get(key) != value:
-            raise CheckpointError(f"Cannot resume: the run's {key!r} differs from the saved one")
+        diff = _first_difference(part.get(key), value, key)
+        if diff is None:
+            continue
+        path, saved, now = diff
+        leaf = path.rsplit(".", 1)[-1]
+        name = f"--{leaf.replace('_', '-')}" if path.startswith("train.") else path
+        raise CheckpointError(
+            f"Cannot resume: {name} differs from the saved run (saved {saved!r}, now {now!r});"
+            " rerun with the saved value or without --resume"
+        )
+
+
+def _first_difference(saved: Any, now: Any, path: str) -> tuple[str, Any, Any] | None:
+    """The dotted path and the two values of the first leaf where ``saved`` and ``now``
+    differ (None when equal)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        for key in sorted(set(saved) | set(now), key=str):
+            diff = _first_difference(saved.get(key), now.get(key), f"{path}.{key}")
+            if diff is not None:
+                return diff
+        return None
+    return None if saved == now else (path, saved, now)
 
 
 @dataclass

@@ -43,7 +43,8 @@ def _manifest(
     folding: Mapping[str, int] | None,
     pipeline: Mapping[str, int] | None,
 ) -> Manifest:
-    """The dataflow manifest in ``rtl_dir``, generated there first if there is none."""
+    """The dataflow manifest in ``rtl_dir``, generated there first if there is none; a
+    folding or pipelining given must be the one the RTL found was generated with."""
     from rtl_gen.dataflow import generate_dataflow
 
     if not (rtl_dir / "manifest.json").is_file():
@@ -52,7 +53,31 @@ def _manifest(
         manifest = load_manifest(rtl_dir)
     except RTLError as error:
         raise SimulationError(f"Cannot read the RTL in {rtl_dir}: {error}") from None
+    _check_choices(manifest, rtl_dir, {"fold": folding, "pipeline": pipeline})
     return manifest
+
+
+def _check_choices(
+    manifest: Manifest, rtl_dir: Path, asked: Mapping[str, Mapping[str, int] | None]
+) -> None:
+    """Refuse a folding or pipelining asked for that the RTL found in ``rtl_dir`` was not
+    generated with (``None``: nothing asked), instead of silently simulating other RTL."""
+    engines = {
+        info["layer"]: info
+        for top in manifest.tops
+        if top.params.get("kind") == "dataflow"
+        for info in top.params.get("engines", [])
+    }
+    option = {"fold": "--fold", "pipeline": "--pipeline"}
+    for key, wanted in asked.items():
+        for layer, value in (wanted or {}).items():
+            built = engines.get(layer, {}).get(key)
+            if built is not None and built != value:
+                raise SimulationError(
+                    f"The RTL in {rtl_dir} has {key} {built} for layer {layer!r}, not the "
+                    f"{option[key]} {value} asked for; regenerate it with 'inq-hw generate "
+                    f"--unit dataflow' (or give another --rtl)"
+                )
 
 
 def _dataflow_top(manifest: Manifest, rtl_dir: Path, package: Path) -> Any:

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from inq_hw.checkpoint import load_checkpoint, save_checkpoint
-from inq_hw.driver import load_model, part_path, run_inq, verify_inq_checkpoint
+from inq_hw.driver import load_model, part_path, run_inq, train_fp32, verify_inq_checkpoint
 from inq_hw.errors import CheckpointError
 from inq_hw.inq import INQConfig
 from inq_hw.quant import is_po2_grid
 from inq_hw.train import TrainConfig
-from tests.conftest import CLI, cli_env
+from tests.conftest import CLI, TINY_MODEL, cli_env
 
 INQ_TRAIN = TrainConfig(epochs=1, lr=0.05, batch_size=128)
 
@@ -202,3 +202,24 @@ def test_read_back_verification_can_fail(tiny_fp32: Path, tmp_path: Path) -> Non
     save_checkpoint({k: v for k, v in payload.items() if k not in ("format", "version")}, tampered)
     with pytest.raises(CheckpointError, match=r"'features\.conv2' .* off its power-of-two grid"):
         verify_inq_checkpoint(tampered)
+
+
+def test_resume_names_the_option_that_differs(tmp_path: Path) -> None:
+    """A resumed run with another learning rate is refused naming ``--lr`` and both
+    values, not only the group of options it belongs to."""
+    out = tmp_path / "fp32.pt"
+    saved = TrainConfig(epochs=3, lr=0.05, batch_size=32)
+    data = TINY_MODEL.load_data()
+    save_checkpoint(
+        {
+            "kind": "fp32-partial",
+            "train": saved.to_dict(),
+            **TINY_MODEL.to_payload(data, False),
+            "state_dict": TINY_MODEL.build(data).state_dict(),
+            "progress": {"epoch": 1},
+        },
+        part_path(out),
+    )
+    changed = TrainConfig(epochs=3, lr=0.1, batch_size=32)
+    with pytest.raises(CheckpointError, match=r"--lr differs .*saved 0\.05, now 0\.1"):
+        train_fp32(TINY_MODEL, changed, out, resume=True)

@@ -286,7 +286,10 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
         "--fold", action="append", default=[], metavar="LAYER=F", help="as for generate"
     )
     parser.add_argument(
-        "--pipeline", default="0", metavar="N", help="as for generate (a number of stages)"
+        "--pipeline",
+        default=None,
+        metavar="N",
+        help="as for generate (a number of stages; default 0, or what the RTL found has)",
     )
     parser.add_argument(
         "--out", type=output_file, default=None, help="summary JSON (default RTL/simulation.json)"
@@ -313,9 +316,13 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     from inq_hw.intmodel.package import load_package
     from sim.simulate import simulate_package
 
-    folding = dataflow_folding(args.fold, args.package)
-    stages = _stages(args.pipeline)
-    pipeline = {layer.name: stages for layer in load_package(args.package).weight_layers()}
+    # Only what the user asked for: checked against RTL that exists, used to generate it
+    # when there is none (nothing asked: the unrolled, unpipelined top).
+    folding = dataflow_folding(args.fold, args.package) if args.fold else None
+    pipeline = None
+    if args.pipeline is not None:
+        stages = _stages(args.pipeline)
+        pipeline = {layer.name: stages for layer in load_package(args.package).weight_layers()}
     rtl = args.rtl or args.package / "rtl-dataflow"
     summary = simulate_package(
         args.package,
