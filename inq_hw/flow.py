@@ -59,7 +59,7 @@ class FlowConfig:
     model: str = "digits-cnn"
     model_args: dict[str, Any] = field(default_factory=dict)
     bits: tuple[int, ...] = (2, 3, 4, 5)
-    fp32_epochs: int = 30
+    fp32_epochs: int = defaults.FP32_EPOCHS
     inq_epochs: int = defaults.INQ_EPOCHS
     schedule: str = defaults.SCHEDULE
     partition: str = defaults.PARTITION

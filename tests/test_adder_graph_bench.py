@@ -7,17 +7,7 @@ import pytest
 
 from benches import bench_adder_graph as bench
 from rtl_gen import adder_graph as ag
-
-
-def _evaluate(graph: ag.AdderGraph, x: list[int]) -> list[int]:
-    values = list(x)
-    for node in graph.nodes:
-        b = values[node.b] << node.shift
-        values.append(values[node.a] - b if node.subtract else values[node.a] + b)
-    return [
-        sum((-1 if t.negated else 1) * (values[t.operand] << t.shift) for t in terms)
-        for terms in graph.outputs
-    ]
+from tests.test_adder_graph import _evaluate
 
 
 def test_inq_rows_cover_both_models_at_three_widths() -> None:

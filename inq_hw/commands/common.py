@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "output_dir", "output_file", "percent", "progress"]
+__all__ = ["format_table", "output_dir", "output_file", "percent", "progress", "samples_arg"]
 
 
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -59,3 +59,10 @@ def output_file(text: str) -> Path:
 def output_dir(text: str) -> Path:
     """argparse ``type=``: a directory that can be created or written into."""
     return _check_output(text, directory=True)
+
+
+def samples_arg(text: str) -> int | str:
+    """argparse ``type=`` of a ``--samples`` option: a positive count, or ``"all"``."""
+    if text != "all" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'all', not {text!r}")
+    return text if text == "all" else int(text)

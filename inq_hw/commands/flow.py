@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw import defaults
-from inq_hw.commands.common import format_table, output_dir, percent
+from inq_hw.commands.common import format_table, output_dir, percent, samples_arg
 from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
@@ -25,12 +25,17 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--samples",
-        type=_samples,
+        type=samples_arg,
         default=None,
         help="test images simulated, a count or 'all' (default 8)",
     )
     parser.add_argument("--skip-synthesis", action="store_true", default=None)
-    parser.add_argument("--fp32-epochs", type=int, default=None, help="FP32 epochs (default 30)")
+    parser.add_argument(
+        "--fp32-epochs",
+        type=int,
+        default=None,
+        help=f"FP32 epochs (default {defaults.FP32_EPOCHS})",
+    )
     parser.add_argument(
         "--inq-epochs",
         type=int,
@@ -69,19 +74,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", type=output_dir, default=None, help="report directory (default reports/NAME)"
     )
-
-
-def _samples(text: str) -> int | str:
-    """argparse ``type=`` of ``--samples``: a positive count or ``all``."""
-    if text == "all":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'all', not {text!r}")
-    return value
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:

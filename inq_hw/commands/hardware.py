@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from inq_hw.commands.common import format_table, output_dir, output_file
+from inq_hw.commands.common import format_table, output_dir, output_file, samples_arg
 from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
@@ -265,7 +265,10 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
         help="cocotb engine: default the first installed of icarus, verilator",
     )
     parser.add_argument(
-        "--samples", default="64", help="test images to simulate, or 'all' (default 64)"
+        "--samples",
+        type=samples_arg,
+        default=64,
+        help="test images to simulate, or 'all' (default 64)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the gaps and stalls")
     parser.add_argument(
@@ -296,14 +299,6 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _samples(text: str) -> int | None:
-    if text == "all":
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"Samples must be a positive integer or 'all', not {text!r}")
-    return int(text)
-
-
 @command(
     "simulate",
     "Simulate the dataflow top on test images, bit-exact against the golden model.",
@@ -329,7 +324,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         rtl_dir=rtl,
         engine=args.engine,
         simulator=args.simulator,
-        samples=_samples(args.samples),
+        samples=None if args.samples == "all" else args.samples,
         seed=args.seed,
         idle=args.idle,
         stall=args.stall,

@@ -81,7 +81,7 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=output_file, default="runs/fp32.pt", help="checkpoint to write"
     )
-    _add_optimizer_args(parser, lr=0.05, epochs_flag="--epochs", epochs=30)
+    _add_optimizer_args(parser, lr=0.05, epochs_flag="--epochs", epochs=defaults.FP32_EPOCHS)
 
 
 @command("train", "Train the full-precision reference model.", _configure_train)
