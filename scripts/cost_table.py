@@ -120,7 +120,7 @@ def _ratio(entry: dict[str, Any], target: str, metric: str) -> str:
     ours, theirs = entry["shift-add"][target], entry["mult8"][target]
     if ours.get("timeout") or theirs.get("timeout"):
         return "timeout"
-    return f"{ours[metric] / theirs[metric]:.3f}"
+    return f"{theirs[metric] / ours[metric]:.2f}"
 
 
 def _slice(params: dict[str, Any]) -> str:
@@ -145,8 +145,8 @@ def _cold_seconds(results: list[dict[str, Any]]) -> float:
 
 def _markdown(results: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> str:
     lines = [
-        "Shift-add unit / 8-bit multiplier twin, digits-cnn (8x8 input, 16-32-32 conv + fc), "
-        "per layer and code width b. Below 1: the shift-add design is smaller.",
+        "8-bit multiplier twin ÷ shift-add unit, digits-cnn (8x8 input, 16-32-32 conv + fc), "
+        "per layer and code width b. Above 1: the shift-add design is smaller by that factor.",
         "",
         f"Produced by `python scripts/cost_table.py --max-weights {args.max_weights}` "
         f"(this run {seconds / 60:.0f} min; with an empty cache "
@@ -174,7 +174,7 @@ def _markdown(results: list[dict[str, Any]], args: argparse.Namespace, seconds: 
                 f"| {_ratio(entry, 'generic', 'gates')} "
                 f"| {_ratio(entry, 'generic', 'transistors')} "
                 f"| {_ratio(entry, 'ice40', 'lut')} | {dsp} "
-                f"| {e['shift-add'] / e['mult8']:.3f} |"
+                f"| {e['mult8'] / e['shift-add']:.2f} |"
             )
     lines += [
         "",

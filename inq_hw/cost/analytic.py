@@ -32,7 +32,7 @@ Example usage::
 
     model = load_package("build/inq5")
     cost = analyze(model)                       # the default 45 nm table
-    cost.ratios("mult8")["energy_pj"]           # shift-add energy / mult8 energy
+    cost.ratios("mult8")["energy_pj"]           # mult8 energy / shift-add energy
     cost.to_dict()                              # JSON-ready
 """
 
@@ -165,8 +165,9 @@ class NetworkCost:
         return result
 
     def ratios(self, baseline: str) -> dict[str, float | None]:
-        """Shift-add over ``baseline`` for energy, area, weight bits and weight-read energy
-        (below 1: the shift-add design is cheaper; the saving is its inverse)."""
+        """``baseline`` over shift-add (twin ÷ shift-add, the project's one ratio direction)
+        for energy, area, weight bits and weight-read energy: above 1, the shift-add design
+        is cheaper by that factor."""
         if baseline not in DESIGNS[1:]:
             raise CostError(f"Baseline must be one of {DESIGNS[1:]}, not {baseline!r}")
         ours, theirs = self.total("shift-add"), self.total(baseline)
@@ -179,7 +180,7 @@ class NetworkCost:
                 self.memory[baseline]["read_pj"],
             ),
         }
-        return {key: (a / b if b else None) for key, (a, b) in pairs.items()}
+        return {key: (b / a if a else None) for key, (a, b) in pairs.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {
