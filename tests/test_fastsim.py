@@ -113,6 +113,19 @@ def test_stale_builds_are_refused(small: dict[str, Path], tmp_path: Path) -> Non
         stamp.write_text(saved)
 
 
+def test_a_relative_cache_directory_builds(
+    small: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``inq-hw flow --out runs/flow`` hands the engine relative paths (make demo did)."""
+    monkeypatch.chdir(tmp_path)
+    x = _images(small_cnn(), 3, 0)
+    summary = simulate_package(
+        small["package"], rtl_dir=small["rtl"], images=x, engine="fast", cache_dir=Path("cache")
+    )
+    assert summary["mismatched_samples"] == 0 and summary["samples"] == 3
+    assert any(Path("cache").glob("fast-stream-*/harness"))
+
+
 def test_engine_choice_and_bad_flags() -> None:
     assert choose_engine(None) == "fast"
     assert choose_engine(None, "icarus") == "cocotb"

@@ -197,7 +197,8 @@ def _compile(
     """Build in a temporary directory beside ``build_dir``, then rename it into place."""
     executable, _ = find_verilator()
     build_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}.", dir=build_dir.parent))
+    # absolute: Verilator runs make in -Mdir, where a relative -o would not resolve
+    work = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}.", dir=build_dir.parent)).resolve()
     cflags = f"-D{KINDS[kind]}" + (" -DINQ_HW_TRACE" if trace else "")
     opt = flags.verilator_args()
     make_vars = [a for a in opt if a.startswith("OPT_")]
