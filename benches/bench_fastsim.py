@@ -7,8 +7,10 @@ at least a second, through the fast engine with random gaps and stalls (p = 0.2,
 top through cocotb on Verilator. Printed per design: build seconds of each engine (its own
 Verilator build, timed apart from the run), run images/s of each (build excluded; the fast
 engine's also per CPU second of the harness, its speed on one core of its own whatever
-the machine's load), and the ratio. Then lenet5 on digits28 with its first Linear folded
-(``$INQ_HW_FASTSIM_LENET_FOLD``, default 30), 2,000 images (the 359 test images repeated).
+the machine's load; the cocotb engine's per CPU second of its child and simulator), and
+the ratio, wall against wall and CPU against CPU. Then lenet5 on digits28 with its first
+Linear folded (``$INQ_HW_FASTSIM_LENET_FOLD``, default 30), 2,000 images (the 359 test
+images repeated).
 
 Packages come from ``$INQ_HW_BENCH_PACKAGES`` (default ``runs/demo/table``):
 ``pkg<b>-random`` for digits-cnn and ``lenet5-4`` for lenet5 (``inq-hw export`` of an INQ
@@ -112,6 +114,7 @@ def _report(name: str, summary: dict[str, Any]) -> None:
         "images_per_second",
         "harness_cpu_seconds",
         "harness_process_cpu_seconds",
+        "run_cpu_seconds",
     )
     figures = {key: summary.get(key) for key in keys}
     print(f"  {name}: {json.dumps(figures)} load {os.getloadavg()[0]:.1f}", flush=True)
@@ -146,6 +149,14 @@ def _row(result: dict[str, Any]) -> list[str]:
     fast, slow = result["fast"], result.get("cocotb")
     cpu = fast["harness_cpu_seconds"]
     ratio = fast["images_per_second"] / slow["images_per_second"] if slow else None
+    # per CPU-second of the processes that ran each simulation (build excluded): the
+    # engines' speed ratio whatever share of a core the machine's load left them
+    fast_cpu, slow_cpu = fast.get("run_cpu_seconds"), (slow or {}).get("run_cpu_seconds")
+    cpu_ratio = (
+        (fast["samples"] / fast_cpu) / (slow["samples"] / slow_cpu)
+        if slow and fast_cpu and slow_cpu
+        else None
+    )
     return [
         result["design"],
         str(fast["samples"]),
@@ -156,7 +167,9 @@ def _row(result: dict[str, Any]) -> list[str]:
         f"{fast['samples'] / cpu:.0f}" if cpu else "-",
         f"{slow['build_seconds']:.0f}" if slow else "-",
         f"{slow['images_per_second']:.1f} ({slow['samples']})" if slow else "-",
+        f"{slow['samples'] / slow_cpu:.1f}" if slow and slow_cpu else "-",
         f"{ratio:.0f}x" if ratio else "-",
+        f"{cpu_ratio:.0f}x" if cpu_ratio else "-",
     ]
 
 
@@ -179,7 +192,9 @@ def run() -> dict[str, Any]:
             "fast images/CPU-s",
             "cocotb build s",
             "cocotb images/s (images)",
-            "ratio",
+            "cocotb images/CPU-s",
+            "ratio (wall)",
+            "ratio (CPU)",
         ],
         [_row(r) for r in results],
     )

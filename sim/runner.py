@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -233,8 +234,9 @@ def run_testbench(
             faster to run) or at -O0 (for a few images of a large design).
 
     Returns:
-        The testbench's result, with ``simulator``, ``simulator_version``, ``build_dir``
-        and ``build_seconds`` (the build or the cache check, apart from the run) added.
+        The testbench's result, with ``simulator``, ``simulator_version``, ``build_dir``,
+        ``build_seconds`` (the build or the cache check, apart from the run) and
+        ``run_cpu_seconds`` (CPU time of the run's processes) added.
 
     Raises:
         SimulationError: Simulator missing, build failure, timeout, or a testbench that
@@ -270,7 +272,7 @@ def run_testbench(
             "COCOTB_LOG_LEVEL": "WARNING",
         }
         # Icarus: "-fst" instead of "-none" at run time; the dump module is inq_hw_waves
-        _run(runner, module, top, build_dir, Path(tmp), env, waves, timeout_s)
+        run_cpu_seconds = _run(runner, module, top, build_dir, Path(tmp), env, waves, timeout_s)
         if not result_path.is_file():
             log = (Path(tmp) / "sim.log").read_text(errors="replace")[-3000:]
             raise SimulationError(f"The testbench ended without a result:\n{log}")
@@ -283,6 +285,7 @@ def run_testbench(
         "simulator_version": simulator_version(name),
         "build_dir": str(build_dir),
         "build_seconds": round(build_seconds, 3),
+        "run_cpu_seconds": round(run_cpu_seconds, 3),
     }
 
 
@@ -295,9 +298,14 @@ def _run(
     env: dict[str, str],
     waves: bool,
     timeout_s: float,
-) -> None:
-    """Run the test in a child process so that a hung simulator can be killed."""
+) -> float:
+    """Run the test in a child process so that a hung simulator can be killed; returns the
+    CPU seconds (user + system) of that child and the simulator under it (``getrusage`` of
+    the waited-for children, so a caller running other children at the same time from
+    another thread would see theirs counted too)."""
     import multiprocessing
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
 
     context = multiprocessing.get_context("fork")
     child = context.Process(
@@ -316,6 +324,8 @@ def _run(
         os.killpg(child.pid, signal.SIGKILL)  # the child leads its own process group
         child.join()
         raise SimulationError(f"The simulation did not finish within {timeout_s} s")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _run_child(

@@ -415,6 +415,9 @@ def _summary(result: dict[str, Any], top: Any, count: int) -> dict[str, Any]:
         # fast engine: the harness loop's CPU time, i.e. the speed on one core of its own
         "harness_cpu_seconds": result.get("cpu_seconds"),
         "harness_process_cpu_seconds": result.get("process_cpu_seconds"),
+        # either engine: CPU time of the processes that ran the simulation (the harness; the
+        # cocotb child and its simulator), build excluded: the ratio of engines per CPU-second
+        "run_cpu_seconds": result.get("run_cpu_seconds", result.get("process_cpu_seconds")),
         "waves": result.get("waves"),
         "activity": result.get("activity"),
         "build_dir": result["build_dir"],
