@@ -1,6 +1,11 @@
 """Shared fixtures (a tiny FP32 checkpoint trained once per session, the CLI) and the test
 tiers: ``slow`` tests are opt-in here, in one place; they run only when the ``-m``
-expression names them (``pytest -m slow``, ``pytest -m "slow or not slow"``)."""
+expression names them (``pytest -m slow``, ``pytest -m "slow or not slow"``).
+
+The tests run torch on one thread, as the CLI subprocesses do (:func:`cli_env`): the models
+here are tiny, and on the shared 2-core machine a second intra-op thread made training ~20x
+slower in wall time and ~20x costlier in CPU (10 FP32 epochs of the tiny digits-cnn: 2.5 s
+of CPU on one thread, 55 s on two, at load ~11)."""
 
 import os
 import sys
@@ -8,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from inq_hw.cli import main
 from inq_hw.driver import ModelContext, train_fp32
@@ -16,6 +22,8 @@ from inq_hw.train import TrainConfig
 #: A digits-cnn narrow enough that a whole INQ run takes a second or two.
 TINY_MODEL = ModelContext("digits-cnn", {"channels": [4, 8, 8]}, "digits", None, 0)
 TINY_TRAIN = TrainConfig(epochs=10, lr=0.05, batch_size=32)
+
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
