@@ -30,9 +30,12 @@ Example usage::
     fit.folding, fit.interval_cycles, fit.images_per_second, fit.predicted["lut"]
 """
 
+import gc
 import math
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,14 @@ from inq_hw.cost.fpga import estimate_top, layer_costs
 from inq_hw.errors import ConfigError
 from inq_hw.implement.devices import DEVICES, Device, get_device
 
-__all__ = ["DEFAULT_CLOCK_MHZ", "DEFAULT_MARGIN", "Fit", "FitError", "choose_folding"]
+__all__ = [
+    "DEFAULT_CLOCK_MHZ",
+    "DEFAULT_MARGIN",
+    "Fit",
+    "FitError",
+    "choose_folding",
+    "predict_rtl",
+]
 
 #: The share of a device's LUTs and FFs a fitted design may fill: room for the pin
 #: wrapper, placement and the model's error (within 15% on the tests' tops).
@@ -49,6 +59,20 @@ DEFAULT_MARGIN = 0.85
 #: The clock a fit assumes when none is given (as ``inq-hw implement``).
 DEFAULT_CLOCK_MHZ = {"ice40": 12.0, "ecp5": 100.0}
 _RESOURCES = ("lut", "ff", "carry", "bram", "dsp")
+
+
+@contextmanager
+def _unelaborated() -> Iterator[None]:
+    """Tops built only to be measured are never elaborated; Amaranth warns of each when it
+    is collected, so they are collected here, with that warning off."""
+    from amaranth.hdl import UnusedElaboratable
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        try:
+            yield
+        finally:
+            gc.collect()
 
 
 class FitError(ConfigError):
@@ -118,7 +142,8 @@ def _stage_interval(stage: Any, images: int = 4) -> int:
     work = getattr(engine.dot, "cycles", 0) + engine.dot.stages + 2
     limit = 1000 + 2 * images * (walk + per_image * work)
     pipeline = PipelineTiming([timing])
-    sent, outputs, cycle = 0, [], 0
+    sent, cycle = 0, 0
+    outputs: list[int] = []
     while len(outputs) < images * per_image:
         took, gave = pipeline.cycle(sent < images * beats, True)
         sent += took
@@ -290,7 +315,20 @@ def choose_folding(
     part = get_device(device)
     _check(fps, clock_mhz, margin)
     clock = float(clock_mhz) if clock_mhz is not None else DEFAULT_CLOCK_MHZ[part.family]
-    model = _load(package)
+    with _unelaborated():
+        return _choose(_load(package), part, fps, clock, margin, baseline, pipeline, dsp)
+
+
+def _choose(
+    model: Any,
+    part: Device,
+    fps: float | None,
+    clock: float,
+    margin: float,
+    baseline: str | None,
+    pipeline: int,
+    dsp: bool | None,
+) -> Fit:
     options: dict[str, Any] = {"baseline": baseline, "pipeline": pipeline, "dsp": dsp}
     search = _Search(model, part.family, **options)
     targets = search.targets()
@@ -335,3 +373,28 @@ def _result(
         stage_intervals=intervals,
         candidates=search.priced,
     )
+
+
+def predict_rtl(
+    package: str | os.PathLike[str], top: Any, family: str, *, dsp: bool | None = None
+) -> Any:
+    """The resource model's :class:`inq_hw.cost.fpga.Estimate` of a generated dataflow top
+    (an rtl_gen ``TopInfo`` of ``package``): its folding, pipelining and adder graph are
+    read from the manifest's parameters."""
+    from rtl_gen.dataflow import build_dataflow
+
+    params = top.params
+    weight = [e for e in params["engines"] if e["kind"] in ("conv2d", "linear")]
+    model = _load(package)
+    with _unelaborated():
+        built = build_dataflow(
+            model,
+            baseline=params.get("baseline"),
+            folding={e["layer"]: int(e["fold"]) for e in weight},
+            pipeline={e["layer"]: int(e["pipeline"]) for e in weight},
+            adder_graph=params.get("adder_graph"),
+            max_depth=params.get("max_depth"),
+        )
+        estimate = estimate_top(built, model, family, dsp=dsp)
+        del built
+    return estimate
