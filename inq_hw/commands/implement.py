@@ -26,7 +26,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DEVICE",
         help="choose each layer's folding for DEVICE: the highest throughput whose predicted "
-        f"LUTs and FFs fill at most --margin of it (default {DEFAULT_MARGIN:.0%}; DSPs and "
+        f"LUTs and FFs fill at most --margin of it (default {100 * DEFAULT_MARGIN:.0f}%%; DSPs and "
         "block RAMs at most all of it), then implement it there",
     )
     parser.add_argument(
