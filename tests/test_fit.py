@@ -37,6 +37,8 @@ from tests.test_dataflow import _check, _replay, _weight_layer
 from tests.test_implement import micro_cnn
 
 U8 = ActFormat(8, False, 0)
+#: The model and the search build tops they never elaborate (Amaranth warns of each).
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 
 def fit_cnn() -> IntModel:
@@ -206,7 +208,6 @@ def conv_into_folded_conv() -> IntModel:
     return IntModel(layers=(x, c1, c2, flat, f), output="f")
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # timing-only tops
 @pytest.mark.parametrize("stall", [0.0, 0.4])
 def test_an_unrolled_stage_stalled_by_a_folded_one_is_modelled_cycle_for_cycle(
     stall: float,
