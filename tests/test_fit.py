@@ -33,7 +33,7 @@ from inq_hw.intmodel.layers import (
 )
 from inq_hw.intmodel.package import load_package, save_package
 from rtl_gen.dataflow import build_dataflow, generate_dataflow
-from tests.test_dataflow import _check, _replay, _weight_layer
+from tests.test_dataflow import _check, _replay, _weight_layer, small_cnn
 from tests.test_implement import micro_cnn
 
 U8 = ActFormat(8, False, 0)
@@ -59,6 +59,7 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("fit")
     save_package(fit_cnn(), directory / "fitcnn")
     save_package(micro_cnn(), directory / "micro")
+    save_package(small_cnn(), directory / "small")
     return directory
 
 
@@ -244,8 +245,17 @@ def _synthesised(package: Path, folding: dict[str, int], family: str, tmp: Path)
         ("micro", {"c1": 2, "f": 3}, "ice40"),
         ("micro", {"f": 2}, "ecp5"),
         ("fitcnn", {"c1": 4, "f": 10}, "ice40"),
+        ("fitcnn", {"c1": 2, "f": 5}, "ecp5"),
+        ("small", {"c1": 2, "f2": 2}, "ice40"),
     ],
-    ids=["micro-unrolled-ice40", "micro-folded-ice40", "micro-folded-ecp5", "fitcnn-ice40"],
+    ids=[
+        "micro-unrolled-ice40",
+        "micro-folded-ice40",
+        "micro-folded-ecp5",
+        "fitcnn-ice40",
+        "fitcnn-ecp5-not-calibrated",
+        "small-ice40-not-calibrated",
+    ],
 )
 def test_predicted_luts_are_within_15_percent_of_synthesis(
     packages: Path, tmp_path: Path, name: str, folding: dict[str, int], family: str
