@@ -38,6 +38,7 @@ BENCHES = (
     "zoo",
     "adder_graph",
     "dataflow_graph",
+    "fit",
 )
 
 

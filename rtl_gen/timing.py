@@ -39,7 +39,9 @@ class UnrolledDotTiming:
         self.stages, self.valid = stages, [False] * stages
 
     def i_ready(self, o_ready: bool) -> bool:
-        return not self.stages or not self.valid[-1] or o_ready
+        if not self.stages:
+            return o_ready
+        return not self.valid[-1] or o_ready
 
     def o_valid(self, i_valid: bool) -> bool:
         return self.valid[-1] if self.stages else i_valid

@@ -13,10 +13,36 @@ __all__ = ["implement"]
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     from inq_hw.implement.devices import DEVICES
+    from inq_hw.implement.fit import DEFAULT_MARGIN
 
     parser.add_argument("package", type=Path, help="package directory written by 'inq-hw export'")
     parser.add_argument(
-        "--device", default=None, help=f"target FPGA: {', '.join(DEVICES)} (required)"
+        "--device",
+        default=None,
+        help=f"target FPGA: {', '.join(DEVICES)} (required unless --fit names it)",
+    )
+    parser.add_argument(
+        "--fit",
+        default=None,
+        metavar="DEVICE",
+        help="choose each layer's folding for DEVICE: the highest throughput whose predicted "
+        f"LUTs and FFs fill at most --margin of it (default {100 * DEFAULT_MARGIN:.0f}%%; DSPs and "
+        "block RAMs at most all of it), then implement it there",
+    )
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        metavar="N",
+        help="with --device or --fit: the least area whose images/s at the clock "
+        "(clock / interval) reaches N",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"share of the device's LUTs and FFs a fitted design may fill (default "
+        f"{DEFAULT_MARGIN:g})",
     )
     parser.add_argument(
         "--clock-mhz",
@@ -82,14 +108,21 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
     from inq_hw.implement.devices import get_device
     from inq_hw.implement.flow import implement_package
 
-    if args.device is None:
-        raise ConfigError("--device is required (e.g. --device ice40-up5k)")
-    device = get_device(args.device)
+    device = get_device(_device_name(args))
     if args.check < 0 or args.pipeline < 0:
         raise ConfigError("--check and --pipeline must not be negative")
-    folding = dataflow_folding(args.fold, args.package) if args.fold else None
     clock = args.clock_mhz if args.clock_mhz is not None else _CLOCK[device.family]
+    fit = _fit(args, device.name, clock)
+    if fit is not None:
+        folding: dict[str, int] | None = fit.folding
+    else:
+        folding = dataflow_folding(args.fold, args.package) if args.fold else None
     with progress(args) as shown:
+        if fit is not None:
+            shown.message(
+                f"fit {device.name}: folding {_folds(fit.folding)}, interval "
+                f"{fit.interval_cycles} cycles, {fit.predicted['lut']:,} LUT predicted"
+            )
         result = implement_package(
             args.package,
             device.name,
@@ -98,6 +131,7 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
             baseline=args.baseline,
             folding=folding,
             pipeline=args.pipeline,
+            fit=fit,
             clock_mhz=clock,
             dsp=_dsp(args),
             timeout_s=args.timeout,
@@ -111,6 +145,39 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
                 k: summary[k] for k in ("samples", "mismatched_samples", "simulator_version")
             }
     return {**result, "_text": _text(result)}
+
+
+def _device_name(args: argparse.Namespace) -> str:
+    if args.fit is not None and args.device is not None and args.fit != args.device:
+        raise ConfigError(f"--fit {args.fit} and --device {args.device} name two devices")
+    name = args.fit or args.device
+    if name is None:
+        raise ConfigError("--device (or --fit DEVICE) is required (e.g. --device ice40-up5k)")
+    return str(name)
+
+
+def _fit(args: argparse.Namespace, device: str, clock: float) -> Any:
+    """The folding ``--fit`` / ``--fps`` choose (``None`` without them)."""
+    if args.fit is None and args.fps is None:
+        return None
+    if args.fold or args.rtl is not None:
+        raise ConfigError("--fit and --fps choose the folding; drop --fold and --rtl")
+    from inq_hw.implement.fit import choose_folding
+
+    return choose_folding(
+        args.package,
+        device,
+        fps=args.fps,
+        clock_mhz=clock,
+        baseline=args.baseline,
+        pipeline=args.pipeline,
+        dsp=_dsp(args),
+        margin=args.margin,
+    )
+
+
+def _folds(folding: dict[str, int]) -> str:
+    return ", ".join(f"{name}={fold}" for name, fold in folding.items())
 
 
 def _text(result: dict[str, Any]) -> str:
@@ -138,5 +205,28 @@ def _text(result: dict[str, Any]) -> str:
             f"post-synthesis netlist: {check['samples']} images, "
             f"{check['mismatched_samples']} mismatched"
         )
+    lines += _fit_lines(result)
     lines += [f"bitstream -> {result['bitstream']}", f"nextpnr report -> {result['report']}"]
     return "\n".join(lines)
+
+
+def _fit_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    if "fit" in result:
+        fit = result["fit"]
+        goal = f"{fit['fps']:g} images/s, least area" if fit["fps"] else "most throughput"
+        lines.append(
+            f"fitted ({goal}, {fit['margin']:.0%} of {fit['device']}): "
+            f"{_folds(fit['folding'])}; {fit['images_per_second']:,.0f} images/s at "
+            f"{fit['clock_mhz']:g} MHz"
+        )
+    predicted = result.get("predicted")
+    if predicted:
+        used, error = result["resources"], predicted["error"]
+        lines.append(
+            f"predicted {predicted['lut']:,} LUT / {predicted['ff']:,} FF against "
+            f"{used['lut']:,} / {used['ff']:,} synthesised ("
+            + ", ".join(f"{key.upper()} {100 * value:+.1f}%" for key, value in error.items())
+            + ")"
+        )
+    return lines

@@ -343,11 +343,15 @@ def implement_package(
     baseline: str | None = None,
     folding: dict[str, int] | None = None,
     pipeline: int = 0,
+    fit: Any = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Implement ``package``'s dataflow top: the one in ``rtl_dir`` (checked to come from
     this package), else one generated into ``OUT_DIR/rtl`` with ``baseline``, ``folding``
-    and ``pipeline``; ``options`` go to :func:`implement_rtl`.
+    and ``pipeline``; ``options`` go to :func:`implement_rtl`. The results (and
+    ``implementation.json``) also hold the resource model's prediction for the top
+    (``predicted``, with its error against synthesis) and ``fit``, the
+    :class:`inq_hw.implement.fit.Fit` that chose the folding, if any.
 
     Raises:
         ImplementError: RTL of another package.
@@ -370,7 +374,35 @@ def implement_package(
             f"The Verilog in {rtl} was generated from another package "
             f"(hash {str(top.source_hash)[:12]}…, this package {expected[:12]}…); regenerate it"
         )
-    return {**implement_rtl(rtl, device, out_dir=out, **options), "rtl": str(rtl)}
+    result = implement_rtl(rtl, device, out_dir=out, **options)
+    result = {**result, "rtl": str(rtl), "predicted": _predicted(package, top, result, options)}
+    if fit is not None:
+        result["fit"] = fit.to_dict()
+    text = json.dumps(result, indent=2, sort_keys=True) + "\n"
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    atomic_write(out / RESULTS_NAME, write)
+    return result
+
+
+def _predicted(
+    package: Path, top: Any, result: dict[str, Any], options: dict[str, Any]
+) -> dict[str, Any]:
+    """The resource model's figures for the top beside the synthesised ones: the relative
+    error of each (:mod:`inq_hw.cost.fpga`)."""
+    from inq_hw.implement.fit import predict_rtl
+
+    estimate = predict_rtl(package, top, result["family"], dsp=options.get("dsp"))
+    predicted = estimate.resources()
+    synthesised = result["resources"]
+    error = {
+        key: (predicted[key] - synthesised[key]) / synthesised[key]
+        for key in ("lut", "ff")
+        if synthesised.get(key)
+    }
+    return {**predicted, "error": error}
 
 
 def _generate(
