@@ -8,7 +8,18 @@ at every bit-width measured (README, "Results on the embedded digits set"), and 
 picks the paper's schedule for the bit-width.
 """
 
-__all__ = ["BATCH_SIZE", "FP32_EPOCHS", "INQ_EPOCHS", "LR", "PARTITION", "SCHEDULE", "SEED"]
+__all__ = [
+    "BATCH_SIZE",
+    "DEFAULT_IMPLEMENT_CLOCK_MHZ",
+    "DEFAULT_IMPLEMENT_DESIGNS",
+    "DEFAULT_IMPLEMENT_DEVICE",
+    "FP32_EPOCHS",
+    "INQ_EPOCHS",
+    "LR",
+    "PARTITION",
+    "SCHEDULE",
+    "SEED",
+]
 
 PARTITION = "random"
 SCHEDULE = "auto"
@@ -17,3 +28,10 @@ SEED = 0
 INQ_EPOCHS = 4
 FP32_EPOCHS = 30
 BATCH_SIZE = 64
+
+#: The flow's implementation stage (``inq-hw flow``): the device each bit-width's whole top
+#: and its twins are placed and routed on, the clock constraint, and the designs.
+#: PLACEHOLDER: chosen by measurement (README, "The flow and its report").
+DEFAULT_IMPLEMENT_DEVICE = "ecp5-25k"
+DEFAULT_IMPLEMENT_CLOCK_MHZ = 50.0
+DEFAULT_IMPLEMENT_DESIGNS = ("shift_add", "mult8", "mult8_lut")

@@ -31,6 +31,31 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--skip-synthesis", action="store_true", default=None)
     parser.add_argument(
+        "--skip-implementation",
+        action="store_true",
+        default=None,
+        help="do not place and route the whole tops",
+    )
+    parser.add_argument(
+        "--implement-device",
+        default=None,
+        help="FPGA the whole tops are placed and routed on: ice40-up5k, ice40-hx8k, ecp5-25k, "
+        f"ecp5-45k, ecp5-85k (default {defaults.DEFAULT_IMPLEMENT_DEVICE})",
+    )
+    parser.add_argument(
+        "--implement-clock-mhz",
+        type=float,
+        default=None,
+        help="clock constraint of place and route, MHz "
+        f"(default {defaults.DEFAULT_IMPLEMENT_CLOCK_MHZ:g})",
+    )
+    parser.add_argument(
+        "--implement-designs",
+        default=None,
+        help="whole tops implemented, among shift_add,mult8,mult8_lut (default "
+        f"{','.join(defaults.DEFAULT_IMPLEMENT_DESIGNS)})",
+    )
+    parser.add_argument(
         "--fp32-epochs",
         type=int,
         default=None,
@@ -90,7 +115,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     config = FlowConfig.from_toml(args.config) if args.config else FlowConfig()
     changes: dict[str, Any] = {}
     options = ("dataset", "data_dir", "model", "simulator", "samples", "skip_synthesis")
-    for option in (*options, "partition", "schedule", "lr", "seed"):
+    implement = ("skip_implementation", "implement_device", "implement_clock_mhz")
+    for option in (*options, *implement, "partition", "schedule", "lr", "seed"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
     if args.fp32_epochs is not None:
@@ -101,6 +127,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         changes["bits"] = _ints(args.bits, "--bits")
     if args.targets is not None:
         changes["targets"] = tuple(t.strip() for t in args.targets.split(","))
+    if args.implement_designs is not None:
+        changes["implement_designs"] = tuple(d.strip() for d in args.implement_designs.split(","))
     if args.fold is not None:
         from rtl_gen.dataflow import parse_folds
 
