@@ -140,6 +140,17 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return config.replace(**changes)
 
 
+def _placed(figures: dict[str, Any] | None) -> str:
+    if figures is None:
+        return "-"
+    if figures.get("refused"):
+        return "does not fit"
+    fmax, rate = figures.get("fmax_mhz"), figures.get("images_per_second")
+    if fmax is None or rate is None:
+        return f"{figures['resources']['lut']} LUT, no Fmax"
+    return f"{figures['resources']['lut']} LUT, {fmax:.1f} MHz, {rate:.0f}/s"
+
+
 @command("flow", "Train, quantize, lower, generate, simulate, cost: the report.", _configure)
 def flow(args: argparse.Namespace) -> dict[str, Any]:
     import sys
@@ -159,6 +170,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
         rtl = entry.get("rtl") or {}
         energy = (entry.get("cost", {}).get("analytic") or {}).get("energy_pj", {})
         ratio = energy["mult8"] / energy["shift_add"] if energy.get("shift_add") else None
+        placed = ((entry.get("implementation") or {}).get("designs") or {}).get("shift_add")
         rows.append(
             [
                 entry["bits"],
@@ -167,10 +179,13 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                 f"{rtl.get('mismatched_samples')}/{rtl.get('samples')}",
                 rtl.get("cycles_per_image"),
                 f"{ratio:.1f}x" if ratio is not None else "-",
+                _placed(placed),
             ]
         )
+    headers = ["bits", "INQ", "integer", "RTL mismatches", "cycles/image"]
+    device = config.implement_device
     table = format_table(
-        ["bits", "INQ", "integer", "RTL mismatches", "cycles/image", "energy twin ÷ shift-add"],
+        [*headers, "energy twin ÷ shift-add", f"shift-add on {device}: LUT, Fmax, images/s"],
         rows,
     )
     text = (
