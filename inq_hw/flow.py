@@ -30,6 +30,7 @@ import numpy as np
 
 from inq_hw import defaults
 from inq_hw.defaults import (
+    DEFAULT_IMPLEMENT_BITS,
     DEFAULT_IMPLEMENT_CLOCK_MHZ,
     DEFAULT_IMPLEMENT_DESIGNS,
     DEFAULT_IMPLEMENT_DEVICE,
@@ -74,7 +75,8 @@ class FlowConfig:
     (the same slice for the shift-add unit and its multiplier twin). The implementation
     stage places and routes each bit-width's whole dataflow top (the one simulated, so at
     ``folding``) and its twins (``implement_designs``) on ``implement_device`` with a
-    ``implement_clock_mhz`` constraint; ``skip_implementation`` leaves it out.
+    ``implement_clock_mhz`` constraint, for the bit-widths ``implement_bits`` names
+    (``"smallest"``, ``"all"`` or a list of them); ``skip_implementation`` leaves it out.
     """
 
     version: int = FLOW_VERSION
@@ -95,7 +97,7 @@ class FlowConfig:
     simulator: str | None = None
     samples: int | str = 8
     sim_seed: int = 0
-    folding: dict[str, int] = field(default_factory=lambda: {"all": 8})
+    folding: dict[str, int] = field(default_factory=lambda: dict(defaults.FOLDING))
     targets: tuple[str, ...] = ("analytic", "ice40")
     skip_synthesis: bool = False
     synth_outputs: int = 2
@@ -103,6 +105,7 @@ class FlowConfig:
     implement_device: str = DEFAULT_IMPLEMENT_DEVICE
     implement_clock_mhz: float = DEFAULT_IMPLEMENT_CLOCK_MHZ
     implement_designs: tuple[str, ...] = DEFAULT_IMPLEMENT_DESIGNS
+    implement_bits: str | tuple[int, ...] = DEFAULT_IMPLEMENT_BITS
 
     def __post_init__(self) -> None:
         if self.version != FLOW_VERSION:
@@ -148,6 +151,24 @@ class FlowConfig:
             raise ConfigError(
                 f"Implemented designs must be distinct, among {IMPLEMENT_DESIGNS}, not {designs!r}"
             )
+        chosen = self.implement_bits
+        if isinstance(chosen, list | tuple):
+            object.__setattr__(self, "implement_bits", chosen := tuple(chosen))
+        if not (chosen in ("smallest", "all") or (chosen and set(chosen) <= set(self.bits))):
+            raise ConfigError(
+                "implement_bits must be 'smallest', 'all' or some of the bit-widths "
+                f"{list(self.bits)}, not {chosen!r}"
+            )
+
+    def implemented_bits(self) -> tuple[int, ...]:
+        """The bit-widths whose whole tops the implementation stage places and routes."""
+        if self.skip_implementation:
+            return ()
+        if self.implement_bits == "smallest":
+            return (min(self.bits),)
+        if isinstance(self.implement_bits, str):  # "all"
+            return tuple(sorted(self.bits))
+        return tuple(sorted(self.implement_bits))
 
     def to_toml(self) -> str:
         """The config as TOML (scalars, lists and one table, ``folding``)."""
@@ -636,8 +657,8 @@ def _implementation(
 def _stage_count(cfg: FlowConfig) -> int:
     synth = 0 if cfg.skip_synthesis else len([t for t in cfg.targets if t != "analytic"])
     cost = 1 if "analytic" in cfg.targets else 0
-    implement = 0 if cfg.skip_implementation else len(cfg.implement_designs)
-    return 1 + len(cfg.bits) * (4 + cost + synth + implement)
+    implement = len(cfg.implemented_bits()) * len(cfg.implement_designs)
+    return 1 + len(cfg.bits) * (4 + cost + synth) + implement
 
 
 def _bit_width(
@@ -705,7 +726,7 @@ def _bit_width(
                 {"package": pkg_key, "target": target, "outputs": cfg.synth_outputs},
                 _synth(cfg, pkg_dir, target),
             )
-    if not cfg.skip_implementation:
+    if bits in cfg.implemented_bits():
         entry["implementation"] = _implementation(
             cfg, runner, bits, (pkg_dir, pkg_key), (rtl, rtl_dir, rtl_key)
         )

@@ -180,7 +180,22 @@ def test_bad_device_on_the_command_line_is_one_line() -> None:
 def test_stage_count_includes_each_implemented_design() -> None:
     from inq_hw.flow import _stage_count
 
-    base = FlowConfig(skip_implementation=True)
-    assert _stage_count(FlowConfig()) == _stage_count(base) + 4 * len(
-        FlowConfig().implement_designs
-    )
+    designs = len(FlowConfig().implement_designs)
+    base = _stage_count(FlowConfig(skip_implementation=True))
+    assert FlowConfig().implemented_bits() == (2,)  # the smallest bit-width of the run
+    assert _stage_count(FlowConfig()) == base + designs
+    assert _stage_count(FlowConfig(implement_bits="all")) == base + 4 * designs
+    assert FlowConfig(bits=(3, 5), implement_bits=(5,)).implemented_bits() == (5,)
+    assert FlowConfig(implement_bits="all", skip_implementation=True).implemented_bits() == ()
+
+
+def test_implement_bits_flag() -> None:
+    from inq_hw.commands.flow import config_from_args
+
+    for text, expected in (("all", "all"), ("smallest", "smallest"), ("2,4", (2, 4))):
+        args = _parser("flow").parse_args(["--implement-bits", text])
+        assert config_from_args(args).implement_bits == expected
+    with pytest.raises(ConfigError, match=r"some of the bit-widths \[2, 3, 4, 5\], not \(7,\)"):
+        FlowConfig(implement_bits=(7,))
+    with pytest.raises(ConfigError, match="not 'most'"):
+        FlowConfig(implement_bits="most")

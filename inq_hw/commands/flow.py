@@ -50,6 +50,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         f"(default {defaults.DEFAULT_IMPLEMENT_CLOCK_MHZ:g})",
     )
     parser.add_argument(
+        "--implement-bits",
+        default=None,
+        help="bit-widths whose whole tops are implemented: smallest, all, or e.g. 2,4 "
+        f"(default {defaults.DEFAULT_IMPLEMENT_BITS})",
+    )
+    parser.add_argument(
         "--implement-designs",
         default=None,
         help="whole tops implemented, among shift_add,mult8,mult8_lut (default "
@@ -93,7 +99,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="LAYER=F",
-        help="dataflow folding (default all=8)",
+        help="dataflow folding (default "
+        + ", ".join(f"{k}={v}" for k, v in defaults.FOLDING.items())
+        + ": every digits-cnn layer on one lane)",
     )
     parser.add_argument("--out", type=output_dir, default="runs/flow", help="stage cache")
     parser.add_argument(
@@ -127,6 +135,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
         changes["bits"] = _ints(args.bits, "--bits")
     if args.targets is not None:
         changes["targets"] = tuple(t.strip() for t in args.targets.split(","))
+    if args.implement_bits is not None:
+        text = args.implement_bits.strip()
+        bits = text if text in ("smallest", "all") else _ints(text, "--implement-bits")
+        changes["implement_bits"] = bits
     if args.implement_designs is not None:
         changes["implement_designs"] = tuple(d.strip() for d in args.implement_designs.split(","))
     if args.fold is not None:
