@@ -102,6 +102,7 @@ def test_whole_network_table_equals_the_results(tmp_path: Path) -> None:
                 assert row["images/s twin ÷ shift-add"] == f"{rate:.2f}x"
     assert "does not fit: 5-bit mult8 twin, DSP: dataflow_mult8 does not fit" in markdown
     assert "ecp5-25k (LFE5U-25F-CABGA381), clock constraint 25 MHz" in markdown
+    assert "of 2, 3, 4, 5 bits and its 8-bit multiplier twin" in markdown
     assert "whose place and route is in 'Whole network on an FPGA'" in markdown
     stages = markdown.split("| stage (seconds)")[1]
     assert "| implement shift-add | — | 61.5 | 61.5 | 61.5 | 61.5 |" in stages

@@ -112,6 +112,12 @@ def _folding(results: dict[str, Any]) -> str:
     return "folding " + ", ".join(f"{k} {v}" for k, v in foldings.items())
 
 
+def _widths(results: dict[str, Any]) -> str:
+    """``2 bits`` or ``2, 3 bits``: the bit-widths implemented (the flow's --implement-bits)."""
+    widths = [str(e["bits"]) for e in results["bits"] if e.get("implementation") is not None]
+    return ", ".join(widths) + " bits"
+
+
 def _refusals(results: dict[str, Any]) -> list[str]:
     return [
         f"{bits}-bit {DESIGN_NAMES[design]}: {figures['refused']}"
@@ -151,8 +157,8 @@ def implementation_section(results: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = [
         heading,
         Paragraph(
-            f"Each bit-width's whole dataflow top ({_folding(results)}) and its 8-bit "
-            f"multiplier twin, synthesised (Yosys), placed and routed (nextpnr) with a "
+            f"The whole dataflow top ({_folding(results)}) of {_widths(results)} and its "
+            f"8-bit multiplier twin, synthesised (Yosys), placed and routed (nextpnr) with a "
             f"bitstream on {_device(results)}. Figures are the top's alone (the pin wrapper "
             "excluded); device fill is the share of the device's LUTs, flip-flops, block "
             "RAMs and DSPs; Fmax is nextpnr's; images/s is Fmax ÷ the interval in cycles, "
