@@ -3,7 +3,8 @@
 The flow runs these stages, each cached under ``<out>/stages/<stage>-<key>/`` by the hash
 of everything it depends on (its options and the keys of the stages it reads):
 
-    fp32 → for each bit-width b: inq(b) → package(b) → {rtl(b) → sim(b), cost(b), synth(b)}
+    fp32 → for each bit-width b: inq(b) → package(b) → {rtl(b) → sim(b), cost(b), synth(b),
+                                                       rtl(b) → implement(b, design)}
 
 A stage writes into a temporary directory and renames it into place when it has finished,
 so an interrupted run (SIGINT, a crash) leaves only finished stages, and the next run
@@ -28,6 +29,12 @@ from typing import Any
 import numpy as np
 
 from inq_hw import defaults
+from inq_hw.defaults import (
+    DEFAULT_IMPLEMENT_BITS,
+    DEFAULT_IMPLEMENT_CLOCK_MHZ,
+    DEFAULT_IMPLEMENT_DESIGNS,
+    DEFAULT_IMPLEMENT_DEVICE,
+)
 from inq_hw.errors import ConfigError, InqHwError
 from inq_hw.intmodel.codes import check_model_bits
 
@@ -35,7 +42,24 @@ __all__ = ["FlowConfig", "FlowError", "run_flow"]
 
 FLOW_VERSION = 1
 TARGETS = ("analytic", "generic", "ice40", "ecp5", "nangate45")
-_STAGE_VERSION = {"fp32": 1, "inq": 1, "package": 1, "rtl": 1, "sim": 1, "cost": 1, "synth": 1}
+_STAGE_VERSION = {
+    "fp32": 1,
+    "inq": 1,
+    "package": 1,
+    "rtl": 1,
+    "sim": 1,
+    "cost": 1,
+    "synth": 1,
+    "implement": 1,
+}
+#: The whole tops the implementation stage places and routes: the shift-add top, its 8-bit
+#: multiplier twin with DSP blocks, and the twin on LUTs only (report.schema's names).
+IMPLEMENT_DESIGNS = ("shift_add", "mult8", "mult8_lut")
+_IMPLEMENT_LABELS = {
+    "shift_add": "shift-add",
+    "mult8": "mult8 twin DSP",
+    "mult8_lut": "mult8 twin LUT-only",
+}
 
 
 class FlowError(InqHwError):
@@ -48,7 +72,11 @@ class FlowConfig:
 
     ``folding`` maps weight-layer names (or ``all``) to the dataflow top's fold;
     ``synth_outputs`` is how many outputs of each layer's unit the synthesis stage builds
-    (the same slice for the shift-add unit and its multiplier twin).
+    (the same slice for the shift-add unit and its multiplier twin). The implementation
+    stage places and routes each bit-width's whole dataflow top (the one simulated, so at
+    ``folding``) and its twins (``implement_designs``) on ``implement_device`` with a
+    ``implement_clock_mhz`` constraint, for the bit-widths ``implement_bits`` names
+    (``"smallest"``, ``"all"`` or a list of them); ``skip_implementation`` leaves it out.
     """
 
     version: int = FLOW_VERSION
@@ -69,16 +97,23 @@ class FlowConfig:
     simulator: str | None = None
     samples: int | str = 8
     sim_seed: int = 0
-    folding: dict[str, int] = field(default_factory=lambda: {"all": 8})
+    folding: dict[str, int] = field(default_factory=lambda: dict(defaults.FOLDING))
     targets: tuple[str, ...] = ("analytic", "ice40")
     skip_synthesis: bool = False
     synth_outputs: int = 2
+    skip_implementation: bool = False
+    implement_device: str = DEFAULT_IMPLEMENT_DEVICE
+    implement_clock_mhz: float = DEFAULT_IMPLEMENT_CLOCK_MHZ
+    implement_designs: tuple[str, ...] = DEFAULT_IMPLEMENT_DESIGNS
+    implement_bits: str | tuple[int, ...] = DEFAULT_IMPLEMENT_BITS
 
     def __post_init__(self) -> None:
         if self.version != FLOW_VERSION:
             raise ConfigError(f"Flow config version must be {FLOW_VERSION}, not {self.version!r}")
         object.__setattr__(self, "bits", tuple(self.bits))
         object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(self, "implement_designs", tuple(self.implement_designs))
+        self._check_implementation()
         for b in self.bits:
             check_model_bits(b)
         if not self.bits or len(set(self.bits)) != len(self.bits):
@@ -99,6 +134,41 @@ class FlowConfig:
             raise ConfigError(f"lr must be a positive number, not {self.lr!r}")
         if self.partition not in ("magnitude", "random"):
             raise ConfigError(f"Partition must be magnitude or random, not {self.partition!r}")
+
+    def _check_implementation(self) -> None:
+        from inq_hw.implement.devices import get_device
+
+        get_device(self.implement_device)  # DeviceError names the known ones
+        clock = self.implement_clock_mhz
+        if isinstance(clock, bool) or not isinstance(clock, int | float) or not clock > 0:
+            raise ConfigError(f"implement_clock_mhz must be a positive number, not {clock!r}")
+        designs = self.implement_designs
+        if (
+            not designs
+            or set(designs) - set(IMPLEMENT_DESIGNS)
+            or len(set(designs)) != len(designs)
+        ):
+            raise ConfigError(
+                f"Implemented designs must be distinct, among {IMPLEMENT_DESIGNS}, not {designs!r}"
+            )
+        chosen = self.implement_bits
+        if isinstance(chosen, list | tuple):
+            object.__setattr__(self, "implement_bits", chosen := tuple(chosen))
+        if not (chosen in ("smallest", "all") or (chosen and set(chosen) <= set(self.bits))):
+            raise ConfigError(
+                "implement_bits must be 'smallest', 'all' or some of the bit-widths "
+                f"{list(self.bits)}, not {chosen!r}"
+            )
+
+    def implemented_bits(self) -> tuple[int, ...]:
+        """The bit-widths whose whole tops the implementation stage places and routes."""
+        if self.skip_implementation:
+            return ()
+        if self.implement_bits == "smallest":
+            return (min(self.bits),)
+        if isinstance(self.implement_bits, str):  # "all"
+            return tuple(sorted(self.bits))
+        return tuple(sorted(self.implement_bits))
 
     def to_toml(self) -> str:
         """The config as TOML (scalars, lists and one table, ``folding``)."""
@@ -456,13 +526,139 @@ def _synth_cache() -> Path:
     return default_cache_dir()
 
 
+# --- implementation of the whole top -------------------------------------------------------
+
+
+def implementation_folding(cfg: FlowConfig, rtl: dict[str, Any]) -> dict[str, int]:
+    """The folding the implementation stage places and routes: the simulated top's (the
+    rtl stage's, from ``--fold``), so the bitstream is of the top verified bit-exact.
+
+    The one place an automatic fit to ``implement_device`` (``--fit``) plugs in: a folding
+    chosen here other than the rtl stage's is generated afresh for the shift-add top too.
+    """
+    return dict(rtl["folding"])
+
+
+_KEEP = (
+    "resources",
+    "device_share",
+    "fmax_mhz",
+    "timing_met",
+    "images_per_second",
+    "latency_us",
+    "interval_cycles",
+    "latency_cycles",
+)
+
+
+def _implement(
+    cfg: FlowConfig,
+    design: str,
+    package: Path,
+    rtl: Path | None,
+    folding: dict[str, int],
+    echo: Callable[[str], None],
+) -> Callable[[Path], dict[str, Any]]:
+    """Synthesis, place and route and bitstream of one whole top (``rtl``: the simulated
+    shift-add top; None: the top is generated at ``folding``). A top larger than the
+    device is recorded as refused, with the tool's reason, not failed."""
+
+    def work(tmp: Path) -> dict[str, Any]:
+        from inq_hw.implement import ImplementError
+        from inq_hw.implement.flow import implement_package
+
+        try:
+            result = implement_package(
+                package / "pkg",
+                cfg.implement_device,
+                rtl_dir=rtl,
+                out_dir=tmp / "implement",
+                baseline=None if design == "shift_add" else "mult8",
+                folding=folding,
+                clock_mhz=cfg.implement_clock_mhz,
+                dsp={"shift_add": None, "mult8": True, "mult8_lut": False}[design],
+                progress=_echo_progress(echo),
+            )
+        except ImplementError as error:
+            if "does not fit" not in str(error):  # the fit refusal of _check_fit
+                raise
+            return {"refused": str(error)}
+        figures = {key: result[key] for key in _KEEP}
+        rate = result["images_per_second"]
+        figures["us_per_image"] = 1e6 / rate if rate else None
+        figures["dsp"] = result["dsp"]
+        figures["tool_seconds"] = {k: round(v, 2) for k, v in result["seconds"].items()}
+        figures["bitstream"] = str(Path(result["bitstream"]).relative_to(tmp))
+        return figures
+
+    return work
+
+
+def _echo_progress(echo: Callable[[str], None]) -> Any:
+    """The implementation's tool lines, indented under the flow's stage line."""
+    from inq_hw.progress import Progress
+
+    class Lines(Progress):
+        def message(self, text: str) -> None:
+            echo(f"    {text}")
+
+    return Lines()
+
+
+def _implementation(
+    cfg: FlowConfig,
+    runner: "_Runner",
+    bits: int,
+    package: tuple[Path, str],
+    rtl: tuple[dict[str, Any], Path, str],
+) -> dict[str, Any]:
+    from inq_hw.implement import get_device
+
+    (pkg_dir, pkg_key), (rtl_result, rtl_dir, rtl_key) = package, rtl
+    folding = implementation_folding(cfg, rtl_result)
+    simulated = folding == rtl_result["folding"]
+    device = get_device(cfg.implement_device)
+    designs: dict[str, Any] = {}
+    for design in cfg.implement_designs:
+        top = rtl_dir / "rtl" if design == "shift_add" and simulated else None
+        designs[design], stage, _ = runner.run(
+            f"implement {_IMPLEMENT_LABELS[design]} {bits}-bit",
+            "implement",
+            {
+                "package": pkg_key,
+                "rtl": rtl_key if top is not None else None,
+                "design": design,
+                "folding": folding,
+                "device": device.name,
+                "clock_mhz": cfg.implement_clock_mhz,
+            },
+            _implement(cfg, design, pkg_dir, top, folding, runner.echo),
+        )
+        if "bitstream" in designs[design]:  # written in the stage's directory
+            designs[design]["bitstream"] = str(stage / designs[design]["bitstream"])
+    return {
+        "device": device.name,
+        "part": device.part,
+        "device_resources": {
+            "lut": device.lut,
+            "ff": device.ff,
+            "bram": device.bram,
+            "dsp": device.dsp,
+        },
+        "clock_mhz": cfg.implement_clock_mhz,
+        "folding": folding,
+        "designs": designs,
+    }
+
+
 # --- the whole flow -----------------------------------------------------------------------
 
 
 def _stage_count(cfg: FlowConfig) -> int:
     synth = 0 if cfg.skip_synthesis else len([t for t in cfg.targets if t != "analytic"])
     cost = 1 if "analytic" in cfg.targets else 0
-    return 1 + len(cfg.bits) * (4 + cost + synth)
+    implement = len(cfg.implemented_bits()) * len(cfg.implement_designs)
+    return 1 + len(cfg.bits) * (4 + cost + synth) + implement
 
 
 def _bit_width(
@@ -530,6 +726,10 @@ def _bit_width(
                 {"package": pkg_key, "target": target, "outputs": cfg.synth_outputs},
                 _synth(cfg, pkg_dir, target),
             )
+    if bits in cfg.implemented_bits():
+        entry["implementation"] = _implementation(
+            cfg, runner, bits, (pkg_dir, pkg_key), (rtl, rtl_dir, rtl_key)
+        )
     return entry
 
 

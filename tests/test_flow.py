@@ -27,6 +27,7 @@ REDUCED = [
     "--samples",
     "3",
     "--skip-synthesis",
+    "--skip-implementation",
     "--simulator",
     "icarus",
     "--targets",

@@ -87,7 +87,7 @@ def _bit_entry(bits: int) -> dict[str, Any]:
 
 def make_results() -> dict[str, Any]:
     """A realistic results.json of the default flow on digits-cnn."""
-    return {
+    results: dict[str, Any] = {
         "format": "inq-hw-results",
         "version": 1,
         "name": "digits-cnn",
@@ -106,6 +106,35 @@ def make_results() -> dict[str, Any]:
         "uniform8": {"accuracy": 0.9861, "integer_accuracy": 0.9861},
         "bits": [_bit_entry(bits) for bits in (2, 3, 4, 5)],
         "stage_seconds": {"train": 30.5, "report": 2.0},
+    }
+    results["bits"][0]["implementation"] = _implementation()  # the default: smallest width
+    return results
+
+
+def _implementation() -> dict[str, Any]:
+    """The flow's implementation of one bit-width: the shift-add top placed, the twin refused."""
+    used = {"lut": 7844, "ff": 7747, "carry": 2094, "bram": 0, "dsp": 0}
+    return {
+        "device": "ecp5-25k",
+        "part": "LFE5U-25F-CABGA381",
+        "device_resources": {"lut": 24288, "ff": 24288, "bram": 56, "dsp": 28},
+        "clock_mhz": 12.0,
+        "folding": {"features.conv1": 16, "features.conv2": 32, "classifier": 10},
+        "designs": {
+            "shift_add": {
+                "resources": used,
+                "device_share": {"lut": 7844 / 24288, "ff": 7747 / 24288, "bram": 0.0, "dsp": 0.0},
+                "fmax_mhz": 15.61,
+                "timing_met": True,
+                "images_per_second": 15.61e6 / 2228,
+                "us_per_image": 2228 / 15.61,
+                "latency_us": 2512 / 15.61,
+                "interval_cycles": 2228,
+                "latency_cycles": 2512,
+                "seconds": 134.1,
+            },
+            "mult8": {"refused": "dataflow_mult8 does not fit ecp5-25k: it needs 569 DSP (has 28)"},
+        },
     }
 
 
@@ -297,7 +326,7 @@ def test_missing_parts_render_as_not_measured(
     results = make_results()
     del results["uniform8"], results["config"], results["stage_seconds"]
     for entry in results["bits"]:
-        entry["cost"] = entry["rtl"] = None
+        entry["cost"] = entry["rtl"] = entry["implementation"] = None
         del entry["weights"], entry["accuracy"]["integer"]
     files = render_report(results, tmp_path)
     names = {"accuracy.png", "results.json", "report.md", "report.html"}

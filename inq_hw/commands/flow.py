@@ -31,6 +31,37 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--skip-synthesis", action="store_true", default=None)
     parser.add_argument(
+        "--skip-implementation",
+        action="store_true",
+        default=None,
+        help="do not place and route the whole tops",
+    )
+    parser.add_argument(
+        "--implement-device",
+        default=None,
+        help="FPGA the whole tops are placed and routed on: ice40-up5k, ice40-hx8k, ecp5-25k, "
+        f"ecp5-45k, ecp5-85k (default {defaults.DEFAULT_IMPLEMENT_DEVICE})",
+    )
+    parser.add_argument(
+        "--implement-clock-mhz",
+        type=float,
+        default=None,
+        help="clock constraint of place and route, MHz "
+        f"(default {defaults.DEFAULT_IMPLEMENT_CLOCK_MHZ:g})",
+    )
+    parser.add_argument(
+        "--implement-bits",
+        default=None,
+        help="bit-widths whose whole tops are implemented: smallest, all, or e.g. 2,4 "
+        f"(default {defaults.DEFAULT_IMPLEMENT_BITS})",
+    )
+    parser.add_argument(
+        "--implement-designs",
+        default=None,
+        help="whole tops implemented, among shift_add,mult8,mult8_lut (default "
+        f"{','.join(defaults.DEFAULT_IMPLEMENT_DESIGNS)})",
+    )
+    parser.add_argument(
         "--fp32-epochs",
         type=int,
         default=None,
@@ -68,7 +99,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="LAYER=F",
-        help="dataflow folding (default all=8)",
+        help="dataflow folding (default "
+        + ", ".join(f"{k}={v}" for k, v in defaults.FOLDING.items())
+        + ": every digits-cnn layer on one lane)",
     )
     parser.add_argument("--out", type=output_dir, default="runs/flow", help="stage cache")
     parser.add_argument(
@@ -90,7 +123,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     config = FlowConfig.from_toml(args.config) if args.config else FlowConfig()
     changes: dict[str, Any] = {}
     options = ("dataset", "data_dir", "model", "simulator", "samples", "skip_synthesis")
-    for option in (*options, "partition", "schedule", "lr", "seed"):
+    implement = ("skip_implementation", "implement_device", "implement_clock_mhz")
+    for option in (*options, *implement, "partition", "schedule", "lr", "seed"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
     if args.fp32_epochs is not None:
@@ -101,6 +135,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
         changes["bits"] = _ints(args.bits, "--bits")
     if args.targets is not None:
         changes["targets"] = tuple(t.strip() for t in args.targets.split(","))
+    if args.implement_bits is not None:
+        text = args.implement_bits.strip()
+        bits = text if text in ("smallest", "all") else _ints(text, "--implement-bits")
+        changes["implement_bits"] = bits
+    if args.implement_designs is not None:
+        changes["implement_designs"] = tuple(d.strip() for d in args.implement_designs.split(","))
     if args.fold is not None:
         from rtl_gen.dataflow import parse_folds
 
@@ -110,6 +150,17 @@ def config_from_args(args: argparse.Namespace) -> Any:
     elif args.model is not None:
         changes["name"] = args.model
     return config.replace(**changes)
+
+
+def _placed(figures: dict[str, Any] | None) -> str:
+    if figures is None:
+        return "-"
+    if figures.get("refused"):
+        return "does not fit"
+    fmax, rate = figures.get("fmax_mhz"), figures.get("images_per_second")
+    if fmax is None or rate is None:
+        return f"{figures['resources']['lut']} LUT, no Fmax"
+    return f"{figures['resources']['lut']} LUT, {fmax:.1f} MHz, {rate:.0f}/s"
 
 
 @command("flow", "Train, quantize, lower, generate, simulate, cost: the report.", _configure)
@@ -131,6 +182,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
         rtl = entry.get("rtl") or {}
         energy = (entry.get("cost", {}).get("analytic") or {}).get("energy_pj", {})
         ratio = energy["mult8"] / energy["shift_add"] if energy.get("shift_add") else None
+        placed = ((entry.get("implementation") or {}).get("designs") or {}).get("shift_add")
         rows.append(
             [
                 entry["bits"],
@@ -139,10 +191,13 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                 f"{rtl.get('mismatched_samples')}/{rtl.get('samples')}",
                 rtl.get("cycles_per_image"),
                 f"{ratio:.1f}x" if ratio is not None else "-",
+                _placed(placed),
             ]
         )
+    headers = ["bits", "INQ", "integer", "RTL mismatches", "cycles/image"]
+    device = config.implement_device
     table = format_table(
-        ["bits", "INQ", "integer", "RTL mismatches", "cycles/image", "energy twin ÷ shift-add"],
+        [*headers, "energy twin ÷ shift-add", f"shift-add on {device}: LUT, Fmax, images/s"],
         rows,
     )
     text = (

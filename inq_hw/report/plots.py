@@ -14,7 +14,15 @@ from typing import Any
 
 from inq_hw.report.schema import hardware_accuracy, lookup, uniform_accuracy
 
-__all__ = ["PLOTS", "Plot", "TradeOff", "log_scale", "pareto_front", "trade_off_points"]
+__all__ = [
+    "PLOTS",
+    "Plot",
+    "TradeOff",
+    "log_scale",
+    "pareto_front",
+    "throughput_plot",
+    "trade_off_points",
+]
 
 _DESIGN_STYLE = {
     "shift_add": ("power-of-two shift-add", "o-", "tab:blue"),
@@ -366,6 +374,60 @@ def zero_plot(results: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
+_IMPLEMENTED_STYLE = {
+    "shift_add": ("power-of-two shift-add", "o-", "tab:blue"),
+    "mult8": ("8-bit multiplier twin, DSP", "s--", "tab:red"),
+    "mult8_lut": ("8-bit multiplier twin, LUT only", "D:", "tab:orange"),
+}
+
+
+def throughput_plot(results: dict[str, Any]) -> bytes | None:
+    """Images per second at Fmax against LUTs of each bit-width's placed and routed whole
+    top and its twins, each point labelled with its bit-width; the device's LUTs marked."""
+    from inq_hw.report.implementation import implemented
+
+    placed = [(b, d, f) for b, d, f in implemented(results) if f.get("images_per_second")]
+    if not placed:
+        return None
+    fig = _figure(6.5, 4.5)
+    ax = fig.subplots()
+    for design, (name, style, color) in _IMPLEMENTED_STYLE.items():
+        chosen = sorted(
+            (f["resources"]["lut"], f["images_per_second"], b) for b, d, f in placed if d == design
+        )
+        if not chosen:
+            continue
+        ax.plot([c[0] for c in chosen], [c[1] for c in chosen], style, color=color, label=name)
+        for lut, rate, bits in chosen:
+            ax.annotate(
+                f"{bits}-bit",
+                (lut, rate),
+                xytext=(5, 4),
+                textcoords="offset points",
+                fontsize=7,
+                color=color,
+            )
+    device = _implemented_device(results)
+    if device is not None:
+        ax.axvline(device[1], color="black", lw=1, ls="-.", label=f"{device[0]} LUTs")
+    log_scale(ax, "x")
+    log_scale(ax, "y")
+    ax.set_xlabel("LUT4 of the whole top (placed and routed)")
+    ax.set_ylabel("images per second at Fmax")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _implemented_device(results: dict[str, Any]) -> tuple[str, int] | None:
+    """The implementation device's name and LUT count, if recorded."""
+    for entry in results["bits"]:
+        lut = lookup(entry, "implementation", "device_resources", "lut")
+        if lut is not None:
+            return entry["implementation"]["device"], lut
+    return None
+
+
 PLOTS = (
     Plot(
         "accuracy.png",
@@ -386,4 +448,10 @@ PLOTS = (
     ),
     Plot("exponents.png", "Per-layer weight exponent histograms at each bit-width", exponent_plot),
     Plot("zeros.png", "Share of zero weights at each bit-width", zero_plot),
+    Plot(
+        "throughput.png",
+        "Whole network on an FPGA: images per second at Fmax against LUTs, per bit-width, "
+        "shift-add vs multiplier twin",
+        throughput_plot,
+    ),
 )

@@ -25,6 +25,7 @@ from inq_hw.errors import InqHwError
 
 __all__ = [
     "DESIGN_KEYS",
+    "IMPLEMENTED_DESIGNS",
     "RESULTS_FORMAT",
     "RESULTS_VERSION",
     "ResultsError",
@@ -40,6 +41,9 @@ RESULTS_VERSION = 1
 #: The designs every cost figure is given for: power-of-two shift-add, its 8-bit uniform
 #: multiplier twin, and (analytic only) a dense FP32 twin.
 DESIGN_KEYS = ("shift_add", "mult8", "fp32")
+#: The designs a whole-network implementation is given for: the shift-add top, its 8-bit
+#: multiplier twin with the family's DSP blocks, and the twin on LUTs only (a fair LUT count).
+IMPLEMENTED_DESIGNS = ("shift_add", "mult8", "mult8_lut")
 
 Check = Callable[[Any, str], None]
 
@@ -133,9 +137,57 @@ def _bit_entry(value: Any, where: str) -> None:
             "weights": _weights,
             "cost": _cost,
             "rtl": _rtl,
+            "implementation": _implementation,
             "stage_seconds": _mapping(_seconds),
         },
     )(value, where)
+
+
+def _implementation(value: Any, where: str) -> None:
+    """Place and route of each bit-width's whole dataflow top (and its twins) on a device."""
+    _fields(
+        required={"device": _text, "clock_mhz": _amount},
+        optional={
+            "part": _text,
+            "device_resources": _fields(dict.fromkeys(("lut", "ff", "bram", "dsp"), _count)),
+            "folding": _mapping(_count),
+            "designs": _implemented,
+        },
+    )(value, where)
+
+
+def _implemented(value: Any, where: str) -> None:
+    _object(value, where)
+    for key, design in value.items():
+        if key not in IMPLEMENTED_DESIGNS:
+            raise ResultsError(f"{where} keys must be among {IMPLEMENTED_DESIGNS}, not {key!r}")
+        if design is not None:
+            _implemented_design(design, f"{where}.{key}")
+
+
+def _implemented_design(value: Any, where: str) -> None:
+    """One top: its figures, or ``refused`` (why it was not placed: it does not fit)."""
+    resources = ("lut", "ff", "carry", "bram", "dsp")
+    _fields(
+        {
+            "refused": _text,
+            "resources": _fields(dict.fromkeys(resources, _count)),
+            "device_share": _fields(dict.fromkeys(resources, _amount)),
+            "fmax_mhz": _amount,
+            "timing_met": _flag,
+            "images_per_second": _amount,
+            "latency_us": _amount,
+            "us_per_image": _amount,
+            "interval_cycles": _count,
+            "latency_cycles": _count,
+            "dsp": _flag,
+            "seconds": _seconds,
+            "tool_seconds": _mapping(_seconds),
+            "bitstream": _text,
+        }
+    )(value, where)
+    if value.get("refused") is None and lookup(value, "resources", "lut") is None:
+        raise ResultsError(f"{where} must hold resources or refused, not {value!r}")
 
 
 def _weights(value: Any, where: str) -> None:

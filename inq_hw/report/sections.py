@@ -118,13 +118,17 @@ def _folding(results: dict[str, Any]) -> str:
 
 
 def build_document(results: dict[str, Any], images: list[Image]) -> list[Block]:
-    """The whole report: header, summary, plots, per-bit tables, the paper, the run."""
+    """The whole report: header, summary, plots, the whole network on an FPGA, per-bit
+    tables, the paper, the run."""
+    from inq_hw.report.implementation import implementation_section  # it reads this module
+
     return [
         Heading(f"INQ bit-width trade-off report: {results['name']}", 1),
         Paragraph(_header(results)),
         *_summary(results),
         *_designs_note(results),
         *_plots(images),
+        *implementation_section(results),
         *_per_bits(results),
         *_paper(results),
         *_run(results),
@@ -236,13 +240,21 @@ def _designs_note(results: dict[str, Any]) -> list[Block]:
                 "constant-weight units, one per layer output, priced per operation.",
                 f"iCE40 LUTs, Yosys gates and Nangate45 figures: synthesis of "
                 f"{_slices(results)} (each layer's unit cut to its first outputs), summed over "
-                "the layers; not the "
-                "whole-network design, which was not implemented.",
+                "the layers; not the whole-network design"
+                + (
+                    ", whose place and route is in 'Whole network on an FPGA'."
+                    if _any_implementation(results)
+                    else ", which was not implemented."
+                ),
                 "Units: energy in nJ per inference, area in mm²; every ratio is "
                 "twin ÷ shift-add (above 1: the shift-add design is cheaper).",
             )
         ),
     ]
+
+
+def _any_implementation(results: dict[str, Any]) -> bool:
+    return any(entry.get("implementation") is not None for entry in results["bits"])
 
 
 def _front(results: dict[str, Any]) -> str:
