@@ -21,6 +21,7 @@ def lenet() -> tuple[IntModel, np.ndarray]:
     return zoo_model("lenet5", 1, 16, 4)
 
 
+@pytest.mark.integration  # LeNet-5 through the PE array RTL in Amaranth's simulator, 3 shapes
 @pytest.mark.parametrize(("rows", "cols"), [(3, 2), (5, 3), (2, 7)])
 def test_rtl_cycles_equal_the_model_on_several_shapes(
     lenet: tuple[IntModel, np.ndarray], rows: int, cols: int

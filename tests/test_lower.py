@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from inq_hw.checkpoint import file_sha256, load_checkpoint
-from inq_hw.driver import load_model, run_inq, train_fp32
+from inq_hw.driver import load_model, run_inq
 from inq_hw.errors import CheckpointError, ConfigError, ModelError
 from inq_hw.fold import fold_batchnorm
 from inq_hw.inq import IncrementalQuantizer, INQConfig
@@ -29,20 +29,18 @@ from inq_hw.intmodel import (
 from inq_hw.lower import CalibrationConfig, lower_checkpoint, lower_model
 from inq_hw.models import ResidualAdd, build_model
 from inq_hw.train import TrainConfig
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_TRAIN
 
 BITS = (2, 3, 4, 5)
-# conftest's TINY_TRAIN (3 epochs of batch 128) leaves the tiny model near chance, where
-# agreement with the float model says little; 10 epochs of batch 32 reach ~96% in ~2 s.
-FP32_TRAIN = TrainConfig(epochs=10, lr=0.05, batch_size=32)
+# The FP32 source is conftest's session checkpoint, trained once: 10 epochs of batch 32 (a
+# model near chance, e.g. 3 epochs of batch 128, would make agreement with it say little).
 INQ_TRAIN = TrainConfig(epochs=2, lr=0.01, batch_size=32)
 
 
 @pytest.fixture(scope="module")
-def trained_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("fp32") / "fp32.pt"
-    train_fp32(TINY_MODEL, FP32_TRAIN, out)
-    return out
+def trained_fp32(tiny_fp32: Path) -> Path:
+    assert TrainConfig(epochs=10, lr=0.05, batch_size=32) == TINY_TRAIN
+    return tiny_fp32
 
 
 @pytest.fixture(scope="module")

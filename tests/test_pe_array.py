@@ -122,6 +122,7 @@ def check_array(
 # --- bit-exact, exact cycles ---------------------------------------------------------------
 
 
+@pytest.mark.integration  # a whole CNN through the PE array RTL in Amaranth's simulator
 @pytest.mark.parametrize("bits", [3, 4])
 @pytest.mark.parametrize(("rows", "cols"), [(2, 2), (4, 3)])
 def test_digits_cnn_bit_exact(digits: dict[int, IntModel], bits: int, rows: int, cols: int) -> None:
@@ -131,6 +132,7 @@ def test_digits_cnn_bit_exact(digits: dict[int, IntModel], bits: int, rows: int,
     check_array(model, digit_images(model, count), rows, cols)
 
 
+@pytest.mark.integration  # a whole CNN through the PE array RTL in Amaranth's simulator
 def test_multiplier_twin_bit_exact(digits: dict[int, IntModel]) -> None:
     model = digits[4]
     check_array(model, digit_images(model, 1), 3, 3, pe="mult")
@@ -143,6 +145,7 @@ def test_strided_padded_conv_relu_pool_and_extremes(odd: tuple[IntModel, np.ndar
     check_array(model, images[-2:], 2, 3, pe="mult")
 
 
+@pytest.mark.integration  # a small ResNet through the PE array RTL in Amaranth's simulator
 def test_residual_add_and_average_pool() -> None:
     model, x = zoo_model("resnet", 3, 8, 4, widths=[4, 8], blocks=[1, 1])
     assert {layer.kind for layer in model.layers} >= {"add", "avgpool"}
