@@ -246,11 +246,13 @@ def _prepare(
     default = "rtl-dataflow-mult8" if baseline else "rtl-dataflow"
     rtl = Path(rtl_dir) if rtl_dir is not None else package / default
     top = _dataflow_top(_manifest(package, rtl, baseline, folding, pipeline), rtl, package)
-    if top.params.get("baseline"):
-        raise SimulationError(
-            "The multiplier twin has no golden vectors here; simulate the shift-add top"
-        )
-    arrays = golden_vectors(model, samples) if images is None else _vectors_of(model, images)
+    # the multiplier twin computes with the package's 8-bit baseline weights
+    weights = "baseline" if top.params.get("baseline") else "po2"
+    arrays = (
+        golden_vectors(model, samples, weights=weights)
+        if images is None
+        else _vectors_of(model, images, weights)
+    )
     return top, rtl, arrays
 
 
@@ -375,9 +377,9 @@ def _cycle_limit(count: int, beats: int, interval: int) -> int:
     return 1000 + count * (beats * _CYCLES_PER_BEAT_LIMIT + 4 * interval)
 
 
-def _vectors_of(model: Any, images: np.ndarray) -> dict[str, np.ndarray]:
+def _vectors_of(model: Any, images: np.ndarray, weights: str) -> dict[str, np.ndarray]:
     images = np.asarray(images, dtype=np.int64)
-    output = run(model, images)
+    output = run(model, images, weights=weights)
     assert isinstance(output, np.ndarray)
     return {"input": images, "output": output, "prediction": output.argmax(axis=1)}
 

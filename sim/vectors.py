@@ -17,8 +17,11 @@ from inq_hw.intmodel.package import package_hash
 __all__ = ["golden_vectors", "write_vectors"]
 
 
-def golden_vectors(model: IntModel, samples: int | None) -> dict[str, np.ndarray]:
-    """The first ``samples`` test images (all when ``None``) and the expected outputs.
+def golden_vectors(
+    model: IntModel, samples: int | None, *, weights: str = "po2"
+) -> dict[str, np.ndarray]:
+    """The first ``samples`` test images (all when ``None``) and the expected outputs;
+    ``weights="baseline"`` for the multiplier twin's (:func:`inq_hw.intmodel.run`).
 
     Raises:
         ConfigError: ``samples`` is not a positive integer, or the data set cannot load.
@@ -35,7 +38,7 @@ def golden_vectors(model: IntModel, samples: int | None) -> dict[str, np.ndarray
     )
     count = len(data.test) if samples is None else min(samples, len(data.test))
     x = quantize_input(data.test.x[:count].numpy(), model.input.out)
-    trace = run(model, x, trace=True)
+    trace = run(model, x, trace=True, weights=weights)
     assert isinstance(trace, dict)
     arrays = {
         "input": x,

@@ -24,9 +24,10 @@ from inq_hw.commands.common import format_table, output_file, progress
 from inq_hw.commands.registry import command
 from inq_hw.cost.errors import CostError
 
-__all__ = ["TARGETS", "cost"]
+__all__ = ["DESIGN_SCOPES", "TARGETS", "cost"]
 
 TARGETS = ("analytic", "generic", "ice40", "ecp5", "nangate45")
+DESIGN_SCOPES = ("units", "top")
 _SYNTH_METRICS = {
     "generic": ("gates", "transistors", "ff"),
     "ice40": ("lut", "carry", "ff", "dsp", "bram"),
@@ -70,11 +71,29 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--period", type=float, default=10.0, help="nangate45: clock period in ns (power)"
     )
+    parser.add_argument(
+        "--design",
+        choices=DESIGN_SCOPES,
+        default="units",
+        help="nangate45: the layer units (default) or the whole dataflow top and its twin",
+    )
+    parser.add_argument(
+        "--fold",
+        action="append",
+        default=[],
+        metavar="LAYER=F",
+        help="nangate45 --design top: fold of LAYER (repeatable, 'all=F'; capped at the "
+        "layer's outputs; default: every layer folded by its outputs, one lane each)",
+    )
 
 
 def _validate(args: argparse.Namespace) -> None:
     if args.target not in TARGETS:
         raise CostError(f"Target must be one of {TARGETS}, not {args.target!r}")
+    if (args.design != "units" or args.fold) and args.target != "nangate45":
+        raise CostError(f"--design and --fold apply to --target nangate45, not {args.target!r}")
+    if args.fold and args.design != "top":
+        raise CostError("--fold applies to --design top (the dataflow top)")
     allowed = ("mult8", "fp32") if args.target == "analytic" else ("mult8",)
     if args.baseline not in allowed:
         raise CostError(
@@ -176,6 +195,8 @@ def _nangate45(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]
 
     if args.activity_images < 0:
         raise CostError(f"--activity-images must be 0 or more, not {args.activity_images}")
+    if args.design == "top":
+        return _nangate45_top(args)
     model = load_package(args.package)
     cache = args.cache or default_cache_dir()
     with progress(args) as bar:
@@ -204,6 +225,62 @@ def _nangate45(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]
                 row += [_num4(c), _num4(d), _ratio(d, c)]
             rows.append(row)
     return {"layers": layers, "period_ns": args.period}, rows
+
+
+#: Rows of the top's table: (label, the figures' key).
+_TOP_METRICS = (
+    ("area_um2", "area_um2"),
+    ("cells", "cells"),
+    ("critical_ns", "critical_ns"),
+    ("fmax_mhz", "fmax_mhz"),
+    ("power_mw", "power_mw"),
+    ("cycles_per_inference", "interval_cycles"),
+    ("energy_pj_per_inference", "energy_pj"),
+)
+
+
+def _nangate45_top(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]]]:
+    from inq_hw.commands.hardware import dataflow_folding
+    from inq_hw.cost.asic_top import asic_top
+    from inq_hw.cost.synth import default_cache_dir
+
+    cache = args.cache or default_cache_dir()
+    folding = dataflow_folding(args.fold, args.package) if args.fold else None
+    with progress(args) as bar:
+        top = asic_top(
+            args.package,
+            folding=folding,
+            activity=_top_activity(args.package, args.activity_images, cache, args.timeout),
+            period_ns=args.period,
+            cache_dir=cache,
+            timeout_s=args.timeout,
+            abc=args.abc,
+            progress=bar,
+        )
+    asic, analytic = top["asic"], top["analytic"]
+    rows = []
+    for label, key in _TOP_METRICS:
+        a, b = asic["shift-add"][key], asic["mult8"][key]
+        row = ["dataflow top", label, _num4(a), _num4(b), _ratio(b, a)]
+        theirs = {"area_um2": "area_um2", "energy_pj": "energy_pj"}.get(key)
+        if theirs is None:
+            row += ["-", "-", "-"]
+        else:
+            c, d = analytic["shift-add"][theirs], analytic["mult8"][theirs]
+            row += [_num4(c), _num4(d), _ratio(d, c)]
+        rows.append(row)
+    return {"design": "top", "top": top, "period_ns": args.period}, rows
+
+
+def _top_activity(package: Path, images: int, cache: Path, timeout_s: float) -> Any:
+    """The dataflow top's activity measurement on ``images`` test images, or ``None``."""
+    from sim.top_activity import top_activity
+
+    if images == 0:
+        return None
+    return lambda rtl: top_activity(
+        package, rtl, images=images, cache_dir=cache / "activity", timeout_s=timeout_s
+    )
 
 
 def _activity(model: Any, images: int, cache: Path) -> Any:
@@ -237,7 +314,8 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
     _validate(args)
     run = {"analytic": _analytic, "nangate45": _nangate45}.get(args.target, _synth)
     figures, rows = run(args)
-    out = args.out or args.package / f"cost-{args.target}.json"
+    suffix = "-top" if args.target == "nangate45" and args.design == "top" else ""
+    out = args.out or args.package / f"cost-{args.target}{suffix}.json"
     summary = {
         "package": str(args.package),
         "target": args.target,

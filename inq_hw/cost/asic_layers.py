@@ -29,7 +29,7 @@ from inq_hw.cost.synth import SynthJob
 from inq_hw.intmodel import IntModel
 from inq_hw.progress import Progress
 
-__all__ = ["DESIGNS", "METRICS", "asic_layers", "network_totals"]
+__all__ = ["DESIGNS", "METRICS", "asic_figures", "asic_layers", "network_totals"]
 
 DESIGNS = (("shift-add", None), ("mult8", "mult8"))
 #: Figures compared per layer: (name, the ASIC result's, the analytic design's).
@@ -56,7 +56,10 @@ def _analytic(model: IntModel, params: dict[str, Any]) -> dict[str, dict[str, An
     }
 
 
-def _asic_figures(result: AsicResult, positions: int) -> dict[str, Any]:
+def asic_figures(result: AsicResult, evaluations: int) -> dict[str, Any]:
+    """The result's figures with power (measured activity when there is one, else
+    OpenSTA's default) and energy per inference: energy per cycle × ``evaluations`` (a
+    unit's output positions; a dataflow top's cycles per image)."""
     measured = result.power_measured_mw is not None
     power = result.power_measured_mw if measured else result.power_mw
     assert power is not None
@@ -69,7 +72,7 @@ def _asic_figures(result: AsicResult, positions: int) -> dict[str, Any]:
         "power_breakdown_mw": power,
         "power_default_mw": result.power_mw,
         "energy_per_evaluation_pj": per_cycle,
-        "energy_pj": per_cycle * positions,
+        "energy_pj": per_cycle * evaluations,
     }
 
 
@@ -118,7 +121,7 @@ def asic_layers(
                 timeout_s=timeout_s,
                 abc=abc,
             )
-            asic[design] = _asic_figures(result, analytic[design]["positions"])
+            asic[design] = asic_figures(result, analytic[design]["positions"])
             progress.advance()
         out.append({"layer": params["layer"], "params": params, "asic": asic,
                     "analytic": analytic})  # fmt: skip
