@@ -386,11 +386,11 @@ def _package(inq: Path) -> Callable[[Path], dict[str, Any]]:
 def _rtl(cfg: FlowConfig, package: Path) -> Callable[[Path], dict[str, Any]]:
     def work(tmp: Path) -> dict[str, Any]:
         from inq_hw.intmodel.package import load_package
-        from rtl_gen.dataflow import expand_folding, generate_dataflow
+        from rtl_gen.dataflow import cap_folding, expand_folding, generate_dataflow
 
         model = load_package(package / "pkg")
         names = [layer.name for layer in model.weight_layers()]
-        folding = _fit_folding(model, expand_folding(cfg.folding, names))
+        folding = cap_folding(model, expand_folding(cfg.folding, names))
         manifest = generate_dataflow(package / "pkg", tmp / "rtl", folding=folding)
         params = manifest["tops"][0]["params"]
         return {
@@ -400,12 +400,6 @@ def _rtl(cfg: FlowConfig, package: Path) -> Callable[[Path], dict[str, Any]]:
         }
 
     return work
-
-
-def _fit_folding(model: Any, folding: dict[str, int]) -> dict[str, int]:
-    """A fold never exceeds a layer's outputs (``all=8`` folds a 10-output layer by 8)."""
-    outputs = {layer.name: layer.codes.shape[0] for layer in model.weight_layers()}
-    return {name: min(fold, outputs[name]) for name, fold in folding.items()}
 
 
 def _sim(cfg: FlowConfig, package: Path, rtl: Path) -> Callable[[Path], dict[str, Any]]:

@@ -80,6 +80,7 @@ from rtl_gen.units import ADDER_GRAPHS, BASELINES, DEFAULT_ADDER_GRAPH, ConstDot
 __all__ = [
     "DataflowTop",
     "build_dataflow",
+    "cap_folding",
     "dataflow_design",
     "dataflow_params",
     "expand_folding",
@@ -444,6 +445,14 @@ def expand_folding(folds: Mapping[str, int], layer_names: list[str]) -> dict[str
     folding = dict.fromkeys(layer_names, folds["all"]) if "all" in folds else {}
     folding.update({name: fold for name, fold in folds.items() if name != "all"})
     return folding
+
+
+def cap_folding(model: IntModel, folding: Mapping[str, int]) -> dict[str, int]:
+    """``folding`` with each fold capped at its layer's outputs (``all=8`` folds a
+    10-output layer by 8); names that are not weight layers are left for the generator
+    to refuse."""
+    outputs = {layer.name: int(layer.codes.shape[0]) for layer in model.weight_layers()}
+    return {name: min(fold, outputs.get(name, fold)) for name, fold in folding.items()}
 
 
 def build_dataflow(

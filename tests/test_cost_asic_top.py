@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from inq_hw.cost.asic_top import asic_top, fit_folding, full_folding
+from inq_hw.cost.asic_top import asic_top, full_folding
 from inq_hw.errors import ToolNotFound
 from inq_hw.intmodel.package import load_package
+from rtl_gen.dataflow import cap_folding
 from sim.fast.engine import fast_available
 from tests.conftest import CLI, cli_env
 
@@ -24,7 +25,7 @@ def test_the_default_folding_is_one_lane_per_layer(tiny_package: Path) -> None:
     folding = full_folding(model)
     assert folding == {layer.name: layer.codes.shape[0] for layer in model.weight_layers()}
     fc = model.weight_layers()[-1].name
-    assert fit_folding(model, {fc: 99, "features.conv1": 2}) == {fc: 10, "features.conv1": 2}
+    assert cap_folding(model, {fc: 99, "features.conv1": 2}) == {fc: 10, "features.conv1": 2}
 
 
 @pytest.fixture(scope="module")

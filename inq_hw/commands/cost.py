@@ -215,27 +215,40 @@ def _nangate45(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[Any]
     for layer in layers:
         params, asic, analytic = layer["params"], layer["asic"], layer["analytic"]
         name = f"{params['layer']} ({params['outputs_synthesised']}/{params['outputs_total']})"
-        for metric, ours, theirs in METRICS:
-            a, b = asic["shift-add"][ours], asic["mult8"][ours]
-            row = [name, metric, _num4(a), _num4(b), _ratio(b, a)]
-            if theirs is None:
-                row += ["-", "-", "-"]
-            else:
-                c, d = analytic["shift-add"][theirs], analytic["mult8"][theirs]
-                row += [_num4(c), _num4(d), _ratio(d, c)]
-            rows.append(row)
+        rows += [
+            _asic_row(name, metric, asic, analytic, ours, theirs)
+            for metric, ours, theirs in METRICS
+        ]
     return {"layers": layers, "period_ns": args.period}, rows
 
 
-#: Rows of the top's table: (label, the figures' key).
+def _asic_row(
+    name: str,
+    metric: str,
+    asic: dict[str, Any],
+    analytic: dict[str, Any],
+    ours: str,
+    theirs: str | None,
+) -> list[str]:
+    """One table row: Nangate45 shift-add, twin, ratio; the analytic ones (or ``-``)."""
+    a, b = asic["shift-add"][ours], asic["mult8"][ours]
+    row = [name, metric, _num4(a), _num4(b), _ratio(b, a)]
+    if theirs is None:
+        return [*row, "-", "-", "-"]
+    c, d = analytic["shift-add"][theirs], analytic["mult8"][theirs]
+    return [*row, _num4(c), _num4(d), _ratio(d, c)]
+
+
+#: Rows of the top's table: (label, the figures' key, the analytic network total's key or
+#: ``None``), as :data:`METRICS` for the layers.
 _TOP_METRICS = (
-    ("area_um2", "area_um2"),
-    ("cells", "cells"),
-    ("critical_ns", "critical_ns"),
-    ("fmax_mhz", "fmax_mhz"),
-    ("power_mw", "power_mw"),
-    ("cycles_per_inference", "interval_cycles"),
-    ("energy_pj_per_inference", "energy_pj"),
+    ("area_um2", "area_um2", "area_um2"),
+    ("cells", "cells", None),
+    ("critical_ns", "critical_ns", None),
+    ("fmax_mhz", "fmax_mhz", None),
+    ("power_mw", "power_mw", None),
+    ("cycles_per_inference", "interval_cycles", None),
+    ("energy_pj_per_inference", "energy_pj", "energy_pj"),
 )
 
 
@@ -258,17 +271,10 @@ def _nangate45_top(args: argparse.Namespace) -> tuple[dict[str, Any], list[list[
             progress=bar,
         )
     asic, analytic = top["asic"], top["analytic"]
-    rows = []
-    for label, key in _TOP_METRICS:
-        a, b = asic["shift-add"][key], asic["mult8"][key]
-        row = ["dataflow top", label, _num4(a), _num4(b), _ratio(b, a)]
-        theirs = {"area_um2": "area_um2", "energy_pj": "energy_pj"}.get(key)
-        if theirs is None:
-            row += ["-", "-", "-"]
-        else:
-            c, d = analytic["shift-add"][theirs], analytic["mult8"][theirs]
-            row += [_num4(c), _num4(d), _ratio(d, c)]
-        rows.append(row)
+    rows = [
+        _asic_row("dataflow top", label, asic, analytic, key, theirs)
+        for label, key, theirs in _TOP_METRICS
+    ]
     return {"design": "top", "top": top, "period_ns": args.period}, rows
 
 

@@ -14,7 +14,8 @@ The folding defaults to :func:`full_folding`: each weight layer folded by its ou
 lane (a runtime-weight shift-MAC tree, or a multiplier tree in the twin) per layer. It is
 the smallest top the generator builds, and the one whose twin synthesises in minutes
 (digits-cnn's twin at the flow's ``all=8`` has about 2,000 multiplier lanes). A fold
-larger than a layer's outputs is capped at them, as the flow does.
+larger than a layer's outputs is capped at them (:func:`rtl_gen.dataflow.cap_folding`, as
+in the flow).
 
 The analytic figures (:func:`inq_hw.cost.analytic.analyze`) are those of the network's
 unrolled constant-weight units (one unit per layer, every output), not of the folded top:
@@ -49,20 +50,12 @@ from inq_hw.intmodel import IntModel
 from inq_hw.intmodel.package import load_package
 from inq_hw.progress import Progress
 
-__all__ = ["asic_top", "fit_folding", "full_folding"]
+__all__ = ["asic_top", "full_folding"]
 
 
 def full_folding(model: IntModel) -> dict[str, int]:
     """Each weight layer folded by its outputs: one lane per layer."""
     return {layer.name: int(layer.codes.shape[0]) for layer in model.weight_layers()}
-
-
-def fit_folding(model: IntModel, folding: Mapping[str, int]) -> dict[str, int]:
-    """``folding`` with each fold capped at its layer's outputs (``all=8`` folds a
-    10-output layer by 8); names that are not weight layers are left for the generator
-    to refuse."""
-    outputs = full_folding(model)
-    return {name: min(fold, outputs.get(name, fold)) for name, fold in folding.items()}
 
 
 def _analytic(model: IntModel) -> dict[str, dict[str, float]]:
@@ -98,14 +91,14 @@ def asic_top(
     LibertyError, ToolNotFound, ToolTimeout, ToolError
         As :func:`inq_hw.cost.asic.asic_cost`.
     """
-    from rtl_gen.dataflow import generate_dataflow
+    from rtl_gen.dataflow import cap_folding, generate_dataflow
 
     check_tools()
     if abc != "fast":  # fanout buffering is part of the fast script (cost.asic)
         raise CostError(f"The dataflow top is mapped with the fast ABC script, not --abc {abc}")
     progress = progress or Progress()
     model = load_package(package)
-    chosen = fit_folding(model, folding) if folding else full_folding(model)
+    chosen = cap_folding(model, folding) if folding else full_folding(model)
     progress.phase(f"nangate45 dataflow top ({len(DESIGNS)} designs)", len(DESIGNS))
     figures = {}
     for design, baseline in DESIGNS:

@@ -325,13 +325,18 @@ def _publish(
         "netlist": str(out / "netlist.v"),
         "tools": {tool: tool_version(tool) for tool in _tools(part)},
     }
+    _write_results(out, result)
+    return result
+
+
+def _write_results(out: Path, result: dict[str, Any]) -> None:
+    """``implementation.json`` in ``out``, atomically."""
     text = json.dumps(result, indent=2, sort_keys=True) + "\n"
 
     def write(tmp: Path) -> None:
         tmp.write_text(text)
 
     atomic_write(out / RESULTS_NAME, write)
-    return result
 
 
 def implement_package(
@@ -378,12 +383,7 @@ def implement_package(
     result = {**result, "rtl": str(rtl), "predicted": _predicted(package, top, result, options)}
     if fit is not None:
         result["fit"] = fit.to_dict()
-    text = json.dumps(result, indent=2, sort_keys=True) + "\n"
-
-    def write(tmp: Path) -> None:
-        tmp.write_text(text)
-
-    atomic_write(out / RESULTS_NAME, write)
+    _write_results(out, result)  # implement_rtl's, with the prediction and the fit added
     return result
 
 

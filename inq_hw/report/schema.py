@@ -151,18 +151,9 @@ def _implementation(value: Any, where: str) -> None:
             "part": _text,
             "device_resources": _fields(dict.fromkeys(("lut", "ff", "bram", "dsp"), _count)),
             "folding": _mapping(_count),
-            "designs": _implemented,
+            "designs": _designs(_implemented_design, IMPLEMENTED_DESIGNS),
         },
     )(value, where)
-
-
-def _implemented(value: Any, where: str) -> None:
-    _object(value, where)
-    for key, design in value.items():
-        if key not in IMPLEMENTED_DESIGNS:
-            raise ResultsError(f"{where} keys must be among {IMPLEMENTED_DESIGNS}, not {key!r}")
-        if design is not None:
-            _implemented_design(design, f"{where}.{key}")
 
 
 def _implemented_design(value: Any, where: str) -> None:
@@ -261,14 +252,15 @@ def _rtl(value: Any, where: str) -> None:
         )
 
 
-def _designs(check: Check) -> Check:
-    """A ``{design: figure}`` object over :data:`DESIGN_KEYS`; a figure may be null."""
+def _designs(check: Check, keys: tuple[str, ...] = DESIGN_KEYS) -> Check:
+    """A ``{design: figure}`` object over ``keys`` (default :data:`DESIGN_KEYS`); a figure
+    may be null."""
 
     def validate(value: Any, where: str) -> None:
         _object(value, where)
         for key, figure in value.items():
-            if key not in DESIGN_KEYS:
-                raise ResultsError(f"{where} keys must be among {DESIGN_KEYS}, not {key!r}")
+            if key not in keys:
+                raise ResultsError(f"{where} keys must be among {keys}, not {key!r}")
             if figure is not None:
                 check(figure, f"{where}.{key}")
 
