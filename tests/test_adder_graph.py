@@ -80,7 +80,7 @@ def test_random_matrix_shares_and_stays_exact() -> None:
         assert (node.lo, node.hi) == (lo_a + b[0], hi_a + b[1])
 
 
-@pytest.mark.parametrize("seed", [2, 3])
+@pytest.mark.parametrize("seed", [2, pytest.param(3, marks=pytest.mark.integration)])
 def test_depth_limit_holds(seed: int) -> None:
     """Sharing never pushes an output past the limit; below every tree's depth it shares
     nothing; a looser limit never costs adders."""
