@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from inq_hw.commands.common import is_rank_zero
 from inq_hw.commands.registry import COMMANDS, command, parse_csv
 from inq_hw.errors import InqHwError
 
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     distributed = _init_distributed()
     try:
         summary = handler(args)
-        show = _is_rank_zero()
+        show = is_rank_zero()
     except InqHwError as exc:
         sys.stderr.write(f"inq-hw {args.command}: error: {exc}\n")
         return 2
@@ -114,12 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if show:
         print(json.dumps(summary, indent=2, sort_keys=True) if args.json else text)
     return 0
-
-
-def _is_rank_zero() -> bool:
-    import torch.distributed as dist
-
-    return not dist.is_initialized() or dist.get_rank() == 0
 
 
 if __name__ == "__main__":

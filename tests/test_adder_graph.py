@@ -13,7 +13,6 @@ import pytest
 from amaranth.hdl import Fragment, Value
 
 import rtl_gen.arith
-from inq_hw.cli import main
 from inq_hw.cost import analyze
 from inq_hw.intmodel.arith import ActFormat
 from inq_hw.intmodel.package import load_package
@@ -81,7 +80,7 @@ def test_random_matrix_shares_and_stays_exact() -> None:
         assert (node.lo, node.hi) == (lo_a + b[0], hi_a + b[1])
 
 
-@pytest.mark.parametrize("seed", [2, 3])
+@pytest.mark.parametrize("seed", [2, pytest.param(3, marks=pytest.mark.integration)])
 def test_depth_limit_holds(seed: int) -> None:
     """Sharing never pushes an output past the limit; below every tree's depth it shares
     nothing; a looser limit never costs adders."""
@@ -157,10 +156,8 @@ def _built_widths(component: Any) -> list[int]:
     return sorted(widths)
 
 
-def test_cost_model_counts_the_shared_graph_as_built(tiny_inq: Path, tmp_path: Path) -> None:
-    out = tmp_path / "pkg"
-    assert main(["export", str(tiny_inq), "--out", str(out), "--no-progress"]) == 0
-    model = load_package(out)
+def test_cost_model_counts_the_shared_graph_as_built(tiny_package: Path) -> None:
+    model = load_package(tiny_package)
     cost = analyze(model, adder_graph="shared")
     tree = analyze(model, adder_graph="tree")
     for layer, plain in zip(cost.layers, tree.layers, strict=True):

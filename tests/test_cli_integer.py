@@ -6,6 +6,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from inq_hw.data import load_dataset
 from inq_hw.intmodel import run
@@ -72,6 +73,7 @@ def _write_idx(directory: Path, prefix: str, images: np.ndarray, labels: np.ndar
         handle.write(struct.pack(">II", 0x801, len(labels)) + labels.astype(np.uint8).tobytes())
 
 
+@pytest.mark.integration  # a whole LeNet-5 trained from IDX files; test_data reads IDX fast
 def test_lenet5_on_mnist_format_files(cli: Cli, tmp_path: Path) -> None:
     """A user's MNIST-format directory, end to end: train, INQ, export, eval."""
     digits = load_dataset("digits28")

@@ -131,9 +131,9 @@ def test_cli_missing_tool(
     tmp_path: Path,
 ) -> None:
     monkeypatch.setattr(tools_module, "tool_command", _raise_missing)
-    code = main(
-        ["cost", str(tiny_package), "--target", "ice40", "--cache", str(tmp_path), "--no-progress"]
-    )
+    # one output a layer: the tool is looked up once the layers' Verilog is written
+    argv = ["--target", "ice40", "--max-outputs", "1", "--cache", str(tmp_path), "--no-progress"]
+    code = main(["cost", str(tiny_package), *argv])
     _, err = capsys.readouterr()
     assert code == 2 and "nextpnr or yosys missing" in err
 

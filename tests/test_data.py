@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sklearn.datasets import load_digits
 
 from inq_hw.data import Dataset, DataSplit, dataset_names, load_dataset, register_dataset
 from inq_hw.errors import ConfigError, DataError
@@ -127,7 +126,10 @@ def test_digits_shapes_dtypes_ranges():
         assert split.x.min() >= 0 and split.x.max() == 1.0
 
 
+@pytest.mark.integration  # sklearn.datasets pulls in SciPy (1-2 s); the fast tier reads the CSV
 def test_digits_are_sklearns_images_over_16():
+    from sklearn.datasets import load_digits
+
     data = load_dataset("digits")
     x = torch.cat([data.train.x, data.test.x]).reshape(-1, 64).numpy() * 16
     y = torch.cat([data.train.y, data.test.y]).numpy()

@@ -45,6 +45,10 @@ from tests.test_rtl_units import _layer_fields, _with_exact_width
 
 U8, S8 = ActFormat(8, False, 6), ActFormat(8, True, 5)
 
+#: Variants outside the fast tier (``pytest -q`` runs them): the fast tier keeps one
+#: of each kind (padding 1; folded and pipelined; the twin pipelined; shared graphs mixed).
+INTEGRATION = pytest.mark.integration
+
 
 def _weight_layer(
     kind: type,
@@ -167,7 +171,9 @@ def _check(
     return record
 
 
-@pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize(
+    "padding", [pytest.param(0, marks=INTEGRATION), 1, pytest.param(2, marks=INTEGRATION)]
+)
 def test_small_cnn_is_bit_exact_under_stalls(padding: int) -> None:
     model = small_cnn(padding=padding)
     _check(model, build_dataflow(model), seed=padding)
@@ -179,6 +185,7 @@ def test_signed_input_and_folding_everywhere() -> None:
     _check(model, top, seed=7)
 
 
+@INTEGRATION  # the fast tier runs the twin pipelined and folded
 def test_multiplier_twin_runs_the_baseline_arithmetic() -> None:
     model = small_cnn()
     _check(model, build_dataflow(model, baseline="mult8", folding={"c2": 2}), weights="baseline")
@@ -204,8 +211,8 @@ ALL_FOLDED = {"c1": 3, "c2": 2, "f1": 4, "f2": 5}
 @pytest.mark.parametrize(
     ("folding", "pipeline", "stall"),
     [
-        ({}, {"c1": 3, "c2": 2, "f1": 4, "f2": 2}, 0.6),
-        (ALL_FOLDED, {"c1": 1, "c2": 2, "f1": 3, "f2": 1}, 0.3),
+        pytest.param({}, {"c1": 3, "c2": 2, "f1": 4, "f2": 2}, 0.6, marks=INTEGRATION),
+        pytest.param(ALL_FOLDED, {"c1": 1, "c2": 2, "f1": 3, "f2": 1}, 0.3, marks=INTEGRATION),
         ({"c2": 2, "f1": 3}, {"c1": 2, "c2": 3, "f2": 5}, 0.5),
     ],
     ids=["unrolled", "folded", "mixed"],
@@ -241,7 +248,10 @@ def test_a_wrong_pipeline_depth_in_the_model_is_caught() -> None:
 
 @pytest.mark.parametrize(
     ("folding", "pipeline"),
-    [({"f1": 2}, {}), ({"f1": 2}, {"c1": 2, "c2": 1, "f1": 3, "f2": 1})],
+    [
+        pytest.param({"f1": 2}, {}, marks=INTEGRATION),
+        ({"f1": 2}, {"c1": 2, "c2": 1, "f1": 3, "f2": 1}),
+    ],
     ids=["combinational", "pipelined"],
 )
 def test_timing_without_stalls_matches_the_design_parameters(
@@ -336,7 +346,7 @@ def test_fold_options_parse_and_expand() -> None:
 
 @pytest.mark.parametrize(
     ("folding", "pipeline"),
-    [({}, {}), ({"c2": 2}, {"c1": 2, "f1": 3, "f2": 1})],
+    [pytest.param({}, {}, marks=INTEGRATION), ({"c2": 2}, {"c1": 2, "f1": 3, "f2": 1})],
     ids=["combinational", "pipelined-mixed"],
 )
 def test_shared_adder_graphs_are_bit_exact_and_timed_exactly(

@@ -160,7 +160,13 @@ def test_checkpoint_provenance(inq_checkpoints: dict[int, Path]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "channels", "size"), [("digits-cnn", 1, 8), ("lenet5", 1, 28), ("resnet8", 3, 32)]
+    ("name", "channels", "size"),
+    [
+        ("digits-cnn", 1, 8),
+        ("lenet5", 1, 28),
+        # the whole ResNet-8 is integration; test_lower_ops lowers its add and pooling fast
+        pytest.param("resnet8", 3, 32, marks=pytest.mark.integration),
+    ],
 )
 def test_every_layer_tracks_its_float_node(name: str, channels: int, size: int) -> None:
     model, n1, x = _zoo(name, channels, size)

@@ -540,19 +540,35 @@ def test_interrupted_writes_leave_only_whole_files(
     assert all(data.startswith(PNG_MAGIC) for name, data in after.items() if name.endswith(".png"))
 
 
-def _markdown(results: dict[str, Any], out: Path) -> str:
-    render_report(results, out)
-    return (out / "report.md").read_text()
-
-
-def test_labels_say_which_design_and_how_many_images(tmp_path: Path) -> None:
+def _variant() -> dict[str, Any]:
+    """The results with what the next three tests look at changed, together (one render,
+    plots included): combinational, unplaced slices (no FF, DSP or Fmax figures) and no
+    test-set size; Nangate45 figures for 2 bits; stage times."""
     results = make_results()
     for entry in results["bits"]:
         entry["cost"]["ice40"]["ff"] = {"shift_add": 0, "mult8": 0}
         entry["cost"]["ice40"]["dsp"] = {"shift_add": 0, "mult8": 0}
         entry["cost"]["ice40"]["fmax_mhz"] = None
+        entry["stage_seconds"] = {"simulate": 20.0 + entry["bits"]}
     del results["dataset"]["test_samples"]
-    markdown = _markdown(results, tmp_path)
+    results["bits"][0]["cost"]["nangate45"] = {
+        key: {"shift_add": 1000.0, "mult8": 4000.0}
+        for key in ("area_um2", "analytic_area_um2", "energy_pj", "analytic_energy_pj")
+    }
+    results["stage_seconds"] = {"train FP32": 4.5, "INQ 2-bit": 4.1, "INQ 3-bit": 3.6}
+    return results
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """:func:`_variant` and its rendered report.md."""
+    results, out = _variant(), tmp_path_factory.mktemp("variant")
+    render_report(results, out)
+    return results, (out / "report.md").read_text()
+
+
+def test_labels_say_which_design_and_how_many_images(variant: tuple[dict[str, Any], str]) -> None:
+    _, markdown = variant
     table = {row[""]: row for row in md_tables(markdown)["2-bit"]}
     # combinational, unplaced slices: no all-zero FF / DSP rows, no empty Fmax row
     assert not [label for label in table if "FF" in label or "DSP" in label or "Fmax" in label]
@@ -564,14 +580,9 @@ def test_labels_say_which_design_and_how_many_images(tmp_path: Path) -> None:
     assert "twin ÷ shift-add" in notes
 
 
-def test_one_unit_and_one_ratio_direction(tmp_path: Path) -> None:
-    results = make_results()
+def test_one_unit_and_one_ratio_direction(variant: tuple[dict[str, Any], str]) -> None:
+    results, markdown = variant
     entry = results["bits"][0]
-    entry["cost"]["nangate45"] = {
-        key: {"shift_add": 1000.0, "mult8": 4000.0}
-        for key in ("area_um2", "analytic_area_um2", "energy_pj", "analytic_energy_pj")
-    }
-    markdown = _markdown(results, tmp_path)
     assert "pJ" not in markdown and "µm" not in markdown
     table = {row[""]: row for row in md_tables(markdown)["2-bit"]}
     assert table["Nangate45 area (mm², 2-output slices)"]["INQ 2-bit (shift-add)"] == "0.001000"
@@ -585,12 +596,8 @@ def test_one_unit_and_one_ratio_direction(tmp_path: Path) -> None:
     assert f"Multiplier twin ÷ shift-add design (analytic, unrolled units): {expected}" in markdown
 
 
-def test_stage_table_one_row_per_stage(tmp_path: Path) -> None:
-    results = make_results()
-    results["stage_seconds"] = {"train FP32": 4.5, "INQ 2-bit": 4.1, "INQ 3-bit": 3.6}
-    for entry in results["bits"]:
-        entry["stage_seconds"] = {"simulate": 20.0 + entry["bits"]}
-    markdown = _markdown(results, tmp_path)
+def test_stage_table_one_row_per_stage(variant: tuple[dict[str, Any], str]) -> None:
+    _, markdown = variant
     stages = "# stages\n| stage (seconds)" + markdown.split("| stage (seconds)")[1]
     rows = {row["stage (seconds)"]: row for row in md_tables(stages)["stages"]}
     assert rows["train FP32"]["once"] == "4.5" and rows["train FP32"]["2-bit"] == "—"

@@ -105,8 +105,16 @@ def _acc_widths(out: ActFormat, shift: int) -> list[int]:
     return [max(2, min(62, b)) for b in (3, edge, edge + 1, 24, 62)]
 
 
+#: Shifts the fast tier sweeps (left shifts, none, a tie at 1, mid, the widest); the rest
+#: run in ``pytest -q`` (integration).
+FAST_SHIFTS = (-3, -1, 0, 1, 4, 12)
+
+
 @pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
-@pytest.mark.parametrize("shift", SHIFTS)
+@pytest.mark.parametrize(
+    "shift",
+    [s if s in FAST_SHIFTS else pytest.param(s, marks=pytest.mark.integration) for s in SHIFTS],
+)
 def test_requantizer_matches_golden(shift: int, relu: bool) -> None:
     rng = np.random.default_rng(1000 + 2 * shift + relu)
     for index, out in enumerate(OUT_FORMATS):

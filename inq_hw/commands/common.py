@@ -1,10 +1,19 @@
 """Helpers shared by the subcommands: tables, percentages, progress."""
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "output_dir", "output_file", "percent", "progress", "samples_arg"]
+__all__ = [
+    "format_table",
+    "is_rank_zero",
+    "output_dir",
+    "output_file",
+    "percent",
+    "progress",
+    "samples_arg",
+]
 
 
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -27,12 +36,22 @@ def percent(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
+def is_rank_zero() -> bool:
+    """True outside torch.distributed and on rank 0 inside it. A process group exists only
+    once ``torch.distributed`` is imported, so a torch-free command (cost, generate,
+    simulate) never loads torch to ask."""
+    if "torch.distributed" not in sys.modules:
+        return True
+    from inq_hw.train import is_main_process
+
+    return is_main_process()
+
+
 def progress(args: argparse.Namespace) -> Any:
     """A rich progress display on stderr unless ``--no-progress`` (rank 0 only)."""
     from inq_hw.progress import RichProgress
-    from inq_hw.train import is_main_process
 
-    return RichProgress(enabled=not args.no_progress and is_main_process())
+    return RichProgress(enabled=not args.no_progress and is_rank_zero())
 
 
 def _check_output(text: str, *, directory: bool) -> Path:

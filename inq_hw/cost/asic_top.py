@@ -91,11 +91,11 @@ def asic_top(
     LibertyError, ToolNotFound, ToolTimeout, ToolError
         As :func:`inq_hw.cost.asic.asic_cost`.
     """
+    if abc != "fast":  # fanout buffering is part of the fast script (cost.asic)
+        raise CostError(f"The dataflow top is mapped with the fast ABC script, not --abc {abc}")
     from rtl_gen.dataflow import cap_folding, generate_dataflow
 
     check_tools()
-    if abc != "fast":  # fanout buffering is part of the fast script (cost.asic)
-        raise CostError(f"The dataflow top is mapped with the fast ABC script, not --abc {abc}")
     progress = progress or Progress()
     model = load_package(package)
     chosen = cap_folding(model, folding) if folding else full_folding(model)
