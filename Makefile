@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUNS ?= runs
 
-.PHONY: setup demo default-report test lint typecheck bench clean clean-cache
+.PHONY: setup demo default-report test test-fast lint typecheck bench clean clean-cache
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,10 @@ typecheck: setup
 
 test: lint typecheck
 	$(BIN)/pytest -q
+
+# The fast tier on both cores (pytest-xdist): about a minute; `make test` runs every tier.
+test-fast: setup
+	$(BIN)/pytest -q -n 2 -m "not hw and not slow and not dist and not integration"
 
 bench: setup
 	$(BIN)/python -m benches
