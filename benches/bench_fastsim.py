@@ -12,6 +12,10 @@ the ratio, wall against wall and CPU against CPU. Then lenet5 on digits28 with i
 Linear folded (``$INQ_HW_FASTSIM_LENET_FOLD``, default 30), 2,000 images (the 359 test
 images repeated).
 
+``$INQ_HW_FASTSIM_COCOTB_CACHE`` keeps the cocotb builds in that directory across runs (a
+5-bit cocotb build takes minutes); its build seconds are then the cache check, marked
+"cached". The fast engine builds afresh in every run (a temporary directory).
+
 Packages come from ``$INQ_HW_BENCH_PACKAGES`` (default ``runs/demo/table``):
 ``pkg<b>-random`` for digits-cnn and ``lenet5-4`` for lenet5 (``inq-hw export`` of an INQ
 checkpoint); missing ones are skipped with a note.
@@ -39,6 +43,11 @@ def _root() -> Path:
 
 def _bits() -> list[int]:
     return [int(b) for b in os.environ.get("INQ_HW_FASTSIM_BITS", "2,3").split(",") if b]
+
+
+def _cocotb_cache() -> Path | None:
+    chosen = os.environ.get("INQ_HW_FASTSIM_COCOTB_CACHE")
+    return Path(chosen) if chosen else None
 
 
 def _test_inputs(package: Path) -> np.ndarray:
@@ -89,7 +98,7 @@ def measure_digits(bits: int, cocotb_images: int) -> dict[str, Any] | None:
             images=images[:cocotb_images],
             engine="cocotb",
             simulator="verilator",
-            cache_dir=Path(tmp) / "cocotb",
+            cache_dir=_cocotb_cache() or Path(tmp) / "cocotb",
         )
         _report(f"digits-cnn {bits}-bit cocotb", slow)
     if fast["mismatched_samples"] or slow["mismatched_samples"]:
@@ -165,7 +174,9 @@ def _row(result: dict[str, Any]) -> list[str]:
         f"{fast['build_seconds']:.0f}",
         f"{fast['images_per_second']:.0f}",
         f"{fast['samples'] / cpu:.0f}" if cpu else "-",
-        f"{slow['build_seconds']:.0f}" if slow else "-",
+        (f"{slow['build_seconds']:.0f}" + (" (cached)" if _cocotb_cache() else ""))
+        if slow
+        else "-",
         f"{slow['images_per_second']:.1f} ({slow['samples']})" if slow else "-",
         f"{slow['samples'] / slow_cpu:.1f}" if slow and slow_cpu else "-",
         f"{ratio:.0f}x" if ratio else "-",

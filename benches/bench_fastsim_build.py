@@ -42,7 +42,10 @@ def _measure(package: Path, rtl: Path, changes: dict[str, Any], cache: Path) -> 
     flags = dataclasses.replace(BuildFlags(), **changes)
     top = json.loads((rtl / "manifest.json").read_text())["tops"][0]
     start = time.perf_counter()
-    build = build_harness([rtl / top["file"]], top["name"], "stream", cache, flags=flags)
+    widths = {port["name"]: port["width"] for port in top["ports"]}
+    build = build_harness(
+        [rtl / top["file"]], top["name"], "stream", cache, flags=flags, port_widths=widths
+    )
     build_s = time.perf_counter() - start
     vectors = golden_vectors(load_package(package), None)
     count = len(vectors["input"])
@@ -53,7 +56,7 @@ def _measure(package: Path, rtl: Path, changes: dict[str, Any], cache: Path) -> 
         top["params"]["output"],
         vectors["output"],
         vectors["prediction"],
-        port_widths={port["name"]: port["width"] for port in top["ports"]},
+        port_widths=widths,
         max_cycles=1000 + count * 64 * top["params"]["input"]["beats"],
     )
     if result["mismatched_samples"] or result["timeout"]:

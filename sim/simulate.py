@@ -303,7 +303,10 @@ def _run_fast(
     from sim.fast.engine import build_harness, run_stream
 
     traced = run.waves or run.activity is not None
-    build = build_harness([rtl / top.file], top.name, "stream", cache, trace=traced, log=run.log)
+    widths = {port.name: port.width for port in top.ports}
+    build = build_harness(
+        [rtl / top.file], top.name, "stream", cache, trace=traced, port_widths=widths, log=run.log
+    )
     waves = build.executable.parent / "waves.fst" if traced else None
     result = run_stream(
         build,
@@ -312,7 +315,7 @@ def _run_fast(
         top.params["output"],
         arrays["output"],
         arrays["prediction"],
-        port_widths={port.name: port.width for port in top.ports},
+        port_widths=widths,
         seed=run.seed,
         idle=run.idle,
         stall=run.stall,

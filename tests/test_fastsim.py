@@ -102,7 +102,10 @@ def test_stale_builds_are_refused(small: dict[str, Path], tmp_path: Path) -> Non
         )
     # a cached build whose stamp names another design (copied or edited by hand)
     top = json.loads((small["rtl"] / "manifest.json").read_text())["tops"][0]
-    build = build_harness([small["rtl"] / top["file"]], top["name"], "stream", small["cache"])
+    widths = {port["name"]: port["width"] for port in top["ports"]}
+    build = build_harness(
+        [small["rtl"] / top["file"]], top["name"], "stream", small["cache"], port_widths=widths
+    )
     stamp = build.executable.parent / "design.json"
     saved = stamp.read_text()
     stamp.write_text(json.dumps({"key": "0" * 24, "top": top["name"]}))

@@ -14,7 +14,8 @@ same seed gives the same run, but not the same gaps as the cocotb testbench's
 
 Example usage::
 
-    build = build_harness([Path("rtl/top.v")], "dataflow_shiftadd", "stream", Path("cache"))
+    build = build_harness([Path("rtl/top.v")], "dataflow_shiftadd", "stream", Path("cache"),
+                          port_widths={"i__payload": 8, "o__payload": 164})
     result = run_stream(build, beats, input_fmt, output_fmt, expected, labels, seed=0)
 """
 
@@ -50,6 +51,32 @@ __all__ = [
 
 HARNESS = Path(__file__).with_name("harness.cpp")
 KINDS = {"stream": "INQ_HW_STREAM", "pe_array": "INQ_HW_PE_ARRAY"}
+_WRAPPER_TOP = "inq_hw_stream_harness"
+# The stream top inside a wrapper whose only input is clk: the top's inputs are registers
+# set at each rising edge by the harness's inq_hw_cycle (harness.cpp), so they change only
+# with the clock and Verilator evaluates the top's logic once per cycle.
+_WRAPPER = """module {wrapper}(input wire clk);
+  import "DPI-C" function void inq_hw_cycle(
+      input bit i_fire, input bit o_fire, input bit [{o_msb}:0] o_payload,
+      output bit rst, output bit i_valid, output bit [{i_msb}:0] i_payload, output bit o_ready);
+  reg rst = 1'b1, i_valid = 1'b0, o_ready = 1'b0;
+  reg [{i_msb}:0] i_payload = '0;
+  wire i_ready, o_valid;
+  wire [{o_msb}:0] o_payload;
+  {top} dut(.clk(clk), .rst(rst), .i__payload(i_payload), .i__valid(i_valid),
+      .i__ready(i_ready), .o__payload(o_payload), .o__valid(o_valid), .o__ready(o_ready));
+  always @(posedge clk) begin : step
+    bit next_rst, next_valid, next_ready;
+    bit [{i_msb}:0] next_payload;
+    inq_hw_cycle(i_valid & i_ready, o_valid & o_ready, o_payload,
+                 next_rst, next_valid, next_payload, next_ready);
+    rst <= next_rst;
+    i_valid <= next_valid;
+    i_payload <= next_payload;
+    o_ready <= next_ready;
+  end
+endmodule
+"""
 _STAMP = "design.json"
 _KILL_GRACE_S = 30  # the harness checks its own wall-clock limit; this is the backstop
 
@@ -137,10 +164,12 @@ def build_harness(
     *,
     trace: bool = False,
     flags: BuildFlags | None = None,
+    port_widths: dict[str, int] | None = None,
     log: Log = _stderr,
 ) -> HarnessBuild:
     """Compile ``top`` with the harness (``kind``: ``"stream"`` or ``"pe_array"``), or
-    take the cached executable of the same key.
+    take the cached executable of the same key. A stream top needs its ``port_widths``
+    (``i__payload`` and ``o__payload``, for the wrapper it runs in).
 
     Raises:
         SimulationError: Verilator or a compiler missing, the build failed, or a cached
@@ -158,7 +187,10 @@ def build_harness(
     if missing:
         raise SimulationError(f"Verilog sources not found: {missing}")
     args = [*flags.verilator_args(), f"-D{KINDS[kind]}"]
-    key = design_key([*sources, HARNESS], top, "verilator", trace, flags=args)
+    wrapper = _wrapper(top, port_widths) if kind == "stream" else None
+    key = design_key(
+        [*sources, HARNESS], top, "verilator", trace, flags=[*args, *([wrapper] if wrapper else [])]
+    )
     build_dir = Path(cache_dir) / f"fast-{kind}-{key}"
     executable = build_dir / "harness"
     start = time.perf_counter()
@@ -167,10 +199,22 @@ def build_harness(
         log(f"fast: {top}: cached build {build_dir.name}")
         return HarnessBuild(executable, key, kind, trace, time.perf_counter() - start, True)
     log(f"fast: building {top} ({kind}{', trace' if trace else ''}) in {build_dir}")
-    _compile(sources, top, kind, build_dir, key, flags, trace)
+    _compile(sources, top, kind, build_dir, key, flags, trace, wrapper)
     seconds = time.perf_counter() - start
     log(f"fast: built {top} in {seconds:.1f} s")
     return HarnessBuild(executable, key, kind, trace, seconds, False)
+
+
+def _wrapper(top: str, port_widths: dict[str, int] | None) -> str:
+    widths = port_widths or {}
+    if not {"i__payload", "o__payload"} <= widths.keys():
+        raise SimulationError("A stream top's harness needs the widths of i__payload, o__payload")
+    return _WRAPPER.format(
+        wrapper=_WRAPPER_TOP,
+        top=top,
+        i_msb=widths["i__payload"] - 1,
+        o_msb=widths["o__payload"] - 1,
+    )
 
 
 def _check_stamp(build_dir: Path, key: str, top: str) -> None:
@@ -193,6 +237,7 @@ def _compile(
     key: str,
     flags: BuildFlags,
     trace: bool,
+    wrapper: str | None,
 ) -> None:
     """Build in a temporary directory beside ``build_dir``, then rename it into place."""
     executable, _ = find_verilator()
@@ -202,6 +247,10 @@ def _compile(
     cflags = f"-D{KINDS[kind]}" + (" -DINQ_HW_TRACE" if trace else "")
     opt = flags.verilator_args()
     make_vars = [a for a in opt if a.startswith("OPT_")]
+    wrapped: list[str] = []
+    if wrapper is not None:
+        (work / "wrapper.sv").write_text(wrapper)
+        wrapped = [str(work / "wrapper.sv")]
     if shutil.which("ccache"):
         # the Verilator runtime and the harness compile alike for every design: cached once
         make_vars.append("OBJCACHE=ccache")
@@ -213,7 +262,7 @@ def _compile(
         "--prefix",
         "Vtop",
         "--top-module",
-        top,
+        _WRAPPER_TOP if wrapper is not None else top,
         "-Wno-fatal",
         "-Wno-lint",
         "-Wno-style",
@@ -231,6 +280,7 @@ def _compile(
         str(work / "harness"),
         str(HARNESS),
         *[str(path) for path in sources],
+        *wrapped,
     ]
     log_path = work / "build.log"
     try:

@@ -7,10 +7,10 @@
 //
 // It reads a plain "key value" configuration (argv[1]) written by engine.py, streams the
 // binary input file, and writes every output beat with its cycle to the binary output file
-// and a "key value" result. The stream protocol matches sim/tb_dataflow.py: each cycle,
-// at the falling edge, a beat is offered unless the seeded generator says idle (a beat
-// once offered stays until taken) and o__ready is raised unless it says stall; after the
-// logic settles the transfers of the coming rising edge are recorded. The first
+// and a "key value" result. The stream protocol matches sim/tb_dataflow.py: each cycle a
+// beat is offered unless the seeded generator says idle (a beat once offered stays until
+// taken) and o__ready is raised unless it says stall; the transfers of the rising edge
+// that ends the cycle are recorded from the values the logic settled to. The first
 // `timing_images` results come without gaps or stalls, to measure latency and interval.
 
 #include <chrono>
@@ -74,29 +74,6 @@ struct Random {
     // true with probability threshold / 2^32
     bool below(uint64_t threshold) { return next() < threshold; }
 };
-
-// Ports of up to 64 bits are integers, wider ones VlWide<N> (32-bit words, LSW first);
-// the values handed in are already masked to the port's width by engine.py.
-template <typename T>
-void put(T& port, const uint32_t* words) {
-    uint64_t value = words[0];
-    if (sizeof(T) > 4) value |= static_cast<uint64_t>(words[1]) << 32;
-    port = static_cast<T>(value);
-}
-template <std::size_t N>
-void put(VlWide<N>& port, const uint32_t* words) {
-    for (std::size_t k = 0; k < N; ++k) port[k] = words[k];
-}
-template <typename T>
-void get(const T& port, uint32_t* words) {
-    const uint64_t value = port;
-    words[0] = static_cast<uint32_t>(value);
-    if (sizeof(T) > 4) words[1] = static_cast<uint32_t>(value >> 32);
-}
-template <std::size_t N>
-void get(const VlWide<N>& port, uint32_t* words) {
-    for (std::size_t k = 0; k < N; ++k) words[k] = port[k];
-}
 
 std::vector<uint32_t> read_words(const std::string& path) {
     std::ifstream in(path, std::ios::binary | std::ios::ate);
@@ -169,15 +146,6 @@ class WallClock {
     std::clock_t cpu_start_ = std::clock();
 };
 
-void reset(Vtop* top, Clock& clock) {
-    top->rst = 1;
-    for (int k = 0; k < 3; ++k) {
-        clock.settle_low();
-        clock.rise();
-    }
-    top->rst = 0;
-}
-
 void progress(uint64_t done, uint64_t total, uint64_t& next_report, const WallClock& wall) {
     if (done < next_report && done != total) return;
     std::fprintf(stderr, "fast: samples done %llu/%llu (%.2f s)\n",
@@ -188,74 +156,120 @@ void progress(uint64_t done, uint64_t total, uint64_t& next_report, const WallCl
 }
 
 #ifdef INQ_HW_STREAM
-// Verilator escapes "__" in port names (Amaranth's "i__valid" is member "i___05Fvalid").
-#define I_PAYLOAD i___05Fpayload
-#define I_VALID i___05Fvalid
-#define I_READY i___05Fready
-#define O_PAYLOAD o___05Fpayload
-#define O_VALID o___05Fvalid
-#define O_READY o___05Fready
+// The stream top runs inside the wrapper that engine.py writes (inq_hw_stream_harness,
+// the model's only input is clk): at every rising edge the wrapper calls inq_hw_cycle with
+// the handshake and result the top settled to in the cycle that edge ends, and registers
+// the inputs this returns for the next cycle. The top's inputs thus change only at the
+// clock edge, so Verilator computes its logic once per cycle (as top-level inputs, the
+// input-dependent logic would be re-run by every eval(), the falling edge's included),
+// while each cycle sees the same inputs and is sampled as in sim/tb_dataflow.py.
+#include "Vtop__Dpi.h"
+
+struct Stream {
+    uint64_t in_words, out_words, samples, timed, max_cycles, idle, stall, total_beats;
+    const uint32_t* beats;
+    std::FILE* out;
+    Random rng;
+    std::vector<uint32_t> record;
+    const uint32_t* payload = nullptr;  // the beat on i__payload (held until taken)
+    uint64_t edges = 0, sent = 0, received = 0, cycle = 0, next_report = 0;
+    int64_t first_in = -1;
+    bool offering = false, ready = false, done = false;
+    const WallClock* wall;
+};
+Stream* stream = nullptr;
+
+constexpr uint64_t RESET_EDGES = 3;  // rst high at the first three rising edges
+
+}  // namespace
+
+// The edge ending `stream->cycle`: record its transfers, then choose the next cycle's inputs.
+extern "C" void inq_hw_cycle(svBit i_fire, svBit o_fire, const svBitVecVal* o_payload,
+                             svBit* rst, svBit* i_valid, svBitVecVal* i_payload,
+                             svBit* o_ready) {
+    Stream& s = *stream;
+    ++s.edges;
+    *rst = s.edges < RESET_EDGES;
+    if (s.edges > RESET_EDGES) {
+        if (i_fire) {
+            if (s.first_in < 0) s.first_in = static_cast<int64_t>(s.cycle);
+            ++s.sent;
+            s.offering = false;
+        }
+        if (o_fire) {
+            s.record[0] = static_cast<uint32_t>(s.cycle);
+            s.record[1] = static_cast<uint32_t>(s.cycle >> 32);
+            std::memcpy(&s.record[2], o_payload, 4 * s.out_words);
+            std::fwrite(s.record.data(), 4, s.record.size(), s.out);
+            ++s.received;
+            progress(s.received, s.samples, s.next_report, *s.wall);
+        }
+        ++s.cycle;
+    }
+    if (s.edges >= RESET_EDGES) {
+        if (s.received >= s.samples || s.cycle >= s.max_cycles) s.done = true;
+        const bool calm = s.received < s.timed;
+        if (!s.offering && s.sent < s.total_beats) {
+            s.offering = calm || !s.rng.below(s.idle);
+            if (s.offering) s.payload = &s.beats[s.sent * s.in_words];
+        }
+        s.ready = calm || !s.rng.below(s.stall);
+    }
+    *i_valid = s.offering;
+    *o_ready = s.ready;
+    if (s.payload != nullptr) std::memcpy(i_payload, s.payload, 4 * s.in_words);
+}
+
+namespace {
 
 int run(Vtop* top, const Config& cfg) {
-    const uint64_t in_words = number(cfg, "in_words"), out_words = number(cfg, "out_words");
-    const uint64_t samples = number(cfg, "samples"), timed = number(cfg, "timing_images");
-    const uint64_t max_cycles = number(cfg, "max_cycles");
-    const uint64_t idle = number(cfg, "idle_threshold"), stall = number(cfg, "stall_threshold");
     const std::vector<uint32_t> beats = read_words(text(cfg, "input"));
-    const uint64_t total_beats = beats.size() / in_words;
-    std::FILE* out = std::fopen(text(cfg, "output").c_str(), "wb");
-    if (out == nullptr) return 4;
-    Random rng{number(cfg, "seed")};
+    Stream s{};
+    s.in_words = number(cfg, "in_words");
+    s.out_words = number(cfg, "out_words");
+    s.samples = number(cfg, "samples");
+    s.timed = number(cfg, "timing_images");
+    s.max_cycles = number(cfg, "max_cycles");
+    s.idle = number(cfg, "idle_threshold");
+    s.stall = number(cfg, "stall_threshold");
+    s.total_beats = beats.size() / s.in_words;
+    s.beats = beats.data();
+    s.rng = Random{number(cfg, "seed")};
+    s.record.resize(2 + s.out_words);
+    s.out = std::fopen(text(cfg, "output").c_str(), "wb");
+    if (s.out == nullptr) return 4;
     Clock clock(top, cfg);
     WallClock wall(static_cast<double>(number(cfg, "wall_ms")) / 1000.0);
-    top->I_VALID = 0;
-    top->O_READY = 0;
-    reset(top, clock);
-
-    std::vector<uint32_t> record(2 + out_words);
-    uint64_t sent = 0, received = 0, cycle = 0, next_report = 0;
-    int64_t first_in = -1;
-    bool offering = false, wall_out = false;
-    while (received < samples && cycle < max_cycles) {
-        if ((cycle & 0xFFF) == 0 && wall.over()) {
+    s.wall = &wall;
+    stream = &s;
+    bool wall_out = false;
+    for (uint64_t k = 0; !s.done; ++k) {
+        if ((k & 0xFFF) == 0 && wall.over()) {
             wall_out = true;
             break;
         }
-        const bool calm = received < timed;
-        if (!offering && sent < total_beats) {
-            offering = calm || !rng.below(idle);
-            if (offering) put(top->I_PAYLOAD, &beats[sent * in_words]);
-        }
-        top->I_VALID = offering;
-        const bool ready = calm || !rng.below(stall);
-        top->O_READY = ready;
-        clock.settle_low();  // clk low and the new inputs, settled: one eval
-        if (offering && top->I_READY) {
-            if (first_in < 0) first_in = static_cast<int64_t>(cycle);
-            ++sent;
-            offering = false;
-        }
-        if (ready && top->O_VALID) {
-            record[0] = static_cast<uint32_t>(cycle);
-            record[1] = static_cast<uint32_t>(cycle >> 32);
-            get(top->O_PAYLOAD, &record[2]);
-            std::fwrite(record.data(), 4, record.size(), out);
-            ++received;
-            progress(received, samples, next_report, wall);
-        }
-        clock.rise();
-        ++cycle;
+        clock.settle_low();  // nothing changes but clk: no logic runs
+        clock.rise();        // the edge: inq_hw_cycle, the registers, the logic once
     }
-    std::fclose(out);
+    std::fclose(s.out);
     std::ofstream result(text(cfg, "result"));
-    result << "cycles " << cycle << "\nreceived " << received << "\nsent_beats " << sent
-           << "\nfirst_in " << first_in << "\nwall_timeout " << wall_out << "\nrun_seconds "
+    result << "cycles " << s.cycle << "\nreceived " << s.received << "\nsent_beats " << s.sent
+           << "\nfirst_in " << s.first_in << "\nwall_timeout " << wall_out << "\nrun_seconds "
            << wall.seconds() << "\ncpu_seconds " << wall.cpu_seconds() << "\n";
     return 0;
 }
 #endif
 
 #ifdef INQ_HW_PE_ARRAY
+void reset(Vtop* top, Clock& clock) {
+    top->rst = 1;
+    for (int k = 0; k < 3; ++k) {
+        clock.settle_low();
+        clock.rise();
+    }
+    top->rst = 0;
+}
+
 // Per image: write it one word per cycle, pulse i_start, run until o_done rises (or the
 // cycle limit), read the outputs back (one edge of read latency), as sim/tb_pe_array.py.
 int run(Vtop* top, const Config& cfg) {
