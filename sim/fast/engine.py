@@ -54,7 +54,9 @@ KINDS = {"stream": "INQ_HW_STREAM", "pe_array": "INQ_HW_PE_ARRAY"}
 _WRAPPER_TOP = "inq_hw_stream_harness"
 # The stream top inside a wrapper whose only input is clk: the top's inputs are registers
 # set at each rising edge by the harness's inq_hw_cycle (harness.cpp), so they change only
-# with the clock and Verilator evaluates the top's logic once per cycle.
+# with the clock and Verilator evaluates the top's logic once per cycle. The instance is
+# named after its module, so a trace's scopes read ``TOP.<wrapper>.<top>.x`` and the
+# switching-activity mapping (inq_hw.cost.asic, deepest ``<top>`` scope) finds the nets.
 _WRAPPER = """module {wrapper}(input wire clk);
   import "DPI-C" function void inq_hw_cycle(
       input bit i_fire, input bit o_fire, input bit [{o_msb}:0] o_payload,
@@ -63,7 +65,7 @@ _WRAPPER = """module {wrapper}(input wire clk);
   reg [{i_msb}:0] i_payload = '0;
   wire i_ready, o_valid;
   wire [{o_msb}:0] o_payload;
-  {top} dut(.clk(clk), .rst(rst), .i__payload(i_payload), .i__valid(i_valid),
+  {top} {top}(.clk(clk), .rst(rst), .i__payload(i_payload), .i__valid(i_valid),
       .i__ready(i_ready), .o__payload(o_payload), .o__valid(o_valid), .o__ready(o_ready));
   always @(posedge clk) begin : step
     bit next_rst, next_valid, next_ready;
