@@ -13,8 +13,9 @@ Linear folded (``$INQ_HW_FASTSIM_LENET_FOLD``, default 30), 2,000 images (the 35
 images repeated).
 
 ``$INQ_HW_FASTSIM_COCOTB_CACHE`` keeps the cocotb builds in that directory across runs (a
-5-bit cocotb build takes minutes); its build seconds are then the cache check, marked
-"cached". The fast engine builds afresh in every run (a temporary directory).
+5-bit cocotb build takes minutes); their build column is then marked "(cache kept)": a
+cache check where the build was kept, a build where it was not (the runner does not say
+which). The fast engine builds afresh in every run (a temporary directory).
 
 Packages come from ``$INQ_HW_BENCH_PACKAGES`` (default ``runs/demo/table``):
 ``pkg<b>-random`` for digits-cnn and ``lenet5-4`` for lenet5 (``inq-hw export`` of an INQ
@@ -174,7 +175,7 @@ def _row(result: dict[str, Any]) -> list[str]:
         f"{fast['build_seconds']:.0f}",
         f"{fast['images_per_second']:.0f}",
         f"{fast['samples'] / cpu:.0f}" if cpu else "-",
-        (f"{slow['build_seconds']:.0f}" + (" (cached)" if _cocotb_cache() else ""))
+        (f"{slow['build_seconds']:.0f}" + (" (cache kept)" if _cocotb_cache() else ""))
         if slow
         else "-",
         f"{slow['images_per_second']:.1f} ({slow['samples']})" if slow else "-",
