@@ -3,11 +3,10 @@
 ResNet-18 (11.7M parameters, 10 classes): BatchNorm folding plus one INQ step (partition
 and quantize every layer onto its 5-bit grid), lowering (trace, calibration on 8 images,
 codes, biases, baselines), the golden executor in images per second, and the PE-array
-``explore`` of a 16x16 array (fit, compile, cycle model). ResNet-18's stem max pool is
-padded, which the PE array's vector unit cannot run (no bounds check), so its explore
-is the refusal; MobileNetV2 (depthwise convs, ReLU6 clamps, residual adds, global
-average pool) is explored in its place. Build (quantize + lower) and run (executor) are
-reported separately.
+``explore`` of a 16x16 array (fit, compile, cycle model; ResNet-18's padded stem max
+pool runs as a zero-padded copy and a plain pool). MobileNetV2 (depthwise convs, ReLU6
+clamps, residual adds, global average pool) beside it. Build (quantize + lower) and run
+(executor) are reported separately.
 """
 
 import copy

@@ -9,6 +9,10 @@ generator runs any package that fits its parameters:
   cycle), ``VECTOR`` runs MaxPool, AvgPool, ReLU or a residual Add on the scalar vector
   unit (one operand read per cycle). Flatten costs nothing: the C, H, W order of a
   ``(C, H, W)`` tensor already is PyTorch's flattening, so the output aliases the input.
+  A max pool with padding or ``ceil_mode`` (on an unsigned input, as after a ReLU) first
+  copies its input into a zero-padded scratch region with a depthwise 1x1 MATMUL of
+  weight 1 (one per channel; the MATMUL's address generator reads outside taps as
+  zero), then pools the copy with a plain VECTOR.
 * **weight words** (weight memory): for each MATMUL layer, output-channel tile and
   reduction step one word of C lanes, lane c holding the weight of output channel
   ``o0 + c`` (a b-bit code for shift PEs, an 8-bit integer for the multiplier twin; zero
@@ -57,7 +61,7 @@ from inq_hw.intmodel import (
     WeightLayer,
 )
 from inq_hw.intmodel.arith import ActFormat, output_bounds, signed_bits
-from inq_hw.intmodel.codes import zero_code
+from inq_hw.intmodel.codes import code_of_weight, zero_code
 from rtl_gen.export import RTLError
 from rtl_gen.pe import mult_mac_min_acc_bits, shift_mac_min_acc_bits
 
@@ -244,7 +248,8 @@ class Program:
     terms : tuple of (int, int)
         Term table image: ``(offset, align)``.
     regions : dict of str to Region
-        Every tensor's region, by layer name (Flatten shares its input's).
+        Every tensor's region, by layer name (Flatten shares its input's), and each
+        padded max pool's scratch (:func:`padded_name`).
     input, output : Region
     act_words : int
         Activation words the program needs (peak of the map).
@@ -349,12 +354,11 @@ def _lane_values(layer: WeightLayer, weights: str, bits: int) -> np.ndarray:
     return values & ((1 << bits) - 1)
 
 
-def _pack_weights(b: _Builder, layer: WeightLayer, rows: slice = slice(None)) -> int:
-    """Append the weight words of the layer's output channels ``rows`` (output tile by
-    tile, step by step); their base."""
+def _pack_lanes(b: _Builder, lanes: np.ndarray) -> int:
+    """Append the weight words of ``(Cout, K)`` lane values (output tile by tile, step by
+    step); their base."""
     cfg = b.config
     bits = cfg.weight_bits
-    lanes = _lane_values(layer, b.weights, bits)[rows]
     cout, ksteps = lanes.shape
     tiles = -(-cout // cfg.cols)
     padded = np.zeros((tiles * cfg.cols, ksteps), dtype=object)
@@ -369,6 +373,26 @@ def _pack_weights(b: _Builder, layer: WeightLayer, rows: slice = slice(None)) ->
     return base
 
 
+@dataclass(frozen=True)
+class _Dot:
+    """What one MATMUL computes: ``(Cout, K)`` lane values (as the weight memory holds
+    them), bias, requantisation, the tensor it reads and the region it writes."""
+
+    source: str
+    target: str
+    lanes: np.ndarray
+    bias: np.ndarray
+    shift: int
+    relu: bool
+    out: ActFormat
+
+    @classmethod
+    def of(cls, b: _Builder, layer: WeightLayer) -> "_Dot":
+        shift, _, bias = _arith(layer, b.weights)
+        lanes = _lane_values(layer, b.weights, b.config.weight_bits)
+        return cls(layer.inputs[0], layer.name, lanes, bias, shift, layer.relu, layer.out)
+
+
 def _move(pixels: int, out_w: int, stride: int, in_w: int) -> tuple[int, int, int]:
     """``(dy, dx, dpa)`` of a move by ``pixels`` output pixels, before the row wrap."""
     q, rem = divmod(pixels, out_w)
@@ -377,7 +401,8 @@ def _move(pixels: int, out_w: int, stride: int, in_w: int) -> tuple[int, int, in
 
 def _matmul(
     b: _Builder,
-    layer: WeightLayer,
+    layer: Layer,
+    dot: _Dot,
     *,
     cin: int,
     in_hw: tuple[int, int],
@@ -388,21 +413,21 @@ def _matmul(
     group: int = 0,
     groups: int = 1,
 ) -> None:
-    """One MATMUL; for a grouped convolution, the one of group ``group``: its output
-    channels, its input channels' region and its part of the output region."""
-    cfg, source = b.config, b.model.layer(layer.inputs[0])
-    shift, _, bias = _arith(layer, b.weights)
+    """One MATMUL of ``dot`` (named after ``layer``); for a grouped convolution, the one
+    of group ``group``: its output channels, its input channels' region and its part of
+    the output region. Taps outside the ``in_hw`` input read as zero."""
+    cfg = b.config
     (h, w), (ho, wo) = in_hw, out_hw
-    cout, pixels = layer.codes.shape[0] // groups, ho * wo
+    cout, pixels = dot.lanes.shape[0] // groups, ho * wo
     rows = slice(group * cout, (group + 1) * cout)
-    w_base, b_base = _pack_weights(b, layer, rows), len(b.bias)
-    b.bias.extend(int(v) for v in bias[rows])
+    w_base, b_base = _pack_lanes(b, dot.lanes[rows]), len(b.bias)
+    b.bias.extend(int(v) for v in dot.bias[rows])
     one, tile = _move(1, wo, stride, w), _move(cfg.rows, wo, stride, w)
     values = {
         "op": OP_MATMUL,
-        **_requant(shift, layer.relu, layer.out, cfg.acc_bits + 1),
-        "in_base": b.region(source.name).base + group * cin * h * w,
-        "out_base": b.region(layer.name).base + group * cout * pixels,
+        **_requant(dot.shift, dot.relu, dot.out, cfg.acc_bits + 1),
+        "in_base": b.region(dot.source).base + group * cin * h * w,
+        "out_base": b.region(dot.target).base + group * cout * pixels,
         "w_base": w_base,
         "b_base": b_base,
         "cin": cin,
@@ -440,10 +465,12 @@ def _conv(b: _Builder, layer: Conv2dLayer) -> None:
     cin, h, w = b.model.layer(layer.inputs[0]).shape
     _, ho, wo = layer.shape
     groups = layer.geometry().groups
+    dot = _Dot.of(b, layer)
     for group in range(groups):
         _matmul(
             b,
             layer,
+            dot,
             cin=cin // groups,
             in_hw=(h, w),
             kernel=layer.codes.shape[-1],
@@ -458,7 +485,8 @@ def _conv(b: _Builder, layer: Conv2dLayer) -> None:
 @_compiles(LinearLayer)
 def _linear(b: _Builder, layer: LinearLayer) -> None:
     (features,) = b.model.layer(layer.inputs[0]).shape
-    _matmul(b, layer, cin=features, in_hw=(1, 1), kernel=1, stride=1, padding=0, out_hw=(1, 1))
+    dot = _Dot.of(b, layer)
+    _matmul(b, layer, dot, cin=features, in_hw=(1, 1), kernel=1, stride=1, padding=0, out_hw=(1, 1))
 
 
 def _vector(
@@ -502,8 +530,13 @@ def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 @_compiles(MaxPoolLayer, AvgPoolLayer)
 def _pool(b: _Builder, layer: MaxPoolLayer | AvgPoolLayer) -> None:
+    """One VECTOR over the input; a padded or ``ceil_mode`` max pool reads a zero-padded
+    copy instead (:func:`_pad_copy`)."""
     source = b.model.layer(layer.inputs[0])
     _, h, w = _chw(source.shape)
+    base = b.region(source.name).base
+    if isinstance(layer, MaxPoolLayer) and not layer.plain:
+        (h, w), base = _pad_copy(b, layer), b.region(padded_name(layer)).base
     k = layer.kernel
     terms = [(kh * w + kw, 0) for kh in range(k) for kw in range(k)]
     if isinstance(layer, AvgPoolLayer):
@@ -515,11 +548,65 @@ def _pool(b: _Builder, layer: MaxPoolLayer | AvgPoolLayer) -> None:
         layer,
         reduce=reduce,
         terms=terms,
-        in_base=b.region(source.name).base,
+        in_base=base,
         in_hw=(h, w),
         stride=layer.stride,
         requant=_requant(shift, False, layer.out, b.config.acc_bits),
     )
+
+
+def padded_name(layer: MaxPoolLayer) -> str:
+    """The scratch region a padded max pool reads: its input with the padding written."""
+    return f"{layer.name}:padded"
+
+
+def padded_shape(model: IntModel, layer: MaxPoolLayer) -> tuple[int, int, int]:
+    """``(C, Hp, Wp)`` of a padded max pool's scratch: every row and column its windows
+    read, ``padding`` before the input and what ``ceil_mode`` needs after it."""
+    channels, _, _ = _chw(model.layer(layer.inputs[0]).shape)
+    _, ho, wo = layer.shape
+    k, s = layer.kernel, layer.stride
+    return channels, (ho - 1) * s + k, (wo - 1) * s + k
+
+
+def _pad_copy(b: _Builder, layer: MaxPoolLayer) -> tuple[int, int]:
+    """Copy the pool's input into its scratch region with the padding as zeros; return
+    the scratch's ``(Hp, Wp)``.
+
+    The copy is a depthwise 1x1 MATMUL with weight 1 (a shift by 0; 1 on the multiplier
+    twin), zero bias and no requantising shift: the MATMUL's address generator reads taps
+    outside the input as zero. The input is unsigned (checked by :func:`_check_layers`),
+    so zero is the format's minimum, the value the golden model pads with: the pool's
+    maxima are exactly the golden ones.
+    """
+    source = b.model.layer(layer.inputs[0])
+    channels, h, w = _chw(source.shape)
+    _, hp, wp = padded_shape(b.model, layer)
+    one = code_of_weight(1, b.config.weight_bits) if b.weights == "po2" else 1
+    dot = _Dot(
+        source=source.name,
+        target=padded_name(layer),
+        lanes=np.full((channels, 1), one, dtype=np.int64),
+        bias=np.zeros(channels, dtype=np.int64),
+        shift=0,
+        relu=False,
+        out=source.out,
+    )
+    for group in range(channels):
+        _matmul(
+            b,
+            layer,
+            dot,
+            cin=1,
+            in_hw=(h, w),
+            kernel=1,
+            stride=1,
+            padding=layer.padding or 0,
+            out_hw=(hp, wp),
+            group=group,
+            groups=channels,
+        )
+    return hp, wp
 
 
 @_compiles(ReLULayer, AddLayer)
@@ -626,7 +713,7 @@ def _check_layers(model: IntModel, config: ArrayConfig, weights: str) -> None:
     for layer in model.layers:
         if type(layer) not in _HANDLERS:
             raise _fail(f"Layer {layer.name!r} ({layer.kind}) cannot run on the PE array")
-        reason = _unsupported_option(layer)
+        reason = _unsupported_option(model, layer)
         if reason:
             raise _fail(f"Layer {layer.name!r} ({layer.kind}) cannot run on the PE array: {reason}")
         need = layer.out.bits + (0 if layer.out.signed else 1)
@@ -654,7 +741,7 @@ def _check_layers(model: IntModel, config: ArrayConfig, weights: str) -> None:
             )
 
 
-def _unsupported_option(layer: Layer) -> str | None:
+def _unsupported_option(model: IntModel, layer: Layer) -> str | None:
     """Why the controller cannot run this layer's options, or ``None``."""
     if isinstance(layer, Conv2dLayer):
         g = layer.geometry()
@@ -665,10 +752,13 @@ def _unsupported_option(layer: Layer) -> str | None:
             )
         if g.dilation != (1, 1):
             return f"its address generator steps taps by 1, not dilation {g.dilation}"
-    if isinstance(layer, MaxPoolLayer) and not layer.plain:
+    padded = isinstance(layer, MaxPoolLayer) and not layer.plain
+    if padded and model.layer(layer.inputs[0]).out.signed:
+        assert isinstance(layer, MaxPoolLayer)
         return (
-            "the vector unit reads every window tap from memory and has no bounds check "
-            f"for padding {layer.padding or 0} / ceil_mode {bool(layer.ceil_mode)}"
+            f"padding {layer.padding or 0} / ceil_mode {bool(layer.ceil_mode)} is "
+            "written as zeros, the minimum of an unsigned input only, and this input "
+            "is signed (pool after a ReLU)"
         )
     if isinstance(layer, MeanPoolLayer) and layer.stride_h != layer.stride_w:
         return f"the vector unit has one stride, not {(layer.stride_h, layer.stride_w)}"
@@ -742,8 +832,9 @@ def _last_reads(model: IntModel) -> dict[str, int]:
 def allocate(model: IntModel) -> tuple[dict[str, Region], int]:
     """First-fit activation memory map with reuse after a tensor's last reader.
 
-    A layer's output never overlaps its inputs (they are still live while it runs).
-    Returns the regions by layer name and the words needed.
+    A layer's output never overlaps its inputs (they are still live while it runs); a
+    padded max pool's scratch (:func:`padded_name`) overlaps none of them and is free
+    once the pool has run. Returns the regions by layer name and the words needed.
     """
     last = _last_reads(model)
     live: dict[str, Region] = {}
@@ -759,6 +850,12 @@ def allocate(model: IntModel) -> tuple[dict[str, Region], int]:
         region = Region(layer.name, base, size, layer.out)
         regions[layer.name] = live[layer.name] = region
         peak = max(peak, base + size)
+        if isinstance(layer, MaxPoolLayer) and not layer.plain:  # scratch, while it runs
+            size = math.prod(padded_shape(model, layer))
+            base = _first_fit(sorted(live.values(), key=lambda r: r.base), size)
+            name = padded_name(layer)
+            regions[name] = Region(name, base, size, layer.out)
+            peak = max(peak, base + size)
         for name in [n for n in live if last.get(n, -1) <= index and n != layer.name]:
             del live[name]
         if last.get(layer.name, -1) <= index:

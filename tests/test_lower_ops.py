@@ -408,9 +408,43 @@ def test_new_operators_bit_exact_on_the_pe_array() -> None:
 
 
 @pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "ceil_mode", "size"),
+    [(3, 2, 1, True, 7), (3, 2, 1, False, 8), (3, 2, 0, True, 8), (2, 2, 1, True, 6)],
+)
+def test_padded_and_ceil_mode_max_pool_bit_exact_on_the_pe_array(
+    kernel: int, stride: int, padding: int, ceil_mode: bool, size: int
+) -> None:
+    """The ResNet stem's and SqueezeNet's pools: a zero-padded copy by MATMUL, then a
+    plain VECTOR; every output bit (shift PEs and the multiplier twin) and the cycle
+    model's cycle count, which includes the copy."""
+    from rtl_gen.pe_program import OP_MATMUL, compile_program, fit_config, padded_name
+    from tests.test_pe_array import check_array
+
+    def body(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(m.get_submodule("conv")(x))
+        return torch.flatten(F.max_pool2d(y, kernel, stride, padding, ceil_mode=ceil_mode), 1)
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 2, size, size)
+    model = _Fn(body)
+    with torch.no_grad():
+        model(x[:1])
+    int_model = lowered(model, x)
+    pool = next(layer for layer in int_model.layers if layer.kind == "maxpool")
+    assert not pool.plain
+    program = compile_program(int_model, fit_config(int_model, rows=2, cols=2))
+    copies = [i for i in program.instructions if i.layer == pool.name and i.op == OP_MATMUL]
+    assert len(copies) == int_model.layer(pool.inputs[0]).shape[0]  # one per channel
+    assert padded_name(pool) in program.regions
+    images = quantize_input(x[:3].numpy(), int_model.input.out)
+    check_array(int_model, images, 2, 2)
+    check_array(int_model, images[:2], 3, 2, pe="mult")
+
+
+@pytest.mark.parametrize(
     ("name", "match"),
     [
-        ("MaxPool2d padding ceil_mode", "no bounds check"),
+        ("MaxPool2d padding ceil_mode", "this input is signed"),
         ("grouped dilated rectangular strided Conv2d", "square kernels"),
     ],
 )
