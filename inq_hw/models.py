@@ -24,7 +24,8 @@ The zoo:
 :mod:`inq_hw.zoo` adds the common CNNs written the torchvision way (``resnet18`` ...
 ``alexnet``), which use functional calls and the wider operator set of
 :mod:`inq_hw.lower_ops`. A name ``package.module:factory`` builds a user's own model
-(:func:`build_model`).
+(:func:`build_model`), and a path ending in ``.pt2`` a ``torch.export`` program
+(:mod:`inq_hw.exported`).
 """
 
 import inspect
@@ -167,12 +168,19 @@ def _user_model(name: str, **kwargs: object) -> nn.Module:
     """``package.module:factory``, importable from the current directory: the factory is
     called with the keyword arguments its signature accepts (``in_channels``,
     ``num_classes``, ``input_size`` and the ``--model-arg`` options)."""
+    if name.endswith(".pt2"):
+        from inq_hw.exported import load_exported
+
+        if kwargs.keys() - {"in_channels", "num_classes", "input_size"}:
+            raise ConfigError(f"An exported program takes no --model-arg options ({name})")
+        return load_exported(name, **kwargs)  # type: ignore[arg-type]
     if name.endswith(_MODEL_FILE_SUFFIXES):
         raise ConfigError(
             f"A model file cannot be given as --model ({name!r}): a TorchScript, pickled or "
-            "exported model holds no Python modules to fold, quantize and lower and cannot "
-            "be rebuilt for a checkpoint; give the Python factory that builds it as "
-            "package.module:factory (importable from the current directory)"
+            "ONNX model holds no Python modules to fold, quantize and lower and cannot be "
+            "rebuilt for a checkpoint; give the Python factory that builds it as "
+            "package.module:factory (importable from the current directory), or a "
+            "torch.export program (.pt2, torch.export.save)"
         )
     module_name, _, factory_name = name.partition(":")
     if not module_name or not factory_name.isidentifier():
