@@ -202,15 +202,20 @@ def _average(
     stride: tuple[int, int],
     *,
     flatten: bool = False,
+    out_hw: tuple[int, int] | None = None,
 ) -> None:
     """Average pooling of ``kernel`` windows: a shift-only AvgPoolLayer where it can be,
-    else a MeanPoolLayer; ``flatten`` adds the ``(C,)`` view of a ``(C, 1, 1)`` result."""
+    else a MeanPoolLayer (also for a stride of 0, one window repeated over ``out_hw``);
+    ``flatten`` adds the ``(C,)`` view of a ``(C, 1, 1)`` result."""
     name, source = ctx.name(node), _image_source(ctx, node)
     (c, h, w), count = source.shape, kernel[0] * kernel[1]
-    out_shape = (c, (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
+    if out_hw is None:
+        out_hw = ((h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
+    out_shape = (c, *out_hw)
     pool_name = f"{name}.pool" if flatten else name
     layer: Layer
-    if kernel[0] == kernel[1] and stride[0] == stride[1] and count & (count - 1) == 0:
+    square = kernel[0] == kernel[1] and stride[0] == stride[1] > 0
+    if square and count & (count - 1) == 0:
         shift = count.bit_length() - 1
         layer = AvgPoolLayer(
             pool_name, (source.name,), out_shape, source.out,
@@ -267,15 +272,22 @@ def _adaptive(ctx: LoweringContext, node: fx.Node, output_size: Any) -> None:
     _, h, w = source.shape
     size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     oh, ow = (h if size[0] is None else size[0]), (w if size[1] is None else size[1])
-    if h % oh or w % ow:
-        raise _fail(
-            name,
-            _what(ctx, node),
-            f"a {h}x{w} map does not split into {oh}x{ow} equal windows (windows of "
-            "different sizes need different divisors)",
-        )
-    kernel = (h // oh, w // ow)
-    _average(ctx, node, kernel, kernel)
+    kernel, stride = [], []
+    for extent, out in ((h, oh), (w, ow)):
+        if extent % out == 0:  # equal windows side by side
+            kernel.append(extent // out)
+            stride.append(extent // out)
+        elif extent == 1:  # every window is the one pixel: repeated (VGG's 7x7 of a 1x1 map)
+            kernel.append(1)
+            stride.append(0)
+        else:
+            raise _fail(
+                name,
+                _what(ctx, node),
+                f"a {h}x{w} map does not split into {oh}x{ow} equal windows (windows of "
+                "different sizes need different divisors)",
+            )
+    _average(ctx, node, (kernel[0], kernel[1]), (stride[0], stride[1]), out_hw=(oh, ow))
 
 
 @lowers(nn.AdaptiveAvgPool2d)

@@ -138,6 +138,12 @@ MODULES: dict[str, tuple[Callable[[], nn.Module], set[str]]] = {
         lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.AvgPool2d(3, 1), nn.Flatten()),
         {"meanpool"},
     ),
+    "AdaptiveAvgPool2d(3) of a 1x1 map (one window repeated)": (
+        lambda: nn.Sequential(
+            nn.Conv2d(2, 4, 7), nn.ReLU(), nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(36, 3)
+        ),
+        {"meanpool"},
+    ),
     "ReLU6 / Hardtanh modules": (
         lambda: nn.Sequential(
             nn.Conv2d(2, 4, 3), nn.ReLU6(), nn.Conv2d(4, 4, 1), nn.Hardtanh(), nn.Flatten()
@@ -371,6 +377,27 @@ def test_package_checks_new_layers(tmp_path: object) -> None:
     broken = IntModel(tuple(bad if lay is pool else lay for lay in model.layers), model.output)
     with pytest.raises(PackageError, match="multiplier"):
         save_package(broken, tmp_path)  # type: ignore[arg-type]
+
+
+def test_package_checks_a_repeated_window(tmp_path: object) -> None:
+    """Stride 0 repeats one window, which must span its whole axis."""
+    import dataclasses
+
+    model, _ = _case(MODULES["AdaptiveAvgPool2d(3) of a 1x1 map (one window repeated)"][0])
+    pool = next(layer for layer in model.layers if isinstance(layer, MeanPoolLayer))
+    assert (pool.stride_h, pool.stride_w, pool.shape[1:]) == (0, 0, (3, 3))
+    bad = dataclasses.replace(pool, kernel_h=2)
+    broken = IntModel(tuple(bad if lay is pool else lay for lay in model.layers), model.output)
+    with pytest.raises(PackageError, match="stride 0 repeats one window, but its height 2"):
+        save_package(broken, tmp_path)  # type: ignore[arg-type]
+
+
+def test_repeated_window_bit_exact_on_the_pe_array() -> None:
+    """VGG's adaptive pool of a 1x1 map at 32x32 inputs: a VECTOR of step 0."""
+    from tests.test_pe_array import check_array
+
+    model, images = _case(MODULES["AdaptiveAvgPool2d(3) of a 1x1 map (one window repeated)"][0])
+    check_array(model, images, 2, 2)
 
 
 def test_inq_warns_about_weights_it_leaves_in_fp32() -> None:

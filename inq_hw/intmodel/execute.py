@@ -134,8 +134,10 @@ def _meanpool(layer: MeanPoolLayer, inputs: list[np.ndarray]) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(
         inputs[0], (layer.kernel_h, layer.kernel_w), axis=(2, 3)
     )
-    windows = windows[:, :, :: layer.stride_h, :: layer.stride_w]
+    # Stride 0: the one window of the whole axis, repeated over the output.
+    windows = windows[:, :, :: layer.stride_h or 1, :: layer.stride_w or 1]
     total = windows.sum(axis=(4, 5), dtype=np.int64) * np.int64(layer.multiplier)
+    total = np.broadcast_to(total, (*total.shape[:2], *layer.shape[1:]))
     return np.clip(round_shift(total, layer.shift), layer.out.lo, layer.out.hi)
 
 

@@ -455,7 +455,9 @@ class MeanPoolLayer(Layer):
     ``"shift"`` for a power-of-two window (``multiplier == 1``, exact), ``"shift_add"``
     otherwise (``multiplier = round_half_up(2**shift / N)``, a constant multiplication by
     the shifts and adds of its set bits, relative error below ``2**-MEAN_PRECISION_BITS``).
-    Global average pooling is the window of the whole map (output ``(C, 1, 1)``).
+    Global average pooling is the window of the whole map (output ``(C, 1, 1)``). A
+    stride of 0 on an axis repeats one window spanning that whole axis over the output's
+    size (an adaptive pool from a 1-pixel axis to a larger one: each output copies it).
     """
 
     kernel_h: int

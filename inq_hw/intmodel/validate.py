@@ -218,9 +218,14 @@ def _check_meanpool(layer: MeanPoolLayer, operands: list[Layer]) -> None:
     (source,) = _operands(layer, operands, 1)
     c, h, w = _image(layer, source)
     kh, kw, sh, sw = layer.kernel_h, layer.kernel_w, layer.stride_h, layer.stride_w
-    if min(kh, kw, sh, sw) < 1:
-        _fail(layer, f"kernel {kh}x{kw} and stride {sh}x{sw} must be positive")
-    _expect_shape(layer, (c, _window(h, kh, sh), _window(w, kw, sw)))
+    if min(kh, kw) < 1 or min(sh, sw) < 0:
+        _fail(layer, f"kernel {kh}x{kw} must be positive and stride {sh}x{sw} not negative")
+    sizes: list[int] = []
+    for axis, size, k, s in (("height", h, kh, sh), ("width", w, kw, sw)):
+        if s == 0 and k != size:  # a repeated window must span the whole axis
+            _fail(layer, f"stride 0 repeats one window, but its {axis} {k} is not the {size}")
+        sizes.append(layer.shape[1 + len(sizes)] if s == 0 else _window(size, k, s))
+    _expect_shape(layer, (c, *sizes))
     _expect_format_of(layer, source)
     expected = mean_constant(kh * kw)
     if (layer.multiplier, layer.shift, layer.mode) != expected:
