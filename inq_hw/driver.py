@@ -25,7 +25,7 @@ from torch import nn
 from inq_hw.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from inq_hw.data import Dataset
 from inq_hw.errors import CheckpointError, TrainingDiverged
-from inq_hw.fold import fold_batchnorm, has_batchnorm
+from inq_hw.fold import fold_batchnorm, fold_mean_pools, has_batchnorm
 from inq_hw.inq import IncrementalQuantizer, INQConfig, one_shot_quantize
 from inq_hw.model_io import ModelContext, load_model
 from inq_hw.progress import Progress
@@ -220,13 +220,14 @@ def train_fp32(
     folded = has_batchnorm(model)
     if folded:
         fold_batchnorm(model)
+    model = fold_mean_pools(model, data.input_shape)  # the same function, before INQ
     accuracy = evaluate(model, data.test)
     metrics = {"accuracy": accuracy}
     _finish(
         {
             "kind": "fp32",
             **base,
-            **context.to_payload(data, folded),
+            **context.to_payload(data, folded, folded_means=True),
             "state_dict": model.state_dict(),
             "metrics": metrics,
         },

@@ -13,8 +13,9 @@ Average pooling: a power-of-two square window without padding stays the shift-on
 :class:`~inq_hw.intmodel.layers.AvgPoolLayer` of earlier packages; any other window is a
 :class:`~inq_hw.intmodel.layers.MeanPoolLayer`: the window sum times the constant of
 :func:`~inq_hw.intmodel.arith.mean_constant` (shifts and adds), its ``mode`` recorded in the
-package (``"shift"`` exact, ``"shift_add"`` within ``2**-15`` relative). The 1/N is not
-folded into the next weight layer.
+package (``"shift"`` exact, ``"shift_add"`` within ``2**-15`` relative). A pool folded
+before INQ (:func:`inq_hw.fold.fold_mean_pools`, a :class:`~inq_hw.models.FoldedMean`) is
+the sum and shift of mode ``"folded"``: the next weight layer carries the rest of 1/N.
 """
 
 import math
@@ -27,7 +28,7 @@ from torch import fx, nn
 from torch.nn import functional as F
 
 from inq_hw.errors import ModelError
-from inq_hw.intmodel.arith import ActFormat, mean_constant
+from inq_hw.intmodel.arith import ActFormat, adaptive_window, folded_mean, mean_constant
 from inq_hw.intmodel.layers import (
     AvgPoolLayer,
     ClampLayer,
@@ -48,6 +49,7 @@ from inq_hw.lower import (
     lowers,
     lowers_call,
 )
+from inq_hw.models import FoldedMean, node_argument
 
 __all__: list[str] = []
 
@@ -86,10 +88,7 @@ def _image_source(ctx: LoweringContext, node: fx.Node) -> Layer:
     return source
 
 
-def _argument(node: fx.Node, index: int, key: str, default: Any) -> Any:
-    if len(node.args) > index:
-        return node.args[index]
-    return node.kwargs.get(key, default)
+_argument = node_argument
 
 
 # --- convolution --------------------------------------------------------------------------
@@ -203,9 +202,11 @@ def _average(
     *,
     flatten: bool = False,
     out_hw: tuple[int, int] | None = None,
+    folded: bool = False,
 ) -> None:
     """Average pooling of ``kernel`` windows: a shift-only AvgPoolLayer where it can be,
-    else a MeanPoolLayer (also for a stride of 0, one window repeated over ``out_hw``);
+    else a MeanPoolLayer (also for a stride of 0, one window repeated over ``out_hw``;
+    ``folded``: the sum and shift of a :class:`~inq_hw.models.FoldedMean`);
     ``flatten`` adds the ``(C,)`` view of a ``(C, 1, 1)`` result."""
     name, source = ctx.name(node), _image_source(ctx, node)
     (c, h, w), count = source.shape, kernel[0] * kernel[1]
@@ -215,7 +216,13 @@ def _average(
     pool_name = f"{name}.pool" if flatten else name
     layer: Layer
     square = kernel[0] == kernel[1] and stride[0] == stride[1] > 0
-    if square and count & (count - 1) == 0:
+    if folded:
+        layer = MeanPoolLayer(
+            pool_name, (source.name,), out_shape, source.out,
+            kernel_h=kernel[0], kernel_w=kernel[1], stride_h=stride[0], stride_w=stride[1],
+            multiplier=1, shift=folded_mean(count)[0], mode="folded",
+        )  # fmt: skip
+    elif square and count & (count - 1) == 0:
         shift = count.bit_length() - 1
         layer = AvgPoolLayer(
             pool_name, (source.name,), out_shape, source.out,
@@ -272,22 +279,22 @@ def _adaptive(ctx: LoweringContext, node: fx.Node, output_size: Any) -> None:
     _, h, w = source.shape
     size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     oh, ow = (h if size[0] is None else size[0]), (w if size[1] is None else size[1])
-    kernel, stride = [], []
-    for extent, out in ((h, oh), (w, ow)):
-        if extent % out == 0:  # equal windows side by side
-            kernel.append(extent // out)
-            stride.append(extent // out)
-        elif extent == 1:  # every window is the one pixel: repeated (VGG's 7x7 of a 1x1 map)
-            kernel.append(1)
-            stride.append(0)
-        else:
-            raise _fail(
-                name,
-                _what(ctx, node),
-                f"a {h}x{w} map does not split into {oh}x{ow} equal windows (windows of "
-                "different sizes need different divisors)",
-            )
-    _average(ctx, node, (kernel[0], kernel[1]), (stride[0], stride[1]), out_hw=(oh, ow))
+    along_h, along_w = adaptive_window(h, oh), adaptive_window(w, ow)
+    if along_h is None or along_w is None:
+        raise _fail(
+            name,
+            _what(ctx, node),
+            f"a {h}x{w} map does not split into {oh}x{ow} equal windows (windows of "
+            "different sizes need different divisors)",
+        )
+    # Stride 0 where every window is the one pixel, repeated (VGG's 7x7 of a 1x1 map).
+    kernel, stride = (along_h[0], along_w[0]), (along_h[1], along_w[1])
+    _average(ctx, node, kernel, stride, out_hw=(oh, ow))
+
+
+@lowers(FoldedMean)
+def _lower_folded_mean(ctx: LoweringContext, node: fx.Node, pool: FoldedMean) -> None:
+    _average(ctx, node, pool.kernel, pool.stride, flatten=pool.flatten, folded=True)
 
 
 @lowers(nn.AdaptiveAvgPool2d)

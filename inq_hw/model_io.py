@@ -8,7 +8,7 @@ from torch import nn
 
 from inq_hw.data import Dataset, load_dataset
 from inq_hw.errors import CheckpointError, ConfigError
-from inq_hw.fold import fold_batchnorm
+from inq_hw.fold import fold_batchnorm, fold_mean_pools
 from inq_hw.models import build_model
 
 __all__ = ["ModelContext", "load_model"]
@@ -24,7 +24,9 @@ class ModelContext:
     data_dir: str | None
     split_seed: int
 
-    def to_payload(self, data: Dataset, folded: bool) -> dict[str, Any]:
+    def to_payload(
+        self, data: Dataset, folded: bool, *, folded_means: bool = False
+    ) -> dict[str, Any]:
         c, h, _ = data.input_shape
         model = {
             "name": self.model,
@@ -33,6 +35,7 @@ class ModelContext:
             "num_classes": data.num_classes,
             "input_size": h,
             "folded_batchnorm": folded,
+            "folded_mean_pools": folded_means,
         }
         dataset = {"name": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed}
         return {"model": model, "dataset": dataset}
@@ -65,6 +68,8 @@ def load_model(payload: dict[str, Any], data: Dataset | None = None) -> tuple[nn
     model = context.build(data)
     if payload["model"].get("folded_batchnorm"):
         fold_batchnorm(model)
+    if payload["model"].get("folded_mean_pools"):  # absent in checkpoints of before
+        model = fold_mean_pools(model, data.input_shape)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

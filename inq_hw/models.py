@@ -31,19 +31,22 @@ The zoo:
 import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import fx, nn
+from torch.nn import functional as F
 
 from inq_hw.errors import ConfigError, ModelError
 
 __all__ = [
     "BasicBlock",
+    "FoldedMean",
     "ResidualAdd",
     "build_model",
     "count_quantizable",
     "model_names",
+    "node_argument",
     "register_model",
     "trace_graph",
 ]
@@ -54,6 +57,28 @@ _Builder = TypeVar("_Builder", bound=ModelBuilder)
 _REGISTRY: dict[str, ModelBuilder] = {}
 
 
+class FoldedMean(nn.Module):
+    """An average pool whose ``1/N`` is split (:func:`inq_hw.fold.fold_mean_pools`): it
+    computes the window sum times ``2**-shift`` (``shift = ceil(log2 N)``), and the weight
+    layer after it carries the rest, ``2**shift / N``. In the integer model: a sum and a
+    rounding shift (a ``meanpool`` of mode ``"folded"``). ``flatten`` gives ``(N, C)`` for
+    a global pool written ``x.mean((2, 3))``."""
+
+    def __init__(
+        self, kernel: tuple[int, int], stride: tuple[int, int], shift: int, flatten: bool
+    ) -> None:
+        super().__init__()
+        self.kernel, self.stride, self.shift, self.flatten = kernel, stride, shift, flatten
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        count = self.kernel[0] * self.kernel[1]
+        y = F.avg_pool2d(x, self.kernel, self.stride) * (count / (1 << self.shift))
+        return torch.flatten(y, 1) if self.flatten else y
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}, stride={self.stride}, shift={self.shift}"
+
+
 class ResidualAdd(nn.Module):
     """The addition that closes a residual block, as a module so lowering can see it."""
 
@@ -62,10 +87,19 @@ class ResidualAdd(nn.Module):
 
 
 class _Tracer(fx.Tracer):
-    """Default leaves, plus :class:`ResidualAdd` so the graph shows residual adds."""
+    """Default leaves, plus :class:`ResidualAdd` and :class:`FoldedMean` so the graph shows
+    residual adds and folded pools."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, ResidualAdd) or super().is_leaf_module(m, module_qualified_name)
+        leaf = isinstance(m, ResidualAdd | FoldedMean)
+        return leaf or super().is_leaf_module(m, module_qualified_name)
+
+
+def node_argument(node: fx.Node, index: int, key: str, default: Any) -> Any:
+    """Argument ``index`` (or keyword ``key``) of a traced call, else ``default``."""
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(key, default)
 
 
 def trace_graph(model: nn.Module, purpose: str) -> fx.Graph:

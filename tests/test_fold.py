@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from inq_hw.errors import ModelError
-from inq_hw.fold import fold_batchnorm, has_batchnorm
+from inq_hw.fold import fold_batchnorm, fold_mean_pools, has_batchnorm
 from inq_hw.models import build_model, model_names
 
 RESNET8 = {"in_channels": 3, "num_classes": 10, "input_size": 32}
@@ -265,3 +265,96 @@ def test_loading_a_folded_checkpoint_into_an_unfolded_model_fails():
     saved = fold_batchnorm(_resnet8()).state_dict()
     with pytest.raises(RuntimeError, match="Missing key"):
         build_model("resnet8", **RESNET8).load_state_dict(saved)
+
+
+# --- average pools: 1/N split between a shift and the next weight layer ------------------
+
+
+class _MeanHead(nn.Module):
+    """A conv, a global pool written three ways, a classifier behind flatten / dropout."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(0.2)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv(x))
+        if self.how == "module":
+            y = torch.flatten(self.pool(y), 1)
+        elif self.how == "function":
+            y = torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1)
+        else:
+            y = y.mean((2, 3))
+        return self.fc(self.drop(y))
+
+
+@pytest.mark.parametrize("how", ["module", "function", "mean"])
+def test_mean_pool_folds_into_the_next_layer_keeping_outputs_and_keys(how: str) -> None:
+    from inq_hw.models import FoldedMean
+
+    torch.manual_seed(0)
+    model = _MeanHead(how).eval()
+    x = torch.randn(4, 2, 6, 6)  # a 6x6 map: N = 36, shift 6, scale 64/36
+    with torch.no_grad():
+        before, weight = model(x), model.fc.weight.clone()
+    keys = set(model.state_dict())
+    folded = fold_mean_pools(model, (2, 6, 6))
+    assert set(folded.state_dict()) == keys  # checkpoints keep their keys
+    pools = [m for m in folded.modules() if isinstance(m, FoldedMean)]
+    assert [(p.kernel, p.shift, p.flatten) for p in pools] == [((6, 6), 6, how == "mean")]
+    torch.testing.assert_close(folded.get_parameter("fc.weight"), weight * 64 / 36)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), before)
+    # The rebuild of a checkpoint: fold a fresh model the same way, load the weights.
+    torch.manual_seed(1)
+    fresh = fold_mean_pools(_MeanHead(how), (2, 6, 6)).eval()
+    fresh.load_state_dict(folded.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), folded(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("size", "why"),
+    [(4, "a power-of-two window is already a shift"), (1, "a 1x1 map is its own mean")],
+)
+def test_exact_means_are_left_alone(size: int, why: str) -> None:
+    model = _MeanHead("module")
+    weight = model.fc.weight.clone()
+    assert fold_mean_pools(model, (2, size, size)) is model, why
+    assert isinstance(model.pool, nn.AdaptiveAvgPool2d)
+    torch.testing.assert_close(model.fc.weight, weight, rtol=0, atol=0)
+
+
+def test_mean_without_a_weight_layer_after_it_stays_a_constant_multiplication() -> None:
+    """SqueezeNet's head: conv, ReLU, pool, flatten, the output."""
+    torch.manual_seed(0)
+    model = build_model("squeezenet1_0", in_channels=3, num_classes=10, input_size=96)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert fold_mean_pools(model, (3, 96, 96)) is model
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+
+
+def test_folded_mean_lowers_to_a_sum_and_shift_and_the_package_checks_it(tmp_path) -> None:
+    import dataclasses
+
+    from inq_hw.errors import PackageError
+    from inq_hw.intmodel import IntModel, MeanPoolLayer, save_package
+    from tests.test_lower_ops import lowered
+
+    torch.manual_seed(0)
+    model = fold_mean_pools(_MeanHead("mean").eval(), (2, 6, 6))
+    x = torch.randn(32, 2, 6, 6)
+    int_model = lowered(model, x)
+    (pool,) = [layer for layer in int_model.layers if isinstance(layer, MeanPoolLayer)]
+    assert (pool.multiplier, pool.shift, pool.mode) == (1, 6, "folded")
+    bad = dataclasses.replace(pool, shift=5)
+    broken = IntModel(
+        tuple(bad if lay is pool else lay for lay in int_model.layers), int_model.output
+    )
+    with pytest.raises(PackageError, match="the mean of 36 elements"):
+        save_package(broken, tmp_path)

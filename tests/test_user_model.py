@@ -75,6 +75,47 @@ def test_user_factory_trains_quantizes_and_exports(
     assert kinds & {"avgpool", "meanpool"}
 
 
+MEAN_HEAD = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, in_channels, num_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 4, 3)  # 8x8 digits -> a 6x6 map: N = 36
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+"""
+
+
+@pytest.mark.integration  # train, INQ and export through the CLI
+def test_global_mean_is_folded_into_the_classifier_through_the_cli(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 1/36 of the mean goes into fc before INQ; the package keeps a sum and a shift."""
+    (tmp_path / "meanhead.py").write_text(MEAN_HEAD)
+    monkeypatch.chdir(tmp_path)
+    fp32, inq, pkg = tmp_path / "fp32.pt", tmp_path / "inq.pt", tmp_path / "pkg"
+    code, _, err = run(
+        capsys, "train", "--model", "meanhead:Net", "--epochs", "1", "--out", str(fp32),
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = run(
+        capsys, "quantize", str(fp32), "--schedule", "1", "--epochs-per-step", "1",
+        "--out", str(inq), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = run(capsys, "export", str(inq), "--out", str(pkg))
+    assert code == 0, err
+    layers = json.loads((pkg / "model.json").read_text())["layers"]
+    (mean,) = [layer for layer in layers if layer["kind"] == "meanpool"]
+    assert (mean["multiplier"], mean["shift"], mean["mode"]) == (1, 6, "folded")
+
+
 @pytest.mark.parametrize(
     ("model", "fragment"),
     [

@@ -37,7 +37,9 @@ __all__ = [
     "ActFormat",
     "abs_row_sums",
     "accumulator_bits",
+    "adaptive_window",
     "bias_int",
+    "folded_mean",
     "mean_constant",
     "output_bounds",
     "quantize_input",
@@ -202,6 +204,35 @@ def accumulator_bits(
     if width > MAX_ACCUMULATOR_BITS:
         raise ConfigError(f"Accumulator would need {width} bits, more than {MAX_ACCUMULATOR_BITS}")
     return width
+
+
+def folded_mean(count: int) -> tuple[int, Fraction]:
+    """``(shift, scale)`` of a mean of ``count`` integers whose ``1/count`` is split in two
+    (mode ``"folded"``): the pooling layer sums and shifts right by
+    ``shift = ceil(log2 count)`` (round half up, exact as a power-of-two window's), and the
+    weight layer after it is multiplied by ``scale = 2**shift / count`` (in ``[1, 2)``)
+    before INQ, so the non-power-of-two part costs no hardware.
+
+    Raises
+    ------
+    ConfigError
+        If ``count`` is not a positive integer.
+    """
+    mean_constant(count)  # the same check
+    shift = (count - 1).bit_length()
+    return shift, Fraction(1 << shift, count)
+
+
+def adaptive_window(extent: int, out: int) -> tuple[int, int] | None:
+    """``(kernel, stride)`` along one axis of an adaptive average pool from ``extent`` to
+    ``out`` when its windows all hold the same number of elements: side by side when
+    ``out`` divides ``extent``, one pixel repeated (stride 0) when ``extent`` is 1;
+    ``None`` otherwise (windows of different sizes)."""
+    if extent % out == 0:
+        return extent // out, extent // out
+    if extent == 1:
+        return 1, 0
+    return None
 
 
 def mean_constant(count: int) -> tuple[int, int, str]:

@@ -454,7 +454,9 @@ class MeanPoolLayer(Layer):
     ``mode`` says how exact it is (:func:`~inq_hw.intmodel.arith.mean_constant`):
     ``"shift"`` for a power-of-two window (``multiplier == 1``, exact), ``"shift_add"``
     otherwise (``multiplier = round_half_up(2**shift / N)``, a constant multiplication by
-    the shifts and adds of its set bits, relative error below ``2**-MEAN_PRECISION_BITS``).
+    the shifts and adds of its set bits, relative error below ``2**-MEAN_PRECISION_BITS``),
+    or ``"folded"`` (``multiplier == 1``, ``shift = ceil(log2 N)``: the weight layer after
+    it was multiplied by ``2**shift / N`` before INQ, :func:`~inq_hw.intmodel.arith.folded_mean`).
     Global average pooling is the window of the whole map (output ``(C, 1, 1)``). A
     stride of 0 on an axis repeats one window spanning that whole axis over the output's
     size (an adaptive pool from a 1-pixel axis to a larger one: each output copies it).

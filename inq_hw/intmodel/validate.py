@@ -16,6 +16,7 @@ from inq_hw.errors import PackageError
 from inq_hw.intmodel.arith import (
     MAX_ACCUMULATOR_BITS,
     accumulator_bits,
+    folded_mean,
     mean_constant,
     signed_bits,
 )
@@ -228,6 +229,8 @@ def _check_meanpool(layer: MeanPoolLayer, operands: list[Layer]) -> None:
     _expect_shape(layer, (c, *sizes))
     _expect_format_of(layer, source)
     expected = mean_constant(kh * kw)
+    if layer.mode == "folded":  # the weight layer after it carries 2**shift / N
+        expected = (1, folded_mean(kh * kw)[0], "folded")
     if (layer.multiplier, layer.shift, layer.mode) != expected:
         _fail(
             layer,
