@@ -457,7 +457,7 @@ def test_padded_and_ceil_mode_max_pool_bit_exact_on_the_pe_array(
     with torch.no_grad():
         model(x[:1])
     int_model = lowered(model, x)
-    pool = next(layer for layer in int_model.layers if layer.kind == "maxpool")
+    pool = next(layer for layer in int_model.layers if isinstance(layer, MaxPoolLayer))
     assert not pool.plain
     program = compile_program(int_model, fit_config(int_model, rows=2, cols=2))
     copies = [i for i in program.instructions if i.layer == pool.name and i.op == OP_MATMUL]
