@@ -60,7 +60,7 @@ from inq_hw.intmodel import (
     ReLULayer,
     WeightLayer,
 )
-from inq_hw.intmodel.arith import ActFormat, output_bounds, signed_bits
+from inq_hw.intmodel.arith import ActFormat, constant_shifts, output_bounds, signed_bits
 from inq_hw.intmodel.codes import code_of_weight, zero_code
 from rtl_gen.export import RTLError
 from rtl_gen.pe import mult_mac_min_acc_bits, shift_mac_min_acc_bits
@@ -635,7 +635,7 @@ def _meanpool(b: _Builder, layer: MeanPoolLayer) -> None:
     multiplier (a shifted add each), then the rounding shift."""
     source = b.model.layer(layer.inputs[0])
     _, h, w = _chw(source.shape)
-    bits = [j for j in range(layer.multiplier.bit_length()) if layer.multiplier >> j & 1]
+    bits = constant_shifts(layer.multiplier)
     terms = [
         (kh * w + kw, j)
         for kh in range(layer.kernel_h)

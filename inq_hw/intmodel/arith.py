@@ -39,6 +39,7 @@ __all__ = [
     "accumulator_bits",
     "adaptive_window",
     "bias_int",
+    "constant_shifts",
     "folded_mean",
     "mean_constant",
     "output_bounds",
@@ -257,3 +258,17 @@ def mean_constant(count: int) -> tuple[int, int, str]:
         return 1, count.bit_length() - 1, "shift"
     shift = (count - 1).bit_length() + MEAN_PRECISION_BITS
     return ((1 << (shift + 1)) + count) // (2 * count), shift, "shift_add"
+
+
+def constant_shifts(constant: int) -> list[int]:
+    """The shifts ``j`` with ``constant == sum(2**j)``: a multiplication by a positive
+    constant as shifted adds, one per set bit (a mean's ``multiplier``, in hardware).
+
+    Raises
+    ------
+    ConfigError
+        If ``constant`` is not a positive integer.
+    """
+    if isinstance(constant, bool) or not isinstance(constant, int) or constant < 1:
+        raise ConfigError(f"A constant multiplication needs a positive integer, not {constant!r}")
+    return [j for j in range(constant.bit_length()) if constant >> j & 1]
