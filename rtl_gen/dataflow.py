@@ -25,12 +25,13 @@ models and the manifest's timing are unchanged. Folded layers keep their lanes (
 product per lane and cycle), whatever the graph.
 """
 
+import copy
 import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -40,6 +41,8 @@ from amaranth.utils import ceil_log2
 from inq_hw.errors import ConfigError
 from inq_hw.intmodel.arith import ActFormat
 from inq_hw.intmodel.layers import (
+    AddLayer,
+    AvgPoolLayer,
     Conv2dLayer,
     FlattenLayer,
     InputLayer,
@@ -47,15 +50,18 @@ from inq_hw.intmodel.layers import (
     Layer,
     LinearLayer,
     MaxPoolLayer,
+    MeanPoolLayer,
     ReLULayer,
     WeightLayer,
 )
 from inq_hw.intmodel.package import load_package, package_hash
 from rtl_gen.arith import act_shape
 from rtl_gen.engines import (
+    AddEngine,
     ConvEngine,
     LinearEngine,
     MaxPoolEngine,
+    MeanPoolEngine,
     ReLUEngine,
     UnrolledDot,
     beat_signature,
@@ -64,6 +70,8 @@ from rtl_gen.export import Design, write_designs
 from rtl_gen.folded import FoldedDot
 from rtl_gen.names import verilog_identifier
 from rtl_gen.timing import (
+    UNBOUNDED,
+    AddTiming,
     ConvTiming,
     EngineTiming,
     FoldedDotTiming,
@@ -93,11 +101,14 @@ MAX_STAGES = 16
 
 @dataclass(frozen=True)
 class _Stage:
-    """One engine and its control model, with what the manifest says of it."""
+    """One engine and its control model, with what the manifest says of it; ``skip``:
+    for a residual add, the index of the stage whose output its second stream reads
+    (``-1``: the top's input)."""
 
     engine: wiring.Component
     timing: EngineTiming
     info: dict[str, Any]
+    skip: int | None = None
 
 
 @dataclass(frozen=True)
@@ -261,24 +272,119 @@ def _pool_stage(layer: MaxPoolLayer, geo: _Geometry) -> tuple[_Stage, _Geometry]
     return _Stage(engine, PoolTiming((h, w), layer.kernel), info), out
 
 
+def _mean_stage(layer: MeanPoolLayer | AvgPoolLayer, geo: _Geometry) -> tuple[_Stage, _Geometry]:
+    if geo.chw is None:
+        raise ConfigError(f"Pooling {layer.name!r} needs a feature map as its input")
+    if isinstance(layer, AvgPoolLayer):
+        kernel, stride, multiplier, mode = (layer.kernel,) * 2, (layer.stride,) * 2, 1, "shift"
+    else:
+        kernel, stride = (layer.kernel_h, layer.kernel_w), (layer.stride_h, layer.stride_w)
+        multiplier, mode = layer.multiplier, layer.mode
+    if kernel != stride:
+        raise ConfigError(
+            f"The dataflow top averages windows side by side (kernel == stride) only; "
+            f"{layer.name!r} has kernel {kernel} and stride {stride}"
+        )
+    c, h, w = geo.chw
+    engine = MeanPoolEngine(
+        fmt=geo.fmt,
+        out=layer.out,
+        channels=c,
+        size=(h, w),
+        kernel=kernel,
+        multiplier=multiplier,
+        shift=layer.shift,
+    )
+    info = {
+        "layer": layer.name,
+        "kind": "meanpool",
+        "fold": 1,
+        "pipeline": 0,
+        "adder_graph": None,
+        "mode": mode,
+        "window": kernel[0] * kernel[1],
+    }
+    out = _Geometry(layer.shape[1] * layer.shape[2], c, layer.out, layer.shape)  # type: ignore[arg-type]
+    return _Stage(engine, PoolTiming((h, w), kernel), info), out
+
+
+def _add_engine(
+    layer: AddLayer, main: int, geos: tuple[_Geometry, _Geometry], depth: int
+) -> AddEngine:
+    """The add engine of ``layer`` whose input ``main`` (0 or 1) is the main path."""
+    skip = 1 - main
+    return AddEngine(
+        formats=(geos[0].fmt, geos[1].fmt),
+        align=(layer.align[main], layer.align[skip]),
+        shift=layer.shift,
+        relu=layer.relu,
+        out=layer.out,
+        elems=geos[0].elems,
+        fifo_depth=depth,
+    )
+
+
+def _add_stage(
+    layer: AddLayer, main: int, geos: tuple[_Geometry, _Geometry], skip: int, depth: int | None
+) -> _Stage:
+    """A residual add reading the main path and, through a FIFO of ``depth`` beats, the
+    output of stage ``skip``; ``depth=None``: a FIFO that never fills and no engine yet
+    (for :func:`_size_fifos`)."""
+    a, b = geos
+    if (a.beats, a.elems, a.chw) != (b.beats, b.elems, b.chw):
+        raise ConfigError(
+            f"The dataflow top adds streams of one shape; residual add {layer.name!r} reads "
+            f"{layer.inputs[main]!r} of shape {a.chw or (a.elems,)} and "
+            f"{layer.inputs[1 - main]!r} of shape {b.chw or (b.elems,)}"
+        )
+    info = {
+        "layer": layer.name,
+        "kind": "add",
+        "fold": 1,
+        "pipeline": 0,
+        "adder_graph": None,
+        "skip": layer.inputs[1 - main],
+        "fifo_depth": depth,
+    }
+    if depth is None:
+        return _Stage(_UNSIZED, AddTiming(UNBOUNDED), info, skip)
+    return _Stage(_add_engine(layer, main, geos, depth), AddTiming(depth), info, skip)
+
+
+#: The engine of an add whose FIFO is not sized yet: :func:`_size_fifos` replaces it
+#: before the stage leaves :func:`_stages`.
+_UNSIZED = cast(wiring.Component, None)
+
+
 def _relu_stage(layer: ReLULayer, geo: _Geometry) -> tuple[_Stage, _Geometry]:
     engine = ReLUEngine(in_format=geo.fmt, out=layer.out, elems=geo.elems)
     info = {"layer": layer.name, "kind": "relu", "fold": 1, "pipeline": 0, "adder_graph": None}
     return _Stage(engine, PassTiming(), info), _Geometry(geo.beats, geo.elems, layer.out, geo.chw)
 
 
-def _chain(model: IntModel) -> list[Layer]:
-    """The layers in order, checking that each reads only the one before it."""
+def _chain(model: IntModel) -> tuple[list[Layer], dict[str, int]]:
+    """The layers in order, checking that each reads only the one before it, except a
+    residual add, which reads the one before and an earlier layer (its *skip*); the
+    index of the one before among each add's two inputs."""
     layers = list(model.layers)
+    mains = {}
     for before, layer in itertools.pairwise(layers):
-        if layer.inputs != (before.name,):
-            raise ConfigError(
-                f"The dataflow top needs a chain of layers; {layer.name!r} reads "
-                f"{list(layer.inputs)}, not only {before.name!r}"
-            )
+        if layer.inputs == (before.name,):
+            continue
+        inputs = layer.inputs
+        two = len(inputs) == 2 and len(set(inputs)) == 2 and before.name in inputs
+        if isinstance(layer, AddLayer) and two:
+            mains[layer.name] = inputs.index(before.name)
+            continue
+        raise ConfigError(
+            f"The dataflow top needs a chain of layers, each reading the one before (a "
+            f"residual add: the one before and one earlier layer); {layer.name!r} reads "
+            f"{list(inputs)}, not {before.name!r}"
+            + ("" if isinstance(layer, AddLayer) else " only")
+        )
     if layers[-1].name != model.output:
         raise ConfigError(f"The model's output {model.output!r} is not its last layer")
-    return layers
+    return layers, mains
 
 
 def _input_geometry(layer: InputLayer) -> _Geometry:
@@ -315,12 +421,14 @@ def _stages(
     pipeline: Mapping[str, int],
     graph: _DotChoice,
 ) -> tuple[list[_Stage], _Geometry, _Geometry]:
-    layers = _chain(model)
+    layers, mains = _chain(model)
     _check_names(model, "Folding", folding)
     _check_names(model, "Pipelining", pipeline)
     _check_graph(model, baseline, folding, graph)
     first = geo = _input_geometry(model.input)
-    stages = []
+    stages: list[_Stage] = []
+    # Per layer: the stage whose output carries it (-1: the top's input), and its stream.
+    made: dict[str, tuple[int, _Geometry]] = {model.input.name: (-1, first)}
     for layer in layers[1:]:
         choice = _DotChoice(1, 0)
         if isinstance(layer, WeightLayer):
@@ -337,19 +445,65 @@ def _stages(
             stage, geo = _linear_stage(layer, geo, baseline, choice)
         elif isinstance(layer, MaxPoolLayer):
             stage, geo = _pool_stage(layer, geo)
+        elif isinstance(layer, MeanPoolLayer | AvgPoolLayer):
+            stage, geo = _mean_stage(layer, geo)
         elif isinstance(layer, ReLULayer):
             stage, geo = _relu_stage(layer, geo)
+        elif isinstance(layer, AddLayer):
+            main = mains[layer.name]
+            skip, skip_geo = made[layer.inputs[1 - main]]
+            stage = _add_stage(layer, main, (geo, skip_geo), skip, None)
+            geo = _Geometry(geo.beats, geo.elems, layer.out, geo.chw)
         elif isinstance(layer, FlattenLayer):
             geo = _Geometry(geo.beats, geo.elems, layer.out, None)
+            made[layer.name] = (len(stages) - 1, geo)
             continue
         else:
             raise ConfigError(
                 f"The dataflow top has no engine for {layer.kind} layers ({layer.name!r})"
             )
         stages.append(stage)
+        made[layer.name] = (len(stages) - 1, geo)
     if geo.beats != 1:
         raise ConfigError("The dataflow top needs a model whose output is a vector")
-    return stages, first, geo
+    return _size_fifos(model, stages, first, made), first, geo
+
+
+def _timing_model(stages: list[_Stage]) -> PipelineTiming:
+    """The stages' control models, copied (they are stateful), joined as the top is."""
+    skips = {n: stage.skip for n, stage in enumerate(stages) if stage.skip is not None}
+    return PipelineTiming(copy.deepcopy([stage.timing for stage in stages]), skips)
+
+
+def _size_fifos(
+    model: IntModel, stages: list[_Stage], first: _Geometry, made: dict[str, tuple[int, _Geometry]]
+) -> list[_Stage]:
+    """Each residual add's FIFO as deep as its deepest write needs when images stream
+    back to back without stalls (:class:`~rtl_gen.timing.FifoTiming` ``need``), so the
+    FIFOs never hold the top back: its latency and interval are those of unbounded
+    FIFOs (checked). One word less would deadlock: the main path needs that many beats
+    of the skip's stream before its result for the FIFO's oldest beat comes out.
+
+    Under stalls a full FIFO holds the fork (and so the main path's input) in place with
+    ``depth + 1`` beats buffered from the one the add waits for, as many as the main
+    path had taken when it gave that beat's result without stalls; the engines compute
+    from data, not time, so it gives that result again and the top cannot deadlock."""
+    adds = [n for n, stage in enumerate(stages) if stage.skip is not None]
+    if not adds:
+        return stages
+    unbounded = _timing_model(stages)
+    free = measure(unbounded, first.beats)
+    sized = list(stages)
+    for n in adds:
+        depth = unbounded.engines[n].fifo.need  # type: ignore[union-attr]
+        layer = model.layer(stages[n].info["layer"])
+        assert isinstance(layer, AddLayer)
+        main = 1 - layer.inputs.index(stages[n].info["skip"])
+        geos = (made[layer.inputs[main]][1], made[layer.inputs[1 - main]][1])
+        sized[n] = _add_stage(layer, main, geos, stages[n].skip, depth)  # type: ignore[arg-type]
+    if measure(_timing_model(sized), first.beats) != free:
+        raise RuntimeError("The sized FIFOs changed the top's timing")
+    return sized
 
 
 class DataflowTop(wiring.Component):
@@ -391,9 +545,16 @@ class DataflowTop(wiring.Component):
         engines = [stage.engine for stage in self.stages]
         for n, engine in enumerate(engines):
             m.submodules[f"engine{n}"] = engine
-        wiring.connect(m, wiring.flipped(self.i), engines[0].i)
-        for a, b in itertools.pairwise(engines):
-            wiring.connect(m, a.o, b.i)
+        readers: dict[int, list[Any]] = {n - 1: [engine.i] for n, engine in enumerate(engines)}
+        for n, stage in enumerate(self.stages):
+            if stage.skip is not None:
+                readers[stage.skip].append(engines[n].skip)
+        for source, ports in readers.items():
+            out = wiring.flipped(self.i) if source < 0 else engines[source].o
+            if len(ports) == 1:
+                wiring.connect(m, out, ports[0])
+            else:
+                _fork(m, out, ports)
         last = engines[-1].o
         logits = last.payload
         m.d.comb += [
@@ -406,7 +567,29 @@ class DataflowTop(wiring.Component):
 
     def timing(self) -> Timing:
         """Latency and interval without stalls, from the engines' control models."""
-        return measure(PipelineTiming([stage.timing for stage in self.stages]), self.first.beats)
+        return measure(self.timing_model(), self.first.beats)
+
+    def timing_model(self) -> PipelineTiming:
+        """A fresh cycle-exact control model of the whole top (reset state)."""
+        return _timing_model(self.stages)
+
+
+def _fork(m: Module, out: Any, ports: list[Any]) -> None:
+    """One stream to several readers, a beat to all of them in the same cycle: ready
+    when every reader is; each reader sees it valid when all the others are ready (so a
+    reader's ready must not depend on its valid, which no engine's or FIFO's does)."""
+    readies = [port.ready for port in ports]
+    m.d.comb += out.ready.eq(_all(readies))
+    for n, port in enumerate(ports):
+        others = _all(readies[:n] + readies[n + 1 :])
+        m.d.comb += [port.valid.eq(out.valid & others), port.payload.eq(out.payload)]
+
+
+def _all(values: list[Any]) -> Any:
+    result: Any = 1
+    for value in values:
+        result = value & result
+    return result
 
 
 def _argmax(m: Module, values: Any) -> Signal:

@@ -29,17 +29,21 @@ from collections.abc import Sequence
 
 from amaranth.hdl import Array, Const, EnableInserter, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from inq_hw.intmodel.arith import ActFormat
-from rtl_gen.arith import act_shape
+from inq_hw.intmodel.arith import ActFormat, constant_shifts
+from rtl_gen.arith import Term, act_shape, add_terms, adder_tree, materialise, requantize
 from rtl_gen.units import ConstDotUnit
 
 __all__ = [
+    "AddEngine",
     "ConvEngine",
     "LinearEngine",
     "MaxPoolEngine",
+    "MeanPoolEngine",
     "ReLUEngine",
+    "SkipFifo",
     "UnrolledDot",
     "beat_signature",
     "window_order",
@@ -371,4 +375,208 @@ class ReLUEngine(wiring.Component):
             m.d.comb += result[n].eq(Mux(x < 0, 0, Mux(x > hi, hi, x)))
         free = output_slot(m, self.o, self.i.valid, result.as_value())
         m.d.comb += self.i.ready.eq(free)
+        return m
+
+
+class MeanPoolEngine(wiring.Component):
+    """Average pooling with windows side by side (``kernel == stride`` on each axis, no
+    padding; rows and columns beyond the last whole window are dropped, PyTorch's floor):
+    per channel, the window's sum times ``multiplier`` (one shifted add per set bit,
+    :func:`~inq_hw.intmodel.arith.constant_shifts`), requantised by ``shift`` (round half
+    up, saturated to ``out``), as :class:`~inq_hw.intmodel.layers.MeanPoolLayer` says.
+    A global pool is the window of the whole map: one beat per image.
+
+    One partial sum per output column is kept while the rows of a window go by.
+
+    Members
+    -------
+    i : In(stream of pixels, C integers of ``fmt``)
+    o : Out(stream of pooled pixels, C integers of ``out``)
+    """
+
+    def __init__(
+        self,
+        *,
+        fmt: ActFormat,
+        out: ActFormat,
+        channels: int,
+        size: tuple[int, int],
+        kernel: tuple[int, int],
+        multiplier: int,
+        shift: int,
+    ) -> None:
+        if size[0] < kernel[0] or size[1] < kernel[1]:
+            raise ValueError(f"A {kernel[0]}x{kernel[1]} pool needs a map at least that large")
+        self.fmt, self.out_format, self.channels = fmt, out, channels
+        self.size, self.kernel, self.multiplier, self.shift = size, kernel, multiplier, shift
+        super().__init__(
+            {"i": In(beat_signature(fmt, channels)), "o": Out(beat_signature(out, channels))}
+        )
+
+    @property
+    def window(self) -> int:
+        """Elements per window."""
+        return self.kernel[0] * self.kernel[1]
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        (h, w), (kh, kw), fmt = self.size, self.kernel, self.fmt
+        r, c = Signal(range(max(h, 2))), Signal(range(max(w, 2)))
+        col_index, col_first, col_last, col_used = pool_tables(w, kw)
+        _, row_first, row_last, row_used = pool_tables(h, kh)
+        lo, hi = fmt.lo * self.window, fmt.hi * self.window
+        sums = data.ArrayLayout(range(lo, hi + 1) if lo < hi else range(lo, lo + 2), self.channels)
+        partial = [Signal(sums, name=f"partial{x}") for x in range(w // kw)]
+        ox = Signal(range(max(w // kw, 2)))
+        m.d.comb += ox.eq(Array(Const(v, ox.shape()) for v in col_index)[c])
+        used = _flag_table(row_used)[r] & _flag_table(col_used)[c]
+        first = _flag_table(row_first)[r] & _flag_table(col_first)[c]
+        last = _flag_table(row_last)[r] & _flag_table(col_last)[c]
+        current = Array(partial)[ox]
+        total = Signal(sums)
+        result = Signal(self.o.payload.shape())
+        for ch in range(self.channels):
+            x = self.i.payload[ch]
+            m.d.comb += total[ch].eq(Mux(first, x, current[ch] + x))
+            terms = [Term(total[ch], lo, hi, j) for j in constant_shifts(self.multiplier)]
+            product = adder_tree(m, terms)
+            width = max(abs(product.lo), abs(product.hi)).bit_length() + product.shift + 2
+            q = requantize(
+                m,
+                materialise(m, product, width),
+                shift=self.shift,
+                relu=False,
+                out=self.out_format,
+            )
+            m.d.comb += result[ch].eq(q)
+        fire = self.i.valid & used & last
+        free = output_slot(m, self.o, fire, result.as_value())
+        m.d.comb += self.i.ready.eq(free)
+        with m.If(self.i.valid & free):
+            with m.If(used), m.Switch(ox):
+                for x, sig in enumerate(partial):
+                    with m.Case(x):
+                        m.d.sync += sig.eq(total)
+            m.d.sync += c.eq(Mux(c == w - 1, 0, c + 1))
+            with m.If(c == w - 1):
+                m.d.sync += r.eq(Mux(r == h - 1, 0, r + 1))
+        return m
+
+
+class SkipFifo(wiring.Component):
+    """A first-in first-out buffer of ``depth`` beats in a memory (one synchronous write
+    and one synchronous read port, so it maps to block RAM) behind a one-beat output
+    register: the stream of a residual add's second operand waits here while the main
+    path computes. ``i.ready`` is ``count < depth``, a register: it never depends on
+    ``i.valid`` or ``o.ready``. A beat written in one cycle is read into the output
+    register in the next and offered from the one after (:class:`rtl_gen.timing.FifoTiming`).
+
+    Members
+    -------
+    i : In(stream of ``layout`` beats)
+    o : Out(stream of ``layout`` beats)
+    """
+
+    def __init__(self, layout: data.ArrayLayout, depth: int) -> None:
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"A FIFO needs a positive depth, not {depth!r}")
+        self.layout, self.depth = layout, depth
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        depth = self.depth
+        m.submodules.memory = memory = Memory(shape=self.layout, depth=depth, init=[])
+        write_port, read_port = memory.write_port(), memory.read_port()
+        count = Signal(range(depth + 1))
+        head, wr, rd = Signal(), Signal(range(depth)), Signal(range(depth))
+        write, take, read = Signal(), Signal(), Signal()
+        m.d.comb += [
+            self.i.ready.eq(count < depth),
+            write.eq(self.i.valid & (count < depth)),
+            take.eq(~head | self.o.ready),
+            read.eq(take & (count != 0)),
+            write_port.addr.eq(wr),
+            write_port.data.eq(self.i.payload),
+            write_port.en.eq(write),
+            read_port.addr.eq(rd),
+            read_port.en.eq(read),
+            self.o.payload.eq(read_port.data),
+            self.o.valid.eq(head),
+        ]
+        with m.If(take):
+            m.d.sync += head.eq(count != 0)
+        m.d.sync += count.eq(count + write - read)
+        with m.If(write):
+            m.d.sync += wr.eq(Mux(wr == depth - 1, 0, wr + 1))
+        with m.If(read):
+            m.d.sync += rd.eq(Mux(rd == depth - 1, 0, rd + 1))
+        return m
+
+
+class AddEngine(wiring.Component):
+    """A residual add (:class:`~inq_hw.intmodel.layers.AddLayer`) of two streams of
+    ``elems`` integers: ``i`` (the main path) and ``skip`` (an earlier engine's output),
+    which waits in a :class:`SkipFifo` of ``fifo_depth`` beats. Each operand is shifted
+    left by its alignment (wiring), the two are added in one exact-width adder, and the
+    sum is requantised (round half up, optional ReLU, saturated).
+
+    The add fires in a cycle where ``i`` and the FIFO both offer a beat and the slot is
+    free: ``i.ready`` is the FIFO's ``o.valid`` and the slot's ``free``, both registers or
+    downstream, so a stall holds both operands in place.
+
+    Members
+    -------
+    i : In(stream of ``elems`` integers of ``formats[0]``)
+    skip : In(stream of ``elems`` integers of ``formats[1]``)
+    o : Out(stream of ``elems`` integers of ``out``)
+    """
+
+    def __init__(
+        self,
+        *,
+        formats: tuple[ActFormat, ActFormat],
+        align: tuple[int, int],
+        shift: int,
+        relu: bool,
+        out: ActFormat,
+        elems: int,
+        fifo_depth: int,
+    ) -> None:
+        self.formats, self.align, self.shift, self.relu = formats, align, shift, relu
+        self.out_format, self.elems, self.fifo_depth = out, elems, fifo_depth
+        self.fifo = SkipFifo(data.ArrayLayout(act_shape(formats[1]), elems), fifo_depth)
+        super().__init__(
+            {
+                "i": In(beat_signature(formats[0], elems)),
+                "skip": In(beat_signature(formats[1], elems)),
+                "o": Out(beat_signature(out, elems)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.fifo = fifo = self.fifo
+        wiring.connect(m, wiring.flipped(self.skip), fifo.i)
+        result = Signal(self.o.payload.shape())
+        operands = (self.i.payload, fifo.o.payload)
+        for n in range(self.elems):
+            a, b = (
+                Term(ops[n], fmt.lo, fmt.hi, shift)
+                for ops, fmt, shift in zip(operands, self.formats, self.align, strict=True)
+            )
+            total = add_terms(m, a, b)
+            width = max(abs(total.lo), abs(total.hi)).bit_length() + total.shift + 2
+            q = requantize(
+                m,
+                materialise(m, total, width),
+                shift=self.shift,
+                relu=self.relu,
+                out=self.out_format,
+            )
+            m.d.comb += result[n].eq(q)
+        both = Signal()
+        m.d.comb += both.eq(self.i.valid & fifo.o.valid)
+        free = output_slot(m, self.o, both, result.as_value())
+        m.d.comb += [self.i.ready.eq(fifo.o.valid & free), fifo.o.ready.eq(self.i.valid & free)]
         return m

@@ -10,16 +10,24 @@ manifest states (the RTL testbenches measure both and compare).
 A cycle is evaluated as the hardware does: ``ready`` signals are combinational from the
 output back to the input (each engine's ``i.ready`` depends on its state and its
 ``o.ready``), ``valid`` signals are registers; then every engine steps.
+
+A residual add (:class:`AddTiming`) reads a second stream, from an earlier engine's
+output (or the top's input) through a FIFO (:class:`FifoTiming`): that output is
+*forked*, one beat going to every reader in the same cycle, so it is ready when every
+reader is, and each reader sees it valid only when all the others are ready.
 """
 
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from rtl_gen.engines import conv_tables, pool_tables
 
 __all__ = [
+    "UNBOUNDED",
+    "AddTiming",
     "ConvTiming",
+    "FifoTiming",
     "FoldedDotTiming",
     "LinearTiming",
     "PassTiming",
@@ -166,12 +174,14 @@ class LinearTiming(_WindowTiming):
 
 
 class PoolTiming(_Slotted):
-    """:class:`rtl_gen.engines.MaxPoolEngine`."""
+    """:class:`rtl_gen.engines.MaxPoolEngine` and :class:`rtl_gen.engines.MeanPoolEngine`
+    (``kernel``: one side, or ``(rows, columns)``)."""
 
-    def __init__(self, size: tuple[int, int], kernel: int) -> None:
+    def __init__(self, size: tuple[int, int], kernel: int | tuple[int, int]) -> None:
         self.h, self.w = size
-        _, _, self.row_last, self.row_used = pool_tables(self.h, kernel)
-        _, _, self.col_last, self.col_used = pool_tables(self.w, kernel)
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        _, _, self.row_last, self.row_used = pool_tables(self.h, kh)
+        _, _, self.col_last, self.col_used = pool_tables(self.w, kw)
         self.r = self.c = 0
 
     def in_ready(self, out_ready: bool) -> bool:
@@ -200,25 +210,106 @@ class PassTiming(_Slotted):
         self._update_slot(in_valid and free, out_ready)
 
 
-EngineTiming = ConvTiming | LinearTiming | PoolTiming | PassTiming
+#: The depth of a FIFO that never fills (:func:`rtl_gen.dataflow` sizes its FIFOs with
+#: it: the deepest any write needs, without stalls).
+UNBOUNDED = 1 << 40
+
+
+class FifoTiming:
+    """:class:`rtl_gen.engines.SkipFifo`: ``depth`` words of memory behind a one-beat
+    output register. Ready while the memory has room (``count < depth``); a word written
+    in one cycle is read into the output register in the next (when it is empty or being
+    emptied) and offered the cycle after. ``need`` is the least ``depth`` that would have
+    taken every write so far."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth, self.count, self.head, self.need = depth, 0, False, 1
+
+    def in_ready(self) -> bool:
+        return self.count < self.depth
+
+    def out_valid(self) -> bool:
+        return self.head
+
+    def step(self, in_valid: bool, out_ready: bool) -> None:
+        write = in_valid and self.count < self.depth
+        take = not self.head or out_ready
+        read = take and self.count > 0
+        if write:
+            self.need = max(self.need, self.count + 1)
+        if take:
+            self.head = self.count > 0
+        self.count += int(write) - int(read)
+
+
+class AddTiming(_Slotted):
+    """:class:`rtl_gen.engines.AddEngine`: a beat of its input ``i`` and one of its FIFO
+    (fed by ``skip``) go into the slot together, in a cycle where both are valid and the
+    slot is free; ``i`` is ready when the FIFO offers a beat and the slot is free."""
+
+    def __init__(self, depth: int) -> None:
+        self.fifo = FifoTiming(depth)
+
+    def in_ready(self, out_ready: bool) -> bool:
+        return self.fifo.out_valid() and self._free(out_ready)
+
+    def skip_ready(self) -> bool:
+        return self.fifo.in_ready()
+
+    def step(self, in_valid: bool, out_ready: bool, skip_valid: bool = False) -> None:
+        free = self._free(out_ready)
+        fire = in_valid and self.fifo.out_valid() and free
+        self.fifo.step(skip_valid, in_valid and free)
+        self._update_slot(fire, out_ready)
+
+
+EngineTiming = ConvTiming | LinearTiming | PoolTiming | PassTiming | AddTiming
 
 
 @dataclass
 class PipelineTiming:
-    """A chain of engine models: ``cycle(in_valid, out_ready)`` steps all of them one
-    cycle and returns ``(input transfer, output transfer)``."""
+    """A chain of engine models, each reading the one before (the first: the top's
+    input), and ``skips``: an add engine's index to the engine whose output its second
+    stream reads (``-1``: the top's input). ``cycle(in_valid, out_ready)`` steps all of
+    them one cycle and returns ``(input transfer, output transfer)``."""
 
     engines: Sequence[EngineTiming]
+    skips: Mapping[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Who reads each output (-1: the top's input): (engine, "i" or "skip").
+        self.readers: dict[int, list[tuple[int, str]]] = {
+            n: [(n + 1, "i")] for n in range(-1, len(self.engines) - 1)
+        }
+        for n, source in sorted(self.skips.items()):
+            if not isinstance(self.engines[n], AddTiming) or not -1 <= source < n - 1:
+                raise ValueError(f"Engine {n} cannot read a second stream from {source}")
+            self.readers[source].append((n, "skip"))
 
     def cycle(self, in_valid: bool, out_ready: bool) -> tuple[bool, bool]:
-        readies = [out_ready]
-        for engine in reversed(self.engines):
-            readies.append(engine.in_ready(readies[-1]))
-        readies.reverse()  # readies[n]: engine n's i.ready; readies[-1]: the top's o.ready
-        valids = [in_valid, *(engine.out_valid() for engine in self.engines)]
-        for n, engine in enumerate(self.engines):
-            engine.step(valids[n], readies[n + 1])
-        return valids[0] and readies[0], valids[-1] and out_ready
+        engines, last = self.engines, len(self.engines) - 1
+        port_ready: dict[tuple[int, str], bool] = {}
+        for n in self.skips:
+            port_ready[n, "skip"] = engines[n].skip_ready()  # type: ignore[union-attr]
+        outs = [False] * len(engines)  # outs[n]: engine n's o.ready
+        for n in range(last, -1, -1):
+            outs[n] = out_ready if n == last else all(port_ready[r] for r in self.readers[n])
+            port_ready[n, "i"] = engines[n].in_ready(outs[n])
+        valids = {-1: in_valid} | {n: engine.out_valid() for n, engine in enumerate(engines)}
+
+        def offered(source: int, port: tuple[int, str]) -> bool:
+            """The fork: valid for one reader when every other reader is ready."""
+            others = (port_ready[r] for r in self.readers[source] if r != port)
+            return valids[source] and all(others)
+
+        for n, engine in enumerate(engines):
+            if n in self.skips:
+                skip = offered(self.skips[n], (n, "skip"))
+                engine.step(offered(n - 1, (n, "i")), outs[n], skip)  # type: ignore[call-arg]
+            else:
+                engine.step(offered(n - 1, (n, "i")), outs[n])
+        took = in_valid and all(port_ready[r] for r in self.readers[-1])
+        return took, valids[last] and out_ready
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from rtl_gen.dataflow import (
     parse_folds,
 )
 from rtl_gen.engines import UnrolledDot
-from rtl_gen.timing import LinearTiming, PipelineTiming, UnrolledDotTiming
+from rtl_gen.timing import LinearTiming, UnrolledDotTiming
 from tests.test_rtl_units import _layer_fields, _with_exact_width
 
 U8, S8 = ActFormat(8, False, 6), ActFormat(8, True, 5)
@@ -152,7 +152,7 @@ def _images(model: IntModel, count: int, seed: int) -> np.ndarray:
     return x
 
 
-def _check(
+def check_top(
     model: IntModel,
     top: DataflowTop,
     *,
@@ -176,32 +176,33 @@ def _check(
 )
 def test_small_cnn_is_bit_exact_under_stalls(padding: int) -> None:
     model = small_cnn(padding=padding)
-    _check(model, build_dataflow(model), seed=padding)
+    check_top(model, build_dataflow(model), seed=padding)
 
 
 def test_signed_input_and_folding_everywhere() -> None:
     model = small_cnn(in_format=S8)
     top = build_dataflow(model, folding={"c1": 3, "c2": 2, "f1": 4, "f2": 5})
-    _check(model, top, seed=7)
+    check_top(model, top, seed=7)
 
 
 @INTEGRATION  # the fast tier runs the twin pipelined and folded
 def test_multiplier_twin_runs_the_baseline_arithmetic() -> None:
     model = small_cnn()
-    _check(model, build_dataflow(model, baseline="mult8", folding={"c2": 2}), weights="baseline")
+    check_top(model, build_dataflow(model, baseline="mult8", folding={"c2": 2}), weights="baseline")
 
 
 def test_transfers_equal_the_control_model_cycle_for_cycle() -> None:
     model = small_cnn()
     top = build_dataflow(model, folding={"c2": 2, "f1": 3})
-    record = _check(model, top, count=4, seed=3)
-    timing = PipelineTiming([stage.timing for stage in top.stages])
+    record = check_top(model, top, count=4, seed=3)
+    timing = top.timing_model()
     predicted = [timing.cycle(valid, ready) for valid, ready in record["offers"]]
     assert predicted == record["transfers"]
 
 
-def _replay(top: DataflowTop, record: dict[str, Any]) -> list[tuple[bool, bool]]:
-    timing = PipelineTiming([stage.timing for stage in top.stages])
+def replay(top: DataflowTop, record: dict[str, Any]) -> list[tuple[bool, bool]]:
+    """The control model's transfers for the offers ``record`` made to the RTL."""
+    timing = top.timing_model()
     return [timing.cycle(valid, ready) for valid, ready in record["offers"]]
 
 
@@ -222,8 +223,8 @@ def test_pipelined_tops_are_bit_exact_and_cycle_exact_under_stalls(
 ) -> None:
     model = small_cnn()
     top = build_dataflow(model, folding=folding, pipeline=pipeline)
-    record = _check(model, top, count=4, stall=stall, seed=len(pipeline) + int(stall * 10))
-    assert _replay(top, record) == record["transfers"]
+    record = check_top(model, top, count=4, stall=stall, seed=len(pipeline) + int(stall * 10))
+    assert replay(top, record) == record["transfers"]
 
 
 def test_pipelined_multiplier_twin_is_bit_exact() -> None:
@@ -231,19 +232,19 @@ def test_pipelined_multiplier_twin_is_bit_exact() -> None:
     top = build_dataflow(
         model, baseline="mult8", folding={"c2": 2}, pipeline={"c1": 2, "c2": 2, "f1": 1}
     )
-    _check(model, top, count=3, seed=5, weights="baseline")
+    check_top(model, top, count=3, seed=5, weights="baseline")
 
 
 def test_a_wrong_pipeline_depth_in_the_model_is_caught() -> None:
     """The replay can fail: a model one stage short of the RTL disagrees with it."""
     model = small_cnn()
     top = build_dataflow(model, pipeline={"f1": 2})
-    record = _check(model, top, count=2, seed=1)
+    record = check_top(model, top, count=2, seed=1)
     linear = top.stages[3].timing
     assert isinstance(linear, LinearTiming)
     assert top.stages[3].info["layer"] == "f1"
     linear.dot = UnrolledDotTiming(1)
-    assert _replay(top, record) != record["transfers"]
+    assert replay(top, record) != record["transfers"]
 
 
 @pytest.mark.parametrize(
@@ -259,7 +260,7 @@ def test_timing_without_stalls_matches_the_design_parameters(
 ) -> None:
     model = small_cnn()
     top = build_dataflow(model, folding=folding, pipeline=pipeline)
-    record = _check(model, top, count=5, idle=0.0, stall=0.0)
+    record = check_top(model, top, count=5, idle=0.0, stall=0.0)
     gave = [n for n, (_, out) in enumerate(record["transfers"]) if out]
     took = [n for n, (inp, _) in enumerate(record["transfers"]) if inp]
     timing = top.timing()
@@ -358,9 +359,9 @@ def test_shared_adder_graphs_are_bit_exact_and_timed_exactly(
     units = [dot.unit for dot in dots if isinstance(dot, UnrolledDot)]
     assert units and all(u.adder_graph == "shared" for u in units)
     assert any(u.graph.nodes for u in units)  # something is shared: not a tree in disguise
-    record = _check(model, top, count=4, stall=0.4, seed=11)
-    assert _replay(top, record) == record["transfers"]
-    free = _check(model, top, count=4, idle=0.0, stall=0.0, seed=12)
+    record = check_top(model, top, count=4, stall=0.4, seed=11)
+    assert replay(top, record) == record["transfers"]
+    free = check_top(model, top, count=4, idle=0.0, stall=0.0, seed=12)
     gave = [n for n, (_, out) in enumerate(free["transfers"]) if out]
     took = [n for n, (inp, _) in enumerate(free["transfers"]) if inp]
     design = dataflow_design(model, folding=folding, pipeline=pipeline, adder_graph="shared")

@@ -33,7 +33,7 @@ from inq_hw.intmodel.layers import (
 )
 from inq_hw.intmodel.package import load_package, save_package
 from rtl_gen.dataflow import build_dataflow, generate_dataflow
-from tests.test_dataflow import _check, _replay, _weight_layer, small_cnn
+from tests.test_dataflow import _weight_layer, check_top, replay, small_cnn
 from tests.test_implement import micro_cnn
 
 U8 = ActFormat(8, False, 0)
@@ -218,8 +218,8 @@ def test_an_unrolled_stage_stalled_by_a_folded_one_is_modelled_cycle_for_cycle(
     and the interval is measured."""
     model = conv_into_folded_conv()
     top = build_dataflow(model, folding={"c2": 2})
-    record = _check(model, top, count=4, idle=0.0, stall=stall, seed=11)
-    assert _replay(top, record) == record["transfers"]
+    record = check_top(model, top, count=4, idle=0.0, stall=stall, seed=11)
+    assert replay(top, record) == record["transfers"]
     if stall == 0.0:
         gave = [n for n, (_, out) in enumerate(record["transfers"]) if out]
         assert gave[-1] - gave[-2] == build_dataflow(model, folding={"c2": 2}).timing().interval

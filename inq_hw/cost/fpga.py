@@ -24,7 +24,8 @@ counted register by register (line-buffer taps, slots, held vectors, folded resu
 ROM read registers, pooling partials, pipeline registers). A multiplier twin on ECP5 with
 DSPs takes one ``MULT18X18D`` per constant multiplier (unrolled) or per lane product
 (folded) instead of ``mul`` LUTs. Folded ROMs are counted in LUTs: Yosys maps these
-shallow, wide ROMs (``fold`` words) to logic, so BRAM is 0.
+shallow, wide ROMs (``fold`` words) to logic. Block RAM: the residual adds' skip FIFOs
+(:func:`bram_blocks` of each memory's depth and width), the only memories of a top.
 
 Example usage::
 
@@ -44,7 +45,7 @@ from inq_hw.cost.analytic import LayerCost, analyze, tree_width_histogram
 from inq_hw.cost.errors import CostError
 from inq_hw.errors import ConfigError
 from inq_hw.intmodel import InputLayer, IntModel, WeightLayer
-from inq_hw.intmodel.arith import rounding_constant, signed_bits
+from inq_hw.intmodel.arith import constant_shifts, rounding_constant, signed_bits
 from inq_hw.intmodel.codes import max_shift
 
 __all__ = [
@@ -94,8 +95,8 @@ class StageEstimate:
 
 @dataclass(frozen=True)
 class Estimate:
-    """The predicted resources of a whole top on one family (``bram`` is always 0, see
-    the module docstring)."""
+    """The predicted resources of a whole top on one family (``bram``: the residual
+    adds' FIFOs, see the module docstring)."""
 
     family: str
     lut: int
@@ -122,6 +123,8 @@ class _Count:
     bits: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FEATURES, 0.0))
     ff: int = 0
     dsp: int = 0
+    #: ``(depth, width)`` of each memory (the residual adds' FIFOs).
+    memories: list[tuple[int, int]] = field(default_factory=list)
 
     def add(self, feature: str, amount: float) -> None:
         self.bits[feature] += amount
@@ -167,13 +170,19 @@ class _Live:
 
 def liveness(top: Any) -> list[_Live]:
     """Per engine of ``top``, its :class:`_Live` outputs and inputs (backwards from the
-    logits, through the weights each dot stage computes with)."""
+    logits, through the weights each dot stage computes with; an output read by the
+    next engine and by a residual add is kept where either needs it)."""
     from rtl_gen.engines import ConvEngine, LinearEngine, window_order
 
-    live = np.ones(top.last.elems, dtype=bool)
+    stages = top.stages
+    wanted: dict[int, np.ndarray] = {len(stages) - 1: np.ones(top.last.elems, dtype=bool)}
+
+    def want(source: int, live: np.ndarray) -> None:
+        wanted[source] = wanted[source] | live if source in wanted else live
+
     result: list[_Live] = []
-    for stage in reversed(top.stages):
-        engine = stage.engine
+    for n in range(len(stages) - 1, -1, -1):
+        engine, live = stages[n].engine, wanted[n]
         if isinstance(engine, ConvEngine | LinearEngine):
             used = (_dot_weights(engine.dot)[live] != 0).any(axis=0)
             result.append(_Live(live, used))
@@ -182,11 +191,14 @@ def liveness(top: Any) -> list[_Live]:
                 channels = np.zeros(engine.channels, dtype=bool)
                 for (_, ci), flag in zip(order, used.tolist(), strict=True):
                     channels[ci] |= flag
-                live = channels
+                want(n - 1, channels)
             else:
-                live = used.reshape(engine.elems, engine.beats).any(axis=1)
-        else:
+                want(n - 1, used.reshape(engine.elems, engine.beats).any(axis=1))
+        else:  # elementwise per channel: pools, ReLU, adds (both operands)
             result.append(_Live(live))
+            want(n - 1, live)
+            if stages[n].skip is not None:
+                want(stages[n].skip, live)
     return result[::-1]
 
 
@@ -320,7 +332,7 @@ def _linear_buffer(engine: Any, live: _Live, elem_bits: int) -> int:
 
 
 def _engine(engine: Any, live: _Live, cost: LayerCost | None) -> _Count:
-    from rtl_gen.engines import ConvEngine, LinearEngine, MaxPoolEngine
+    from rtl_gen.engines import AddEngine, ConvEngine, LinearEngine, MaxPoolEngine, MeanPoolEngine
 
     count = _Count()
     count.add("engines", 1)
@@ -344,6 +356,22 @@ def _engine(engine: Any, live: _Live, cost: LayerCost | None) -> _Count:
         count.ff += columns * kept * in_elem + 2 * max(1, max(engine.size).bit_length())
         count.add("mux", kept * in_elem * columns)
         count.add("cmp", kept * in_elem)
+    elif isinstance(engine, MeanPoolEngine):
+        columns = engine.size[1] // engine.kernel[1]
+        acc = in_elem + max(0, engine.window - 1).bit_length()
+        count.ff += columns * kept * acc + 2 * max(1, max(engine.size).bit_length())
+        count.add("mux", kept * acc * (columns + 1))  # the column select, the first's reset
+        product = acc + engine.multiplier.bit_length()
+        count.add("add", kept * (acc + product * (len(constant_shifts(engine.multiplier)) - 1)))
+        _requant(count, product, engine.shift, out_elem, kept)
+    elif isinstance(engine, AddEngine):
+        skip = engine.fifo.layout.size
+        count.ff += 2 * max(1, engine.fifo_depth.bit_length()) + 1  # pointers and count
+        count.memories.append((engine.fifo_depth, skip))
+        count.ff += skip  # its output register
+        acc = max(f.bits + a for f, a in zip(engine.formats, engine.align, strict=True)) + 1
+        count.add("add", kept * acc)
+        _requant(count, acc, engine.shift, out_elem, kept)
     else:  # ReLU: a clamp at zero and at the top of the range
         count.add("cmp", 2 * kept * in_elem)
         count.add("mux", kept * out_elem)
@@ -358,6 +386,19 @@ def _argmax(top: Any) -> _Count:
     count.add("cmp", (elems - 1) * bits)
     count.add("mux", (elems - 1) * (bits + index))
     return count
+
+
+#: Block RAM shapes, ``(depth, width)``: iCE40's SB_RAM40_4K, ECP5's DP16KD.
+BRAM_SHAPES = {
+    "ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
+    "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
+}
+
+
+def bram_blocks(depth: int, width: int, family: str) -> int:
+    """Blocks of ``family``'s block RAM a ``depth x width`` memory takes, in the shape
+    that needs fewest (a memory wider than one block takes blocks side by side)."""
+    return min(-(-depth // d) * -(-width // w) for d, w in BRAM_SHAPES[family])
 
 
 def lut_of(features: Mapping[str, float], family: str) -> float:
@@ -442,8 +483,9 @@ def estimate_top(
     """
     _check_family(family)
     use_dsp = dsp if dsp is not None else family == "ecp5"
-    stages = []
+    stages, bram = [], 0
     for layer, kind, fold, count in top_features(top, model, costs=costs):
+        bram += sum(bram_blocks(depth, width, family) for depth, width in count.memories)
         if use_dsp:
             count.bits["mul"] = 0.0  # the multipliers are DSP blocks
         else:
@@ -460,7 +502,7 @@ def estimate_top(
         lut=sum(s.lut for s in stages),
         ff=sum(s.ff for s in stages),
         carry=sum(s.carry for s in stages),
-        bram=0,
+        bram=bram,
         dsp=sum(s.dsp for s in stages),
         stages=tuple(stages),
     )
