@@ -2,7 +2,8 @@
 
 ResNet-18/34/50 (He et al., CVPR 2016), MobileNetV2 (Sandler et al., CVPR 2018), VGG-11/16
 (Simonyan & Zisserman, ICLR 2015), SqueezeNet 1.0 (Iandola et al., 2016) and AlexNet
-(Krizhevsky et al., 2012, torchvision's one-GPU variant). Forward passes use functional
+(Krizhevsky et al., 2012, torchvision's one-GPU variant), and a tiny ResNet whose
+identity skips the dataflow top streams (:class:`TinyResNet`). Forward passes use functional
 ``+=``, ``torch.flatten``, ``torch.cat`` and adaptive average pooling, as torchvision's
 do, so lowering meets them as a user's own model. With the default options and 1000
 classes the parameter counts equal torchvision's (resnet18 11,689,512; resnet34
@@ -24,7 +25,7 @@ from torch import nn
 from inq_hw.errors import ConfigError
 from inq_hw.models import _check_io, _require_int, register_model
 
-__all__ = ["Bottleneck", "InvertedResidual", "ResNet", "ResNetBasicBlock"]
+__all__ = ["Bottleneck", "InvertedResidual", "ResNet", "ResNetBasicBlock", "TinyResNet"]
 
 
 def _bn_conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
@@ -136,6 +137,41 @@ def _resnet(block: type[ResNetBasicBlock] | type[Bottleneck], layers: list[int])
 register_model("resnet18")(_resnet(ResNetBasicBlock, [2, 2, 2, 2]))
 register_model("resnet34")(_resnet(ResNetBasicBlock, [3, 4, 6, 3]))
 register_model("resnet50")(_resnet(Bottleneck, [3, 4, 6, 3]))
+
+
+class TinyResNet(nn.Module):
+    """A ResNet small enough to stream on the dataflow top (identity skips only): a 3x3
+    stem, a BasicBlock, a 2x2 max pool, a BasicBlock, global average pooling, a Linear
+    layer; written as torchvision writes ResNets (``out += identity``, adaptive pooling,
+    ``torch.flatten``)."""
+
+    def __init__(self, *, in_channels: int, num_classes: int, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = ResNetBasicBlock(width, width, 1, None)
+        self.maxpool = nn.MaxPool2d(2)
+        self.layer2 = ResNetBasicBlock(width, width, 1, None)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer1(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.maxpool(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+@register_model("tiny_resnet")
+def tiny_resnet(
+    *, in_channels: int, num_classes: int, input_size: int, width: int = 8
+) -> TinyResNet:
+    """:class:`TinyResNet`; ``width`` channels throughout (input_size >= 2)."""
+    _check_io("tiny_resnet", in_channels, num_classes, input_size)
+    _require_int("tiny_resnet: width", width)
+    if input_size < 2:
+        raise ConfigError(f"tiny_resnet needs input_size >= 2 for its pool, not {input_size}")
+    return TinyResNet(in_channels=in_channels, num_classes=num_classes, width=width)
 
 
 # --- MobileNetV2 ----------------------------------------------------------------------------

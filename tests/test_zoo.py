@@ -37,6 +37,7 @@ def test_parameter_counts_equal_torchvisions(name: str) -> None:
 #: (name, input size, options that shrink it for a test; None: the PE array's refusal).
 PIPELINES = [
     pytest.param("resnet18", 32, {"width": 4}, None, id="resnet18"),
+    pytest.param("tiny_resnet", 8, {"width": 4}, None, id="tiny_resnet"),
     pytest.param("resnet34", 32, {"width": 4}, None, marks=pytest.mark.slow),
     pytest.param("resnet50", 32, {"width": 4}, None, marks=pytest.mark.slow),
     pytest.param("mobilenet_v2", 32, {"width": 25}, None, marks=pytest.mark.slow),
