@@ -24,7 +24,7 @@ from torch import nn
 
 from inq_hw.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from inq_hw.data import Dataset
-from inq_hw.errors import CheckpointError, TrainingDiverged
+from inq_hw.errors import CheckpointError, ConfigError, TrainingDiverged
 from inq_hw.fold import fold_batchnorm, fold_mean_pools, has_batchnorm
 from inq_hw.inq import IncrementalQuantizer, INQConfig, one_shot_quantize
 from inq_hw.model_io import ModelContext, load_model
@@ -174,15 +174,23 @@ def train_fp32(
     *,
     resume: bool = False,
     progress: Progress | None = None,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
     """Train the full-precision reference and write it to ``out``; returns a summary.
 
     BatchNorm, if the model has any, is folded into its convolution at the end, so the
-    checkpoint is ready for INQ.
+    checkpoint is ready for INQ. ``input_shape`` ``(C, H, W)``: the images the model
+    takes, which the data set's must be (a ConfigError otherwise).
     """
     progress = progress or Progress()
     out = Path(out)
     data = context.load_data()
+    if input_shape is not None and tuple(input_shape) != tuple(data.input_shape):
+        want, have = ("x".join(map(str, shape)) for shape in (input_shape, data.input_shape))
+        raise ConfigError(
+            f"The model takes {want} images (--input-shape), but data set {context.dataset!r} "
+            f"has {have}"
+        )
     torch.manual_seed(config.seed)
     model = context.build(data)
     part = _load_part(out, "fp32-partial", resume)

@@ -67,3 +67,10 @@ def test_interrupt_names_how_to_continue(
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" in err and hint in err
+
+
+def test_model_help_lists_every_zoo_name() -> None:
+    from inq_hw.commands.training import ZOO_HELP
+    from inq_hw.models import model_names
+
+    assert set(ZOO_HELP.split(", ")) == set(model_names())

@@ -226,8 +226,8 @@ def test_cli_trains_an_exported_program_and_refuses_a_bad_file(
     program = _export(Small(), (1, 1, 8, 8), tmp_path / "small.pt2")
     out = tmp_path / "fp32.pt"
     code, _, err = run(
-        capsys, "train", "--model", str(program), "--epochs", "1", "--out", str(out),
-        "--no-progress",
+        capsys, "train", "--model", str(program), "--input-shape", "1x8x8", "--epochs", "1",
+        "--out", str(out), "--no-progress",
     )  # fmt: skip
     assert code == 0, err
     assert out.is_file()
@@ -262,3 +262,22 @@ def test_exported_program_quantizes_and_exports(
     assert code == 0, err
     kinds = {layer["kind"] for layer in json.loads((pkg / "model.json").read_text())["layers"]}
     assert {"conv2d", "add", "maxpool", "linear"} <= kinds
+
+
+def test_input_shape_is_checked_against_the_data_set(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--input-shape`` states the images a program takes; the data set fixes them, so
+    another shape is a one-line error before any training, and a malformed one too."""
+    program = _export(_Gated(), (2, 1, 8, 8), tmp_path / "gated.pt2")
+    out = tmp_path / "fp32.pt"
+    for shape, fragment in (
+        ("3,32,32", "takes 3x32x32 images (--input-shape), but data set 'digits' has 1x8x8"),
+        ("1,8", "must be C,H,W"),
+        ("1x8x0", "must be C,H,W"),
+    ):
+        code, _, err = run(
+            capsys, "train", "--model", str(program), "--input-shape", shape, "--out", str(out)
+        )
+        assert_one_line_error(code, err, fragment)
+        assert not out.exists()

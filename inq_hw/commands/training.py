@@ -58,6 +58,23 @@ def _train_config(args: argparse.Namespace) -> Any:
     )
 
 
+#: The zoo's names as ``--model`` lists them (``inq_hw.models`` imports torch, which the
+#: parser must not; tests/test_cli_help.py checks it against ``model_names()``).
+ZOO_HELP = (
+    "digits-cnn, lenet5, resnet, resnet8, tiny_resnet, resnet18, resnet34, resnet50, "
+    "mobilenet_v2, vgg11, vgg16, squeezenet1_0, alexnet"
+)
+
+
+def _input_shape(text: str) -> tuple[int, int, int]:
+    """``"1,8,8"`` or ``"1x8x8"`` → ``(1, 8, 8)``."""
+    parts = text.replace("x", ",").split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"must be C,H,W (three positive integers), not {text!r}")
+    c, h, w = (int(p) for p in parts)
+    return c, h, w
+
+
 def _configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
@@ -69,7 +86,17 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
         "--split-seed", type=int, default=0, help="seed of the train/test split (digits)"
     )
     parser.add_argument(
-        "--model", default="digits-cnn", help="zoo model: digits-cnn, lenet5, resnet8, resnet"
+        "--model",
+        default="digits-cnn",
+        help=f"a zoo name ({ZOO_HELP}), package.module:factory, or a torch.export program FILE.pt2",
+    )
+    parser.add_argument(
+        "--input-shape",
+        type=_input_shape,
+        default=None,
+        metavar="C,H,W",
+        help="the images the model takes (a .pt2 program's example input); checked against "
+        "the data set's, which fixes the shape (default: the data set's)",
     )
     parser.add_argument(
         "--model-arg",
@@ -97,7 +124,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     config = _train_config(args)
     with progress(args) as bar:
-        summary = train_fp32(context, config, args.out, resume=args.resume, progress=bar)
+        summary = train_fp32(
+            context,
+            config,
+            args.out,
+            resume=args.resume,
+            progress=bar,
+            input_shape=args.input_shape,
+        )
     summary["_text"] = (
         f"{args.model} on {args.dataset}: FP32 test accuracy {percent(summary['accuracy'])}"
         f" -> {summary['out']}"
