@@ -179,3 +179,21 @@ def test_a_top_too_large_is_refused_naming_a_device(
     with pytest.raises(ImplementError, match=message):
         implement_rtl(micro / "rtl", "ice40-up5k", cache_dir=tmp_path, out_dir=tmp_path / "o")
     assert [p.name for p in tmp_path.iterdir()] == []  # nothing cached, nothing written
+
+
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+def test_vendor_cell_models_compile_in_icarus(family: str, tmp_path: Path) -> None:
+    """The netlist check's cell models: every include inlined once (ECP5's models include
+    cells_ff.vh from two files), no SystemVerilog left for Icarus's Verilog-2005."""
+    import subprocess
+
+    from inq_hw.implement.netlist import cell_models
+
+    models = cell_models(family, tmp_path)
+    assert "`include" not in models.read_text()
+    done = subprocess.run(
+        ["iverilog", "-g2005", "-o", str(tmp_path / "models.vvp"), str(models)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr

@@ -28,17 +28,35 @@ _MODELS = {"ice40": "ice40/cells_sim.v", "ecp5": "lattice/cells_sim_ecp5.v"}
 #: (``input E = 1'b1``) are SystemVerilog, so they are switched off: Yosys connects every
 #: input of the cells it maps.
 _PRELUDE = {"ice40": "`define NO_ICE40_DEFAULT_ASSIGNMENTS\n", "ecp5": ""}
+#: Likewise SystemVerilog in the ECP5 models: an elaboration-time ``$error`` in a generate
+#: branch (a LUT mode Yosys never writes), made a Verilog-2005 ``initial $display``.
+_FIXES = {"ice40": (), "ecp5": (("$error(", "initial $display("),)}
 _INCLUDE = re.compile(r'^\s*`include\s+"([^"]+)"\s*$', re.M)
 
 
 def cell_models(family: str, out_dir: Path) -> Path:
     """The vendor cell simulation models of ``family`` as one file in ``out_dir``
-    (``include`` lines inlined, so no include path is needed)."""
+    (``include`` lines inlined, nested ones too, each file once: ECP5's models include
+    ``cells_ff.vh`` from two files; so no include path is needed)."""
     source = yosys_share_dir() / _MODELS[family]
-    text = _INCLUDE.sub(lambda m: (source.parent / m.group(1)).read_text(), source.read_text())
     path = out_dir / f"cells_sim_{family}.v"
+    text = _inlined(source, set())
+    for old, new in _FIXES[family]:
+        text = text.replace(old, new)
     path.write_text(_PRELUDE[family] + text)
     return path
+
+
+def _inlined(source: Path, seen: set[Path]) -> str:
+    """``source`` with each ``include`` replaced by the file (relative to ``source``),
+    recursively; a file already inlined becomes an empty line."""
+    seen.add(source)
+
+    def include(match: re.Match[str]) -> str:
+        path = source.parent / match.group(1)
+        return "\n" if path in seen else _inlined(path, seen)
+
+    return _INCLUDE.sub(include, source.read_text())
 
 
 def check_netlist(
