@@ -26,7 +26,7 @@ product per lane and cycle), whatever the graph.
 """
 
 import copy
-import itertools
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +63,7 @@ from rtl_gen.engines import (
     MaxPoolEngine,
     MeanPoolEngine,
     ReLUEngine,
+    SkipFifo,
     UnrolledDot,
     beat_signature,
 )
@@ -74,6 +75,7 @@ from rtl_gen.timing import (
     AddTiming,
     ConvTiming,
     EngineTiming,
+    FifoTiming,
     FoldedDotTiming,
     LinearTiming,
     PassTiming,
@@ -101,14 +103,15 @@ MAX_STAGES = 16
 
 @dataclass(frozen=True)
 class _Stage:
-    """One engine and its control model, with what the manifest says of it; ``skip``:
-    for a residual add, the index of the stage whose output its second stream reads
-    (``-1``: the top's input)."""
+    """One engine and its control model, with what the manifest says of it; ``source``:
+    the index of the stage whose output its input reads (``-1``: the top's input);
+    ``skip``: for a residual add, that of its second input."""
 
     engine: wiring.Component
     timing: EngineTiming
     info: dict[str, Any]
     skip: int | None = None
+    source: int = 0  # set by _stages: the stage whose output ``i`` reads (-1: the input)
 
 
 @dataclass(frozen=True)
@@ -308,51 +311,57 @@ def _mean_stage(layer: MeanPoolLayer | AvgPoolLayer, geo: _Geometry) -> tuple[_S
     return _Stage(engine, PoolTiming((h, w), kernel), info), out
 
 
-def _add_engine(
-    layer: AddLayer, main: int, geos: tuple[_Geometry, _Geometry], depth: int
-) -> AddEngine:
-    """The add engine of ``layer`` whose input ``main`` (0 or 1) is the main path."""
-    skip = 1 - main
-    return AddEngine(
-        formats=(geos[0].fmt, geos[1].fmt),
-        align=(layer.align[main], layer.align[skip]),
-        shift=layer.shift,
-        relu=layer.relu,
-        out=layer.out,
-        elems=geos[0].elems,
-        fifo_depth=depth,
-    )
-
-
 def _add_stage(
-    layer: AddLayer, main: int, geos: tuple[_Geometry, _Geometry], skip: int, depth: int | None
+    layer: AddLayer, ports: tuple[int, int], geos: tuple[_Geometry, _Geometry]
 ) -> _Stage:
-    """A residual add reading the main path and, through a FIFO of ``depth`` beats, the
-    output of stage ``skip``; ``depth=None``: a FIFO that never fills and no engine yet
-    (for :func:`_size_fifos`)."""
+    """A residual add whose input ``i`` is operand ``ports[0]`` of the layer, ``skip``
+    operand ``ports[1]`` (the one through a FIFO), of streams ``geos``."""
     a, b = geos
     if (a.beats, a.elems, a.chw) != (b.beats, b.elems, b.chw):
         raise ConfigError(
             f"The dataflow top adds streams of one shape; residual add {layer.name!r} reads "
-            f"{layer.inputs[main]!r} of shape {a.chw or (a.elems,)} and "
-            f"{layer.inputs[1 - main]!r} of shape {b.chw or (b.elems,)}"
+            f"{layer.inputs[ports[0]]!r} of shape {a.chw or (a.elems,)} and "
+            f"{layer.inputs[ports[1]]!r} of shape {b.chw or (b.elems,)}"
         )
+    engine = AddEngine(
+        formats=(a.fmt, b.fmt),
+        align=(layer.align[ports[0]], layer.align[ports[1]]),
+        shift=layer.shift,
+        relu=layer.relu,
+        out=layer.out,
+        elems=a.elems,
+    )
     info = {
         "layer": layer.name,
         "kind": "add",
         "fold": 1,
         "pipeline": 0,
         "adder_graph": None,
-        "skip": layer.inputs[1 - main],
-        "fifo_depth": depth,
+        "skip": layer.inputs[ports[1]],
+    }
+    return _Stage(engine, AddTiming(), info)
+
+
+def _fifo_stage(add: AddLayer, fork: str, geo: _Geometry, depth: int | None) -> _Stage:
+    """The FIFO of residual add ``add``: the stream of layer ``fork`` on its way into the
+    branch that is ahead. ``depth=None``: unbounded, no engine yet (:func:`_size_fifos`)."""
+    info = {
+        "layer": f"{add.name}.fifo",
+        "kind": "fifo",
+        "fold": 1,
+        "pipeline": 0,
+        "adder_graph": None,
+        "reads": fork,
+        "depth": depth,
     }
     if depth is None:
-        return _Stage(_UNSIZED, AddTiming(UNBOUNDED), info, skip)
-    return _Stage(_add_engine(layer, main, geos, depth), AddTiming(depth), info, skip)
+        return _Stage(_UNSIZED, FifoTiming(UNBOUNDED), info)
+    layout = data.ArrayLayout(act_shape(geo.fmt), geo.elems)
+    return _Stage(SkipFifo(layout, depth), FifoTiming(depth), info)
 
 
-#: The engine of an add whose FIFO is not sized yet: :func:`_size_fifos` replaces it
-#: before the stage leaves :func:`_stages`.
+#: The engine of a FIFO not sized yet: :func:`_size_fifos` replaces it before the stage
+#: leaves :func:`_stages`.
 _UNSIZED = cast(wiring.Component, None)
 
 
@@ -362,29 +371,70 @@ def _relu_stage(layer: ReLULayer, geo: _Geometry) -> tuple[_Stage, _Geometry]:
     return _Stage(engine, PassTiming(), info), _Geometry(geo.beats, geo.elems, layer.out, geo.chw)
 
 
-def _chain(model: IntModel) -> tuple[list[Layer], dict[str, int]]:
-    """The layers in order, checking that each reads only the one before it, except a
-    residual add, which reads the one before and an earlier layer (its *skip*); the
-    index of the one before among each add's two inputs."""
+@dataclass(frozen=True)
+class _Branches:
+    """Where the FIFOs go. ``before``: a layer name to the add whose FIFO comes right
+    before it (the first layer of the branch that is ahead; the add itself when that
+    branch is the identity); ``ports``: an add's operand indices, ``(i, skip)``, the
+    second through the FIFO; ``forks``: an add's fork layer."""
+
+    before: dict[str, str]
+    ports: dict[str, tuple[int, int]]
+    forks: dict[str, str]
+
+
+def _branch(model: IntModel, readers: Mapping[str, int], name: str) -> tuple[list[str], str]:
+    """The layers back from ``name`` to the first whose output another layer also reads
+    (the fork): the branch's layers (last first) and the fork."""
+    path = []
+    while readers[name] == 1 and len(model.layer(name).inputs) == 1:
+        path.append(name)
+        name = model.layer(name).inputs[0]
+    return path, name
+
+
+def _branches(model: IntModel) -> _Branches:
+    """Check that the top can stream ``model`` and place its FIFOs.
+
+    Every layer reads one earlier layer, except a residual add, which reads two branches
+    from one fork (an earlier layer whose output both read): the identity, or layers of
+    their own (ResNet's downsampling convolution). The branch with fewer engines is
+    ahead (it needs less of the fork's stream for a result), so the FIFO goes at its
+    start; :func:`_size_fifos` checks that this keeps the timing of unbounded FIFOs."""
     layers = list(model.layers)
-    mains = {}
-    for before, layer in itertools.pairwise(layers):
-        if layer.inputs == (before.name,):
-            continue
+    readers: dict[str, int] = dict.fromkeys((layer.name for layer in layers), 0)
+    for layer in layers[1:]:
+        for name in layer.inputs:
+            readers[name] += 1
+    branches = _Branches({}, {}, {})
+    for layer in layers[1:]:
         inputs = layer.inputs
-        two = len(inputs) == 2 and len(set(inputs)) == 2 and before.name in inputs
-        if isinstance(layer, AddLayer) and two:
-            mains[layer.name] = inputs.index(before.name)
+        if len(inputs) == 1:
             continue
-        raise ConfigError(
-            f"The dataflow top needs a chain of layers, each reading the one before (a "
-            f"residual add: the one before and one earlier layer); {layer.name!r} reads "
-            f"{list(inputs)}, not {before.name!r}"
-            + ("" if isinstance(layer, AddLayer) else " only")
-        )
+        if not isinstance(layer, AddLayer):
+            raise ConfigError(
+                f"The dataflow top has no engine for {layer.kind} layers ({layer.name!r})"
+            )
+        if len(inputs) != 2 or len(set(inputs)) != 2:
+            raise ConfigError(
+                f"The dataflow top adds two different streams; {layer.name!r} reads {list(inputs)}"
+            )
+        (path_a, fork_a), (path_b, fork_b) = (_branch(model, readers, n) for n in inputs)
+        if fork_a != fork_b:
+            raise ConfigError(
+                f"The dataflow top adds two branches from one layer; {layer.name!r} reads "
+                f"{list(inputs)}, which branch from {fork_a!r} and {fork_b!r}"
+            )
+        engines = [sum(not isinstance(model.layer(n), FlattenLayer) for n in p)
+                   for p in (path_a, path_b)]  # fmt: skip
+        ahead = 0 if engines[0] < engines[1] else 1
+        path = (path_a, path_b)[ahead]
+        branches.before[path[-1] if path else layer.name] = layer.name
+        branches.ports[layer.name] = (1 - ahead, ahead)
+        branches.forks[layer.name] = fork_a
     if layers[-1].name != model.output:
         raise ConfigError(f"The model's output {model.output!r} is not its last layer")
-    return layers, mains
+    return branches
 
 
 def _input_geometry(layer: InputLayer) -> _Geometry:
@@ -421,15 +471,26 @@ def _stages(
     pipeline: Mapping[str, int],
     graph: _DotChoice,
 ) -> tuple[list[_Stage], _Geometry, _Geometry]:
-    layers, mains = _chain(model)
+    branches = _branches(model)
     _check_names(model, "Folding", folding)
     _check_names(model, "Pipelining", pipeline)
     _check_graph(model, baseline, folding, graph)
-    first = geo = _input_geometry(model.input)
+    first = _input_geometry(model.input)
     stages: list[_Stage] = []
     # Per layer: the stage whose output carries it (-1: the top's input), and its stream.
     made: dict[str, tuple[int, _Geometry]] = {model.input.name: (-1, first)}
-    for layer in layers[1:]:
+    fifos: dict[str, int] = {}  # an add's name: its FIFO stage
+    for layer in model.layers[1:]:
+        if layer.name in branches.before:  # the FIFO on the way into the branch ahead
+            add = model.layer(branches.before[layer.name])
+            assert isinstance(add, AddLayer)
+            source, geo = made[branches.forks[add.name]]
+            stages.append(dataclasses.replace(_fifo_stage(add, branches.forks[add.name], geo, None),
+                                              source=source))  # fmt: skip
+            fifos[add.name] = len(stages) - 1
+        source, geo = made[layer.inputs[0]]
+        if layer.name in branches.before and not isinstance(layer, AddLayer):
+            source = fifos[branches.before[layer.name]]
         choice = _DotChoice(1, 0)
         if isinstance(layer, WeightLayer):
             choice = _DotChoice(
@@ -439,6 +500,7 @@ def _stages(
                 graph.max_depth,
             )
         _check_plain(layer)
+        skip = None
         if isinstance(layer, Conv2dLayer):
             stage, geo = _conv_stage(layer, geo, baseline, choice)
         elif isinstance(layer, LinearLayer):
@@ -450,57 +512,68 @@ def _stages(
         elif isinstance(layer, ReLULayer):
             stage, geo = _relu_stage(layer, geo)
         elif isinstance(layer, AddLayer):
-            main = mains[layer.name]
-            skip, skip_geo = made[layer.inputs[1 - main]]
-            stage = _add_stage(layer, main, (geo, skip_geo), skip, None)
+            ports = branches.ports[layer.name]
+            (source, geo), (skip, skip_geo) = (made[layer.inputs[p]] for p in ports)
+            if layer.name in branches.before:  # the identity: straight from the FIFO
+                skip = fifos[layer.name]
+            stage = _add_stage(layer, ports, (geo, skip_geo))
             geo = _Geometry(geo.beats, geo.elems, layer.out, geo.chw)
         elif isinstance(layer, FlattenLayer):
-            geo = _Geometry(geo.beats, geo.elems, layer.out, None)
-            made[layer.name] = (len(stages) - 1, geo)
+            made[layer.name] = (source, _Geometry(geo.beats, geo.elems, layer.out, None))
             continue
         else:
             raise ConfigError(
                 f"The dataflow top has no engine for {layer.kind} layers ({layer.name!r})"
             )
-        stages.append(stage)
+        stages.append(dataclasses.replace(stage, source=source, skip=skip))
         made[layer.name] = (len(stages) - 1, geo)
-    if geo.beats != 1:
+    if made[model.output][0] != len(stages) - 1:
+        raise ConfigError(f"The model's output {model.output!r} is not its last engine")
+    last = made[model.output][1]
+    if last.beats != 1:
         raise ConfigError("The dataflow top needs a model whose output is a vector")
-    return _size_fifos(model, stages, first, made), first, geo
+    return _size_fifos(model, stages, first, made), first, last
 
 
 def _timing_model(stages: list[_Stage]) -> PipelineTiming:
     """The stages' control models, copied (they are stateful), joined as the top is."""
     skips = {n: stage.skip for n, stage in enumerate(stages) if stage.skip is not None}
-    return PipelineTiming(copy.deepcopy([stage.timing for stage in stages]), skips)
+    sources = [stage.source for stage in stages]
+    return PipelineTiming(copy.deepcopy([stage.timing for stage in stages]), skips, sources)
 
 
 def _size_fifos(
     model: IntModel, stages: list[_Stage], first: _Geometry, made: dict[str, tuple[int, _Geometry]]
 ) -> list[_Stage]:
-    """Each residual add's FIFO as deep as its deepest write needs when images stream
-    back to back without stalls (:class:`~rtl_gen.timing.FifoTiming` ``need``), so the
-    FIFOs never hold the top back: its latency and interval are those of unbounded
-    FIFOs (checked). One word less would deadlock: the main path needs that many beats
-    of the skip's stream before its result for the FIFO's oldest beat comes out.
+    """Each FIFO as deep as its deepest write needs when images stream back to back
+    without stalls (:class:`~rtl_gen.timing.FifoTiming` ``need``), so the FIFOs never
+    hold the top back: its latency and interval are those of unbounded FIFOs (checked).
+    One word less would deadlock: the branch behind needs that many beats of the fork's
+    stream before its result for the FIFO's oldest beat comes out.
 
-    Under stalls a full FIFO holds the fork (and so the main path's input) in place with
-    ``depth + 1`` beats buffered from the one the add waits for, as many as the main
-    path had taken when it gave that beat's result without stalls; the engines compute
+    Under stalls a full FIFO holds the fork (and so the branch behind) in place with
+    ``depth + 1`` beats buffered from the one the add waits for, as many as the branch
+    behind had taken when it gave that beat's result without stalls; the engines compute
     from data, not time, so it gives that result again and the top cannot deadlock."""
-    adds = [n for n, stage in enumerate(stages) if stage.skip is not None]
-    if not adds:
+    fifos = [n for n, stage in enumerate(stages) if stage.info["kind"] == "fifo"]
+    if not fifos:
         return stages
     unbounded = _timing_model(stages)
-    free = measure(unbounded, first.beats)
+    try:
+        free = measure(unbounded, first.beats)
+    except RuntimeError as error:
+        raise ConfigError(f"The dataflow top cannot stream this graph: {error}") from None
     sized = list(stages)
-    for n in adds:
-        depth = unbounded.engines[n].fifo.need  # type: ignore[union-attr]
-        layer = model.layer(stages[n].info["layer"])
-        assert isinstance(layer, AddLayer)
-        main = 1 - layer.inputs.index(stages[n].info["skip"])
-        geos = (made[layer.inputs[main]][1], made[layer.inputs[1 - main]][1])
-        sized[n] = _add_stage(layer, main, geos, stages[n].skip, depth)  # type: ignore[arg-type]
+    for n in fifos:
+        fifo = unbounded.engines[n]
+        assert isinstance(fifo, FifoTiming)
+        info = stages[n].info
+        add = model.layer(info["layer"].removesuffix(".fifo"))
+        assert isinstance(add, AddLayer)
+        geo = made[info["reads"]][1]
+        sized[n] = dataclasses.replace(
+            _fifo_stage(add, info["reads"], geo, fifo.need), source=stages[n].source
+        )
     if measure(_timing_model(sized), first.beats) != free:
         raise RuntimeError("The sized FIFOs changed the top's timing")
     return sized
@@ -545,12 +618,15 @@ class DataflowTop(wiring.Component):
         engines = [stage.engine for stage in self.stages]
         for n, engine in enumerate(engines):
             m.submodules[f"engine{n}"] = engine
-        readers: dict[int, list[Any]] = {n - 1: [engine.i] for n, engine in enumerate(engines)}
+        readers: dict[int, list[Any]] = {n: [] for n in range(-1, len(engines))}
         for n, stage in enumerate(self.stages):
+            readers[stage.source].append(engines[n].i)
             if stage.skip is not None:
                 readers[stage.skip].append(engines[n].skip)
         for source, ports in readers.items():
             out = wiring.flipped(self.i) if source < 0 else engines[source].o
+            if not ports:  # the last engine: the top's output, below
+                continue
             if len(ports) == 1:
                 wiring.connect(m, out, ports[0])
             else:

@@ -466,8 +466,8 @@ class MeanPoolEngine(wiring.Component):
 class SkipFifo(wiring.Component):
     """A first-in first-out buffer of ``depth`` beats in a memory (one synchronous write
     and one synchronous read port, so it maps to block RAM) behind a one-beat output
-    register: the stream of a residual add's second operand waits here while the main
-    path computes. ``i.ready`` is ``count < depth``, a register: it never depends on
+    register: in the dataflow top, the branch of a residual add that is ahead waits here
+    while the other computes. ``i.ready`` is ``count < depth``, a register: it never depends on
     ``i.valid`` or ``o.ready``. A beat written in one cycle is read into the output
     register in the next and offered from the one after (:class:`rtl_gen.timing.FifoTiming`).
 
@@ -516,14 +516,15 @@ class SkipFifo(wiring.Component):
 
 class AddEngine(wiring.Component):
     """A residual add (:class:`~inq_hw.intmodel.layers.AddLayer`) of two streams of
-    ``elems`` integers: ``i`` (the main path) and ``skip`` (an earlier engine's output),
-    which waits in a :class:`SkipFifo` of ``fifo_depth`` beats. Each operand is shifted
-    left by its alignment (wiring), the two are added in one exact-width adder, and the
-    sum is requantised (round half up, optional ReLU, saturated).
+    ``elems`` integers, ``i`` and ``skip`` (in the dataflow top one of them comes through
+    a :class:`SkipFifo`). Each operand is shifted left by its alignment (wiring), the two
+    are added in one exact-width adder, and the sum is requantised (round half up,
+    optional ReLU, saturated).
 
-    The add fires in a cycle where ``i`` and the FIFO both offer a beat and the slot is
-    free: ``i.ready`` is the FIFO's ``o.valid`` and the slot's ``free``, both registers or
-    downstream, so a stall holds both operands in place.
+    The add fires in a cycle where both inputs offer a beat and the slot is free: each
+    input's ``ready`` is the other's ``valid`` and the slot's ``free``, so a stall holds
+    both operands in place; the inputs' valids must come from registers (an engine's slot
+    or a FIFO's output), so no ready depends on itself.
 
     Members
     -------
@@ -541,11 +542,9 @@ class AddEngine(wiring.Component):
         relu: bool,
         out: ActFormat,
         elems: int,
-        fifo_depth: int,
     ) -> None:
         self.formats, self.align, self.shift, self.relu = formats, align, shift, relu
-        self.out_format, self.elems, self.fifo_depth = out, elems, fifo_depth
-        self.fifo = SkipFifo(data.ArrayLayout(act_shape(formats[1]), elems), fifo_depth)
+        self.out_format, self.elems = out, elems
         super().__init__(
             {
                 "i": In(beat_signature(formats[0], elems)),
@@ -556,10 +555,8 @@ class AddEngine(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.submodules.fifo = fifo = self.fifo
-        wiring.connect(m, wiring.flipped(self.skip), fifo.i)
         result = Signal(self.o.payload.shape())
-        operands = (self.i.payload, fifo.o.payload)
+        operands = (self.i.payload, self.skip.payload)
         for n in range(self.elems):
             a, b = (
                 Term(ops[n], fmt.lo, fmt.hi, shift)
@@ -576,7 +573,10 @@ class AddEngine(wiring.Component):
             )
             m.d.comb += result[n].eq(q)
         both = Signal()
-        m.d.comb += both.eq(self.i.valid & fifo.o.valid)
+        m.d.comb += both.eq(self.i.valid & self.skip.valid)
         free = output_slot(m, self.o, both, result.as_value())
-        m.d.comb += [self.i.ready.eq(fifo.o.valid & free), fifo.o.ready.eq(self.i.valid & free)]
+        m.d.comb += [
+            self.i.ready.eq(self.skip.valid & free),
+            self.skip.ready.eq(self.i.valid & free),
+        ]
         return m

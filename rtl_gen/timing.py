@@ -225,7 +225,7 @@ class FifoTiming:
     def __init__(self, depth: int) -> None:
         self.depth, self.count, self.head, self.need = depth, 0, False, 1
 
-    def in_ready(self) -> bool:
+    def in_ready(self, out_ready: bool) -> bool:
         return self.count < self.depth
 
     def out_valid(self) -> bool:
@@ -243,59 +243,70 @@ class FifoTiming:
 
 
 class AddTiming(_Slotted):
-    """:class:`rtl_gen.engines.AddEngine`: a beat of its input ``i`` and one of its FIFO
-    (fed by ``skip``) go into the slot together, in a cycle where both are valid and the
-    slot is free; ``i`` is ready when the FIFO offers a beat and the slot is free."""
+    """:class:`rtl_gen.engines.AddEngine`: a beat of ``i`` and one of ``skip`` go into the
+    slot together, in a cycle where both are valid and the slot is free; each input is
+    ready when the other is valid and the slot is free."""
 
-    def __init__(self, depth: int) -> None:
-        self.fifo = FifoTiming(depth)
+    def in_ready(self, out_ready: bool, skip_valid: bool = False) -> bool:
+        return skip_valid and self._free(out_ready)
 
-    def in_ready(self, out_ready: bool) -> bool:
-        return self.fifo.out_valid() and self._free(out_ready)
-
-    def skip_ready(self) -> bool:
-        return self.fifo.in_ready()
+    def skip_ready(self, out_ready: bool, in_valid: bool) -> bool:
+        return in_valid and self._free(out_ready)
 
     def step(self, in_valid: bool, out_ready: bool, skip_valid: bool = False) -> None:
-        free = self._free(out_ready)
-        fire = in_valid and self.fifo.out_valid() and free
-        self.fifo.step(skip_valid, in_valid and free)
-        self._update_slot(fire, out_ready)
+        self._update_slot(in_valid and skip_valid and self._free(out_ready), out_ready)
 
 
-EngineTiming = ConvTiming | LinearTiming | PoolTiming | PassTiming | AddTiming
+EngineTiming = ConvTiming | LinearTiming | PoolTiming | PassTiming | AddTiming | FifoTiming
 
 
 @dataclass
 class PipelineTiming:
-    """A chain of engine models, each reading the one before (the first: the top's
-    input), and ``skips``: an add engine's index to the engine whose output its second
-    stream reads (``-1``: the top's input). ``cycle(in_valid, out_ready)`` steps all of
-    them one cycle and returns ``(input transfer, output transfer)``."""
+    """Engine models in topological order: engine ``n`` reads the output of engine
+    ``sources[n]`` (default ``n - 1``, a chain; ``-1``: the top's input), a residual add
+    also that of ``skips[n]``; the last engine's output is the top's.
+    ``cycle(in_valid, out_ready)`` steps all of them one cycle and returns ``(input
+    transfer, output transfer)``. An add's two inputs must each have no other reader (a
+    FIFO or an engine between), so its readiness, which depends on their valids, sees
+    registers only."""
 
     engines: Sequence[EngineTiming]
     skips: Mapping[int, int] = field(default_factory=dict)
+    sources: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
+        count = len(self.engines)
+        self.inputs = list(self.sources) if self.sources is not None else list(range(-1, count - 1))
         # Who reads each output (-1: the top's input): (engine, "i" or "skip").
-        self.readers: dict[int, list[tuple[int, str]]] = {
-            n: [(n + 1, "i")] for n in range(-1, len(self.engines) - 1)
-        }
+        self.readers: dict[int, list[tuple[int, str]]] = {n: [] for n in range(-1, count)}
+        for n, source in enumerate(self.inputs):
+            self.readers[source].append((n, "i"))
         for n, source in sorted(self.skips.items()):
-            if not isinstance(self.engines[n], AddTiming) or not -1 <= source < n - 1:
-                raise ValueError(f"Engine {n} cannot read a second stream from {source}")
             self.readers[source].append((n, "skip"))
+        for n in range(count):
+            if not all(-1 <= s < n for s in (self.inputs[n], self.skips.get(n, -1))):
+                raise ValueError(f"Engine {n} reads a later engine")
+            if n in self.skips and not isinstance(self.engines[n], AddTiming):
+                raise ValueError(f"Engine {n} cannot read a second stream")
+            if n in self.skips and any(
+                len(self.readers[s]) != 1 for s in (self.inputs[n], self.skips[n])
+            ):
+                raise ValueError(f"The inputs of add {n} must have no other reader")
 
     def cycle(self, in_valid: bool, out_ready: bool) -> tuple[bool, bool]:
         engines, last = self.engines, len(self.engines) - 1
+        valids = {-1: in_valid} | {n: engine.out_valid() for n, engine in enumerate(engines)}
         port_ready: dict[tuple[int, str], bool] = {}
-        for n in self.skips:
-            port_ready[n, "skip"] = engines[n].skip_ready()  # type: ignore[union-attr]
         outs = [False] * len(engines)  # outs[n]: engine n's o.ready
         for n in range(last, -1, -1):
+            engine = engines[n]
             outs[n] = out_ready if n == last else all(port_ready[r] for r in self.readers[n])
-            port_ready[n, "i"] = engines[n].in_ready(outs[n])
-        valids = {-1: in_valid} | {n: engine.out_valid() for n, engine in enumerate(engines)}
+            if isinstance(engine, AddTiming):
+                main, skip = valids[self.inputs[n]], valids[self.skips[n]]
+                port_ready[n, "i"] = engine.in_ready(outs[n], skip)
+                port_ready[n, "skip"] = engine.skip_ready(outs[n], main)
+            else:
+                port_ready[n, "i"] = engine.in_ready(outs[n])
 
         def offered(source: int, port: tuple[int, str]) -> bool:
             """The fork: valid for one reader when every other reader is ready."""
@@ -303,11 +314,11 @@ class PipelineTiming:
             return valids[source] and all(others)
 
         for n, engine in enumerate(engines):
-            if n in self.skips:
-                skip = offered(self.skips[n], (n, "skip"))
-                engine.step(offered(n - 1, (n, "i")), outs[n], skip)  # type: ignore[call-arg]
+            main = offered(self.inputs[n], (n, "i"))
+            if isinstance(engine, AddTiming):
+                engine.step(main, outs[n], offered(self.skips[n], (n, "skip")))
             else:
-                engine.step(offered(n - 1, (n, "i")), outs[n])
+                engine.step(main, outs[n])
         took = in_valid and all(port_ready[r] for r in self.readers[-1])
         return took, valids[last] and out_ready
 

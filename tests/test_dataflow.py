@@ -332,7 +332,7 @@ def test_unsupported_models_are_refused() -> None:
         acc_bits=10,
     )
     branched = IntModel(layers=(x, add), output="add")
-    with pytest.raises(ConfigError, match="chain of layers"):
+    with pytest.raises(ConfigError, match="adds two different streams"):
         build_dataflow(branched)
 
 

@@ -28,10 +28,10 @@ from inq_hw.intmodel.layers import (
     MaxPoolLayer,
     MeanPoolLayer,
 )
-from inq_hw.intmodel.package import save_package
+from inq_hw.intmodel.package import load_package, save_package
 from rtl_gen.dataflow import build_dataflow, dataflow_design, generate_dataflow
 from rtl_gen.export import verilator_lint
-from rtl_gen.timing import AddTiming, measure
+from rtl_gen.timing import FifoTiming, measure
 from sim.fast.engine import fast_available
 from sim.simulate import simulate_package
 from tests.test_dataflow import U8, _images, _weight_layer, check_top, replay, stream
@@ -131,7 +131,7 @@ def test_small_resnet_is_bit_exact_and_cycle_exact_under_stalls() -> None:
     record = check_top(model, top, count=4, idle=0.3, stall=0.4, seed=11)
     assert replay(top, record) == record["transfers"]
     kinds = [stage.info["kind"] for stage in top.stages]
-    assert kinds.count("add") == 2 and kinds.count("meanpool") == 1
+    assert kinds.count("add") == kinds.count("fifo") == 2 and kinds.count("meanpool") == 1
     adds = [layer for layer in model.layers if isinstance(layer, AddLayer)]
     assert any(any(layer.align) for layer in adds)  # operands at different scales
 
@@ -162,8 +162,9 @@ def test_fifo_depth_keeps_the_unbounded_timing_and_no_less_would() -> None:
     model = small_resnet()
     design = dataflow_design(model)
     top = design.component
-    adds = [stage for stage in top.stages if stage.info["kind"] == "add"]
-    depths = [stage.info["fifo_depth"] for stage in adds]
+    fifos = [stage for stage in top.stages if stage.info["kind"] == "fifo"]
+    depths = [stage.info["depth"] for stage in fifos]
+    assert [stage.info["reads"] for stage in fifos] == ["stem", "mp"]
     assert all(d >= 1 for d in depths)
     # The first block's skip waits about a row of the 6-wide map for the two 3x3 convs.
     assert depths[0] > model.input.shape[2]
@@ -177,12 +178,12 @@ def test_fifo_depth_keeps_the_unbounded_timing_and_no_less_would() -> None:
     assert engines["b1.add"]["skip"] == "stem" and engines["b2.add"]["skip"] == "mp"
     assert engines["gap"]["mode"] == "shift_add" and engines["gap"]["window"] == 9
     for n, stage in enumerate(top.stages):
-        if stage.info["kind"] != "add":
+        if stage.info["kind"] != "fifo":
             continue
         shallow = top.timing_model()
-        add = shallow.engines[n]
-        assert isinstance(add, AddTiming)
-        add.fifo.depth -= 1
+        fifo = shallow.engines[n]
+        assert isinstance(fifo, FifoTiming)
+        fifo.depth -= 1
         try:
             assert measure(shallow, top.first.beats) != timing
         except RuntimeError as error:
@@ -212,15 +213,15 @@ def test_graphs_the_top_cannot_stream_are_refused() -> None:
     model = small_resnet()
     add = model.layer("b1.add")
     assert isinstance(add, AddLayer)
-    # A skip of another shape (the max pool's output added to the stem's).
-    bad = dataclasses.replace(model.layer("b2.add"), inputs=("stem", "b2.c2"))
+    # A skip of another shape: the 6x6 map before the pool added to the 3x3 after it.
+    bad = dataclasses.replace(model.layer("b2.add"), inputs=("b2.c2", "b1.add"))
     layers = tuple(bad if layer.name == "b2.add" else layer for layer in model.layers)
     with pytest.raises(ConfigError, match="adds streams of one shape"):
         build_dataflow(dataclasses.replace(model, layers=layers))
-    # An add of two earlier layers, neither the one before it.
-    wrong = dataclasses.replace(add, inputs=("stem", "b1.c1"))
-    layers = tuple(wrong if layer is add else layer for layer in model.layers)
-    with pytest.raises(ConfigError, match="a residual add: the one before"):
+    # Two branches that do not meet at one layer: the stem's output and the second block's.
+    bad = dataclasses.replace(model.layer("b2.add"), inputs=("stem", "b2.c2"))
+    layers = tuple(bad if layer.name == "b2.add" else layer for layer in model.layers)
+    with pytest.raises(ConfigError, match="two branches from one layer"):
         build_dataflow(dataclasses.replace(model, layers=layers))
     gap = model.layer("gap")
     assert isinstance(gap, MeanPoolLayer)
@@ -230,10 +231,18 @@ def test_graphs_the_top_cannot_stream_are_refused() -> None:
         build_dataflow(dataclasses.replace(model, layers=layers))
 
 
-@pytest.fixture(scope="module")
-def resnet_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+MODELS = {
+    "two blocks": small_resnet,
+    "downsampling": lambda: _downsampling_block(shortcut_first=True),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def resnet_package(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     directory = tmp_path_factory.mktemp("resnet")
-    save_package(small_resnet(), directory)
+    save_package(MODELS[request.param](), directory)
     return directory
 
 
@@ -252,13 +261,15 @@ def test_small_resnet_through_verilog_is_bit_exact_with_stalls(
 ) -> None:
     """The residual top as Verilog (memories for the FIFOs), in cocotb on Icarus and
     in the compiled engine on Verilator: every logit, the timing the manifest states."""
-    manifest = generate_dataflow(resnet_package, tmp_path / "rtl", folding={"b2.c1": 2})
+    model = load_package(resnet_package)
+    folding = {model.weight_layers()[1].name: 2}
+    manifest = generate_dataflow(resnet_package, tmp_path / "rtl", folding=folding)
     (top,) = manifest["tops"]
     assert verilator_lint([tmp_path / "rtl" / top["file"]], top["name"]) == []
     summary = simulate_package(
         resnet_package,
         rtl_dir=tmp_path / "rtl",
-        images=_images(small_resnet(), 8, 4),
+        images=_images(model, 8, 4),
         engine=engine,
         simulator=simulator,
         seed=6,
@@ -291,3 +302,83 @@ def test_the_zoo_tiny_resnet_streams_bit_exact_from_pytorch() -> None:
     golden = execute.run(model, images)
     assert record["logits"] == np.asarray(golden).tolist()
     assert replay(top, record) == record["transfers"]
+
+
+def _downsampling_block(*, shortcut_first: bool) -> IntModel:
+    """A stem, then a block that halves the map: conv 3x3 stride 2, conv 3x3, added to a
+    1x1 stride-2 convolution of the stem's output (ResNet's downsampling shortcut),
+    traced before the block's convs (torchvision's order) or after them (models.py's);
+    a global mean of the 3x3 map, a Linear layer."""
+    x = InputLayer(name="x", inputs=(), shape=(2, 6, 6), out=U8)
+    stem = _conv("stem", x, 3, 1, relu=True)
+    c1 = _weight_layer(Conv2dLayer, "c1", stem, (4, 3, 3), (4, 3, 3, 3), 2, relu=True,
+                       shift=4, stride=2, padding=1)  # fmt: skip
+    c2 = _conv("c2", c1, 4, 3, relu=False)
+    ds = _weight_layer(Conv2dLayer, "ds", stem, (4, 3, 3), (4, 3, 1, 1), 4, relu=False,
+                       shift=3, stride=2, padding=0)  # fmt: skip
+    add = _add("add", c2, ds, min(c2.out.frac, ds.out.frac))
+    gap = _mean("gap", add, (3, 3))
+    flat = FlattenLayer(name="flat", inputs=(gap.name,), shape=(4,), out=gap.out)
+    fc = _weight_layer(LinearLayer, "fc", flat, (3,), (3, 4), 6, relu=False, shift=2)
+    body = (ds, c1, c2) if shortcut_first else (c1, c2, ds)
+    return IntModel(layers=(x, stem, *body, add, gap, flat, fc), output="fc")
+
+
+@pytest.mark.parametrize("shortcut_first", [True, False], ids=["torchvision", "models.py"])
+def test_a_downsampling_shortcut_streams_with_its_fifo_on_the_short_branch(
+    shortcut_first: bool,
+) -> None:
+    """The FIFO goes before the shortcut's 1x1 convolution (the branch that is ahead),
+    whichever order the branches were traced in; bit-exact and cycle-exact under stalls."""
+    model = _downsampling_block(shortcut_first=shortcut_first)
+    top = build_dataflow(model)
+    names = [stage.info["layer"] for stage in top.stages]
+    fifo = names.index("add.fifo")
+    assert top.stages[fifo].info["reads"] == "stem"
+    assert top.stages[names.index("ds")].source == fifo
+    assert top.stages[names.index("c1")].source == names.index("stem")
+    record = check_top(model, top, count=4, idle=0.3, stall=0.4, seed=int(shortcut_first))
+    assert replay(top, record) == record["transfers"]
+
+
+def test_the_zoo_resnet_with_downsampling_streams_bit_exact_from_pytorch() -> None:
+    """models.py's CIFAR-style ``resnet`` (ResidualAdd modules, a 1x1 shortcut where a
+    stage halves the map, an AvgPool2d head) from PyTorch through the top."""
+    import torch
+
+    from inq_hw.intmodel.arith import quantize_input
+    from inq_hw.models import build_model
+    from tests.test_lower_ops import lowered
+
+    torch.manual_seed(1)
+    net = build_model(
+        "resnet", in_channels=1, num_classes=4, input_size=8, widths=[3, 4], blocks=[1, 1]
+    )
+    x = torch.rand(16, 1, 8, 8)
+    model = lowered(net, x)
+    top = build_dataflow(model, folding={"stage2.block1.conv2": 2})
+    assert [stage.info["kind"] for stage in top.stages].count("fifo") == 2
+    images = quantize_input(x[:3].numpy(), model.input.out)
+    record = stream(top, images, idle=0.2, stall=0.3, seed=2)
+    assert record["logits"] == np.asarray(execute.run(model, images)).tolist()
+    assert replay(top, record) == record["transfers"]
+
+
+def test_the_resource_model_counts_the_fifos_memories() -> None:
+    """iCE40: SB_RAM40_4K blocks for each FIFO (as synth_ice40 maps them); ECP5: small
+    FIFOs are distributed RAM, no DP16KD."""
+    from inq_hw.cost.fpga import bram_blocks, estimate_top
+
+    model = small_resnet()
+    top = build_dataflow(model)
+    memories = [
+        (stage.info["depth"], stage.engine.layout.size)
+        for stage in top.stages
+        if stage.info["kind"] == "fifo"
+    ]
+    assert estimate_top(top, model, "ice40").bram == sum(
+        bram_blocks(d, w, "ice40") for d, w in memories
+    )
+    assert bram_blocks(22, 64, "ice40") == 4 and bram_blocks(300, 64, "ice40") == 8
+    assert estimate_top(top, model, "ecp5").bram == 0
+    assert bram_blocks(22, 64, "ecp5") == 0 and bram_blocks(1024, 36, "ecp5") == 2
