@@ -1,9 +1,18 @@
 """The streaming dataflow top: a whole integer model as one engine per layer.
 
-:func:`build_dataflow` walks a package's chain of layers and builds an engine for each
-(:mod:`rtl_gen.engines`): convolutions with line buffers and a sliding window, max pooling,
-stand-alone ReLU, Linear layers; Flatten is wiring (the next Linear reads the pixel beats in
-flatten order). Each weight layer's dot products run on an unrolled constant-weight unit or,
+:func:`build_dataflow` walks a package's layers and builds an engine for each
+(:mod:`rtl_gen.engines`): convolutions with line buffers and a sliding window, max and
+average pooling, stand-alone ReLU, Linear layers, residual adds; Flatten is wiring (the
+next Linear reads the pixel beats in flatten order).
+
+Every layer reads one earlier layer, except a residual add, which reads two *branches*
+from one *fork* (a layer whose output both read): the identity, or layers of their own
+(ResNet's 1x1 downsampling shortcut). The fork's output goes to both branches in the same
+cycle; the branch with fewer engines is ahead (it needs less of the fork's stream per
+result), so a :class:`~rtl_gen.engines.SkipFifo` at its start holds the stream until the
+other branch's result for the same pixel comes out. Each FIFO is as deep as the control
+model finds a stall-free stream needs (:func:`_size_fifos`): never a stall, and, under
+any stall pattern, no deadlock. Each weight layer's dot products run on an unrolled constant-weight unit or,
 folded, on a unit that takes several cycles per result (:mod:`rtl_gen.folded`); the
 *folding* per layer trades logic for cycles. The top reads the image one pixel (all
 channels) per beat in raster order and gives one beat per image: the integer logits and
