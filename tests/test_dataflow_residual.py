@@ -382,3 +382,14 @@ def test_the_resource_model_counts_the_fifos_memories() -> None:
     assert bram_blocks(22, 64, "ice40") == 4 and bram_blocks(300, 64, "ice40") == 8
     assert estimate_top(top, model, "ecp5").bram == 0
     assert bram_blocks(22, 64, "ecp5") == 0 and bram_blocks(1024, 36, "ecp5") == 2
+
+
+def test_fit_counts_the_fifos_block_ram() -> None:
+    """``--fit``'s search prices a residual top's FIFOs in block RAM on iCE40."""
+    from inq_hw.cost.fpga import estimate_top
+    from inq_hw.implement.fit import _Search
+
+    model = small_resnet()
+    search = _Search(model, "ice40", baseline=None, pipeline=0, dsp=None)
+    bram = estimate_top(build_dataflow(model), model, "ice40").bram
+    assert search.fixed["bram"] == bram > 0

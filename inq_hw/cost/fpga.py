@@ -91,6 +91,7 @@ class StageEstimate:
     ff: int
     carry: int
     dsp: int
+    bram: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -501,9 +502,9 @@ def estimate_top(
     """
     _check_family(family)
     use_dsp = dsp if dsp is not None else family == "ecp5"
-    stages, bram = [], 0
+    stages = []
     for layer, kind, fold, count in top_features(top, model, costs=costs):
-        bram += sum(bram_blocks(depth, width, family) for depth, width in count.memories)
+        bram = sum(bram_blocks(depth, width, family) for depth, width in count.memories)
         if use_dsp:
             count.bits["mul"] = 0.0  # the multipliers are DSP blocks
         else:
@@ -512,7 +513,7 @@ def estimate_top(
         carry = count.bits["add"] / (2 if family == "ecp5" else 1)
         stages.append(
             StageEstimate(
-                layer, kind, fold, count.bits, round(lut), count.ff, round(carry), count.dsp
+                layer, kind, fold, count.bits, round(lut), count.ff, round(carry), count.dsp, bram
             )
         )
     return Estimate(
@@ -520,7 +521,7 @@ def estimate_top(
         lut=sum(s.lut for s in stages),
         ff=sum(s.ff for s in stages),
         carry=sum(s.carry for s in stages),
-        bram=bram,
+        bram=sum(s.bram for s in stages),
         dsp=sum(s.dsp for s in stages),
         stages=tuple(stages),
     )

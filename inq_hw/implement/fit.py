@@ -193,8 +193,8 @@ class _Search:
         estimate = estimate_top(top, self.model, self.family, dsp=self.dsp, costs=self.costs)
         for stage, cost in zip(top.stages, estimate.stages, strict=False):
             name = stage.info["layer"]
-            resources = {"lut": cost.lut, "ff": cost.ff, "carry": cost.carry, "bram": 0,
-                         "dsp": cost.dsp}  # fmt: skip
+            resources = {"lut": cost.lut, "ff": cost.ff, "carry": cost.carry,
+                         "bram": cost.bram, "dsp": cost.dsp}  # fmt: skip
             if name in self.options:
                 fold = folding[name]
                 if all(option.fold != fold for option in self.options[name]):
