@@ -197,3 +197,40 @@ def test_vendor_cell_models_compile_in_icarus(family: str, tmp_path: Path) -> No
         text=True,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_pipeline_auto_gives_each_layer_the_stages_the_clock_needs(
+    capsys: pytest.CaptureFixture[str],
+    micro: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``implement --pipeline auto`` passes the delay model's stages per layer for the
+    clock (more at a faster one); a bad N and auto with --fit are one-line errors."""
+    from inq_hw.implement import flow
+    from inq_hw.intmodel.package import load_package
+    from rtl_gen.pipelining import pipeline_for_clock
+    from tests.test_cli import assert_one_line_error, run
+
+    seen: list[Any] = []
+
+    def fake(package: Any, device: str, **options: Any) -> dict[str, Any]:
+        seen.append(options["pipeline"])
+        raise ImplementError("stopped before synthesis")
+
+    monkeypatch.setattr(flow, "implement_package", fake)
+    pkg = micro / "pkg"
+    model = load_package(pkg)
+    for clock in ("50", "180"):
+        code, _, err = run(capsys, "implement", str(pkg), "--device", "ecp5-25k", "--pipeline",
+                           "auto", "--clock-mhz", clock, "--out", str(tmp_path))  # fmt: skip
+        assert_one_line_error(code, err, "stopped before synthesis")
+        expected = pipeline_for_clock(model, clock_mhz=float(clock), family="ecp5", folding={})
+        assert seen[-1] == expected
+    assert sum(seen[1].values()) > sum(seen[0].values())
+    code, _, err = run(capsys, "implement", str(pkg), "--device", "ecp5-25k",
+                       "--pipeline", "two")  # fmt: skip
+    assert_one_line_error(code, err, "Pipeline stages must be a non-negative integer")
+    code, _, err = run(capsys, "implement", str(pkg), "--fit", "ecp5-25k",
+                       "--pipeline", "auto")  # fmt: skip
+    assert_one_line_error(code, err, "--pipeline auto chooses stages for a folding")

@@ -8,7 +8,14 @@ from inq_hw.commands.common import format_table, output_dir, output_file, sample
 from inq_hw.commands.registry import command
 from inq_hw.errors import ConfigError
 
-__all__ = ["add_design_options", "dataflow_folding", "dataflow_pipeline", "generate", "simulate"]
+__all__ = [
+    "add_design_options",
+    "dataflow_folding",
+    "dataflow_pipeline",
+    "generate",
+    "parse_stages",
+    "simulate",
+]
 
 
 def dataflow_folding(items: list[str], package: Path) -> dict[str, int]:
@@ -20,7 +27,8 @@ def dataflow_folding(items: list[str], package: Path) -> dict[str, int]:
     return expand_folding(parse_folds(items), names)
 
 
-def _stages(text: str) -> int:
+def parse_stages(text: str) -> int:
+    """``--pipeline N``'s N."""
     if not text.isdigit():
         raise ConfigError(f"Pipeline stages must be a non-negative integer, not {text!r}")
     return int(text)
@@ -45,7 +53,7 @@ def dataflow_pipeline(args: argparse.Namespace, folding: dict[str, int]) -> dict
         )
     if args.clock_mhz is not None:
         raise ConfigError("--clock-mhz applies to --pipeline auto only")
-    stages = _stages(args.pipeline)
+    stages = parse_stages(args.pipeline)
     return {layer.name: stages for layer in model.weight_layers()}
 
 
@@ -190,7 +198,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     if args.pipeline == "auto" or args.clock_mhz is not None:
         raise ConfigError("--pipeline auto and --clock-mhz apply to --unit dataflow only")
     out = args.out or args.package / "rtl"
-    stages = _stages(args.pipeline)
+    stages = parse_stages(args.pipeline)
     manifest = generate_rtl(
         args.package,
         out,
@@ -233,7 +241,7 @@ def _generate_matrix(args: argparse.Namespace) -> dict[str, Any]:
         out,
         in_bits=args.in_bits,
         signed=not args.unsigned,
-        stages=_stages(args.pipeline),
+        stages=parse_stages(args.pipeline),
         adder_graph=args.adder_graph,
         max_depth=args.max_depth,
     )
@@ -316,7 +324,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     folding = dataflow_folding(args.fold, args.package) if args.fold else None
     pipeline = None
     if args.pipeline is not None:
-        stages = _stages(args.pipeline)
+        stages = parse_stages(args.pipeline)
         pipeline = {layer.name: stages for layer in load_package(args.package).weight_layers()}
     rtl = args.rtl or args.package / "rtl-dataflow"
     summary = simulate_package(

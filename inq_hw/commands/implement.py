@@ -54,7 +54,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--fold", action="append", default=[], metavar="LAYER=F", help="as for generate"
     )
     parser.add_argument(
-        "--pipeline", type=int, default=0, help="register stages per dot stage (default 0)"
+        "--pipeline",
+        default="0",
+        metavar="N|auto",
+        help="register stages per dot stage (default 0); 'auto': per layer, as many as the "
+        "delay model says the clock (--clock-mhz, or the family's default) needs",
     )
     parser.add_argument(
         "--baseline",
@@ -104,19 +108,28 @@ def _dsp(args: argparse.Namespace) -> bool | None:
     _configure,
 )
 def implement(args: argparse.Namespace) -> dict[str, Any]:
-    from inq_hw.commands.hardware import dataflow_folding
+    from inq_hw.commands.hardware import dataflow_folding, parse_stages
     from inq_hw.implement.devices import get_device
     from inq_hw.implement.flow import implement_package
 
     device = get_device(_device_name(args))
-    if args.check < 0 or args.pipeline < 0:
-        raise ConfigError("--check and --pipeline must not be negative")
+    if args.check < 0:
+        raise ConfigError("--check must not be negative")
     clock = args.clock_mhz if args.clock_mhz is not None else _CLOCK[device.family]
-    fit = _fit(args, device.name, clock)
+    auto = args.pipeline == "auto"
+    if auto and (args.fit is not None or args.fps is not None):
+        raise ConfigError(
+            "--pipeline auto chooses stages for a folding; with --fit or --fps give N"
+        )
+    stages = 0 if auto else parse_stages(args.pipeline)
+    fit = _fit(args, device.name, clock, stages)
     if fit is not None:
         folding: dict[str, int] | None = fit.folding
     else:
         folding = dataflow_folding(args.fold, args.package) if args.fold else None
+    pipeline: int | dict[str, int] = stages
+    if auto:
+        pipeline = _auto_pipeline(args, device.family, clock, folding)
     with progress(args) as shown:
         if fit is not None:
             shown.message(
@@ -130,7 +143,7 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
             out_dir=args.out,
             baseline=args.baseline,
             folding=folding,
-            pipeline=args.pipeline,
+            pipeline=pipeline,
             fit=fit,
             clock_mhz=clock,
             dsp=_dsp(args),
@@ -156,7 +169,23 @@ def _device_name(args: argparse.Namespace) -> str:
     return str(name)
 
 
-def _fit(args: argparse.Namespace, device: str, clock: float) -> Any:
+def _auto_pipeline(
+    args: argparse.Namespace, family: str, clock: float, folding: dict[str, int] | None
+) -> dict[str, int]:
+    """``--pipeline auto``: each weight layer's stages for ``clock`` on ``family``."""
+    from inq_hw.intmodel.package import load_package
+    from rtl_gen.pipelining import pipeline_for_clock
+
+    return pipeline_for_clock(
+        load_package(args.package),
+        clock_mhz=clock,
+        family=family,
+        folding=folding or {},
+        baseline=args.baseline,
+    )
+
+
+def _fit(args: argparse.Namespace, device: str, clock: float, stages: int) -> Any:
     """The folding ``--fit`` / ``--fps`` choose (``None`` without them)."""
     if args.fit is None and args.fps is None:
         return None
@@ -170,7 +199,7 @@ def _fit(args: argparse.Namespace, device: str, clock: float) -> Any:
         fps=args.fps,
         clock_mhz=clock,
         baseline=args.baseline,
-        pipeline=args.pipeline,
+        pipeline=stages,
         dsp=_dsp(args),
         margin=args.margin,
     )

@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -347,16 +348,17 @@ def implement_package(
     out_dir: str | os.PathLike[str] | None = None,
     baseline: str | None = None,
     folding: dict[str, int] | None = None,
-    pipeline: int = 0,
+    pipeline: int | Mapping[str, int] = 0,
     fit: Any = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Implement ``package``'s dataflow top: the one in ``rtl_dir`` (checked to come from
     this package), else one generated into ``OUT_DIR/rtl`` with ``baseline``, ``folding``
-    and ``pipeline``; ``options`` go to :func:`implement_rtl`. The results (and
-    ``implementation.json``) also hold the resource model's prediction for the top
-    (``predicted``, with its error against synthesis) and ``fit``, the
-    :class:`inq_hw.implement.fit.Fit` that chose the folding, if any.
+    and ``pipeline`` (stages for every weight layer, or per layer name); ``options`` go
+    to :func:`implement_rtl`. The results (and ``implementation.json``) also hold the
+    resource model's prediction for the top (``predicted``, with its error against
+    synthesis) and ``fit``, the :class:`inq_hw.implement.fit.Fit` that chose the folding,
+    if any.
 
     Raises:
         ImplementError: RTL of another package.
@@ -406,14 +408,20 @@ def _predicted(
 
 
 def _generate(
-    package: Path, rtl: Path, baseline: str | None, folding: dict[str, int] | None, pipeline: int
+    package: Path,
+    rtl: Path,
+    baseline: str | None,
+    folding: dict[str, int] | None,
+    pipeline: int | Mapping[str, int],
 ) -> None:
     from inq_hw.intmodel.package import load_package
     from rtl_gen.dataflow import generate_dataflow
 
-    stages = {layer.name: pipeline for layer in load_package(package).weight_layers()}
+    if isinstance(pipeline, int):
+        layers = load_package(package).weight_layers()
+        pipeline = {layer.name: pipeline for layer in layers} if pipeline else {}
     generate_dataflow(
-        package, rtl, baseline=baseline, folding=folding, pipeline=stages if pipeline else None
+        package, rtl, baseline=baseline, folding=folding, pipeline=dict(pipeline) or None
     )
 
 
