@@ -171,10 +171,10 @@ def run_sweep(
     points = sweep.points()
     for point in points:  # before the first stage, as the flow checks
         check_config(point.config)
-    StageRunner(out, 0, lambda _: None)  # creates out/stages, removes stale temporaries
     states = [_State(point) for point in points]
     chosen = make_executor(executor, jobs, address)
     try:
+        StageRunner(out, 0, lambda _: None)  # creates out/stages, removes stale temporaries
         runner = _Sweep(out, chosen, echo, len(points))
         runner.run(states)
         described = chosen.describe()
