@@ -17,6 +17,7 @@ from inq_hw.errors import ConfigError
 from inq_hw.flow import FlowConfig
 from inq_hw.report.sweep import METRICS, pareto_designs, summarize
 from inq_hw.sweep import SweepConfig
+from inq_hw.sweep.stages import next_stage
 from tests.conftest import CLI, Cli, cli_env
 
 TINY = """
@@ -138,6 +139,30 @@ def test_designs_are_means_over_seeds_and_the_front_is_on_them() -> None:
     energy = next(m for m in METRICS if m.key == "energy_nj")
     front = [d["design"] for d in pareto_designs(list(designs.values()), energy)]
     assert front == ["a", "c"]
+
+
+def _fake_stage(out: Path, directory: str, result: dict[str, Any]) -> None:
+    (out / "stages" / directory).mkdir(parents=True)
+    (out / "stages" / directory / "result.json").write_text(json.dumps(result))
+
+
+def test_next_stage_is_the_flows_and_earlier_keys_stay_valid(tmp_path: Path) -> None:
+    """The probe walks the flow's own stages; the keys are those of the flow before sweeps
+    (the package's computed by the earlier code), and ``a_bits`` other than 8 changes only
+    the package's."""
+    config = FlowConfig(bits=(3,))
+    stage, _ = next_stage(config, tmp_path)
+    assert stage is not None and stage.directory == "fp32-fa669f192f8d4dc7" and not stage.before
+    _fake_stage(tmp_path, stage.directory, {"accuracy": 0.9, "test_samples": 359})
+    stage, _ = next_stage(config, tmp_path)
+    assert stage is not None and stage.directory == "inq-ddfaf847b66363d8"
+    assert stage.before == (("fp32-fa669f192f8d4dc7", True),)
+    _fake_stage(tmp_path, stage.directory, {"accuracy": 0.9, "one_shot": 0.5, "fp32": 0.9})
+    stage, _ = next_stage(config, tmp_path)
+    assert stage is not None and stage.directory == "package-2c629bb825f3504e"
+    assert stage.label == "lower + evaluate 3-bit"
+    other, _ = next_stage(config.replace(a_bits=6), tmp_path)
+    assert other is not None and other.name == "package" and other.key != stage.key
 
 
 # --- a real sweep, killed and continued, against Ray -------------------------------------------
