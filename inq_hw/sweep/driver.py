@@ -92,7 +92,8 @@ class _Sweep:
         directory = handles[handle]
         _, stage = self.inflight.pop(directory)
         waiting = self.waiting.pop(directory)
-        self.workers.setdefault(value["machine"]["host"], value["machine"])
+        if "machine" in value:  # not when the worker died
+            self.workers.setdefault(value["machine"]["host"], value["machine"])
         self.stages_done += 1
         names = ", ".join(s.point.name for s in waiting)
         if "error" in value:

@@ -15,6 +15,7 @@ import concurrent.futures
 import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +24,8 @@ from inq_hw.sweep.stages import STAGE_CPUS, SweepError, compute_stage
 __all__ = ["EXECUTORS", "Executor", "PoolExecutor", "RayExecutor", "make_executor"]
 
 EXECUTORS = ("auto", "ray", "pool")
+_PACKAGES = ("inq_hw", "rtl_gen", "sim")
+_ENV = {"OMP_NUM_THREADS": "1"}
 #: Payload: the stage directory name, whether the whole directory (else result.json only).
 Payload = tuple[str, bool]
 
@@ -75,7 +78,10 @@ class PoolExecutor:
     def wait_one(self, handles: list[Any]) -> tuple[Any, dict[str, Any]]:
         done, _ = concurrent.futures.wait(handles, return_when=concurrent.futures.FIRST_COMPLETED)
         handle = next(h for h in handles if h in done)
-        return handle, handle.result()
+        try:
+            return handle, handle.result()
+        except BrokenProcessPool as error:  # a worker was killed
+            return handle, {"error": f"The process pool broke: {_first_line(error)}"}
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "jobs": self.jobs}
@@ -103,13 +109,18 @@ class RayExecutor:
 
     def _init_options(self, jobs: int | None) -> dict[str, Any]:
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        root = Path(__file__).resolve().parents[2]
         if self.address:
-            return {**options, "address": self.address}
-        # A local cluster: its workers import this checkout's inq_hw, as the driver does.
-        root = str(Path(__file__).resolve().parents[2])
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        env = {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-        return {**options, "num_cpus": jobs or os.cpu_count(), "runtime_env": {"env_vars": env}}
+            # A cluster: the driver's own code is shipped to every node (1.4 MB), so every
+            # stage runs the code the driver runs, whatever the nodes have installed.
+            modules = [str(root / name) for name in _PACKAGES]
+            env = {"py_modules": modules, "excludes": ["__pycache__"], "env_vars": _ENV}
+            return {**options, "address": self.address, "runtime_env": env}
+        # A local cluster: its workers import this checkout's packages, as the driver does.
+        path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)
+        env_vars = {**_ENV, "PYTHONPATH": path}
+        cpus = jobs or os.cpu_count()
+        return {**options, "num_cpus": cpus, "runtime_env": {"env_vars": env_vars}}
 
     def submit(
         self, config: str, directory: str, payloads: list[Payload], read: Callable[[Payload], bytes]
@@ -125,7 +136,10 @@ class RayExecutor:
 
     def wait_one(self, handles: list[Any]) -> tuple[Any, dict[str, Any]]:
         (ready,), _ = self._ray.wait(handles, num_returns=1)
-        return ready, self._ray.get(ready)
+        try:
+            return ready, self._ray.get(ready)
+        except self._ray.exceptions.RayError as error:  # a worker or node died
+            return ready, {"error": f"Ray: {type(error).__name__}: {_first_line(error)}"}
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "jobs": self.jobs, "address": self.address or "local"}
@@ -134,6 +148,11 @@ class RayExecutor:
         self._refs.clear()
         if self._started:
             self._ray.shutdown()
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def ray_available() -> bool:
