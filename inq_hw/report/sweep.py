@@ -38,6 +38,7 @@ class Metric:
     """A hardware figure of a flow's bit-width entry, and how to read it."""
 
     key: str
+    short: str  # a table's column
     label: str
     higher_is_better: bool
     read: Callable[[dict[str, Any]], float | None]
@@ -60,6 +61,7 @@ def _number(entry: dict[str, Any], *keys: str, scale: float = 1.0) -> float | No
 METRICS = (
     Metric(
         "lut",
+        "LUT (top)",
         "LUTs of the whole shift-add top, placed and routed",
         False,
         lambda e: _placed(e, "resources", "lut"),
@@ -67,6 +69,7 @@ METRICS = (
     ),
     Metric(
         "lut_ice40",
+        "iCE40 LUT4 (slices)",
         "iCE40 LUT4 of the shift-add unit slices",
         False,
         lambda e: _number(e, "cost", "ice40", "lut", "shift_add"),
@@ -74,6 +77,7 @@ METRICS = (
     ),
     Metric(
         "lut_ecp5",
+        "ECP5 LUT4 (slices)",
         "ECP5 LUT4 of the shift-add unit slices",
         False,
         lambda e: _number(e, "cost", "ecp5", "lut", "shift_add"),
@@ -81,6 +85,7 @@ METRICS = (
     ),
     Metric(
         "energy_nj",
+        "energy (nJ)",
         "energy per inference, nJ (analytic 45 nm, shift-add)",
         False,
         lambda e: _number(e, "cost", "analytic", "energy_pj", "shift_add", scale=1e-3),
@@ -88,6 +93,7 @@ METRICS = (
     ),
     Metric(
         "images_per_second",
+        "images/s",
         "images/s of the placed and routed top at its Fmax",
         True,
         lambda e: _placed(e, "images_per_second"),
@@ -244,7 +250,7 @@ def build_sweep_document(record: dict[str, Any], images: dict[str, bytes], ext: 
         Paragraph(
             f"{len(points)} points: {len(designs)} designs × seeds "
             f"{record['sweep']['seeds']} (a point naming its own seed runs that one), on the "
-            f"{executor['kind']} executor with {executor['jobs']} jobs, "
+            f"{executor['kind']} executor with {executor['jobs']} job(s) in flight, "
             f"{record['sweep_seconds']} s. Figures are means ± sample standard deviation over "
             "the seeds, with min–max; each point links to its own flow report."
         ),
@@ -261,7 +267,7 @@ def build_sweep_document(record: dict[str, Any], images: dict[str, bytes], ext: 
 
 
 def _designs_table(designs: list[dict[str, Any]], ext: str) -> Table:
-    headers = ("design", "integer accuracy", "FP32", *(m.key for m in METRICS), "points")
+    headers = ("design", "integer accuracy", "FP32", *(m.short for m in METRICS), "points")
     rows = tuple(
         (
             d["design"],
@@ -300,7 +306,7 @@ def _metric_section(
             "The Pareto front (no other design has both a better mean accuracy and a "
             "better mean figure):"
         ),
-        Table(("design", "integer accuracy", metric.key, "points"), rows),
+        Table(("design", "integer accuracy", metric.short, "points"), rows),
     ]
     if missing:
         blocks.append(Paragraph(f"Absent for {', '.join(missing)} ({metric.absent})."))

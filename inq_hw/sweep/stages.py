@@ -22,10 +22,11 @@ import os
 import platform
 import shutil
 import socket
+import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,11 +213,8 @@ def compute_stage(config: str, directory: str, *payloads: bytes) -> dict[str, An
         for data in payloads:
             _unpack(data, work / "stages")
         os.chdir(work)  # stage paths relative to it: see the module's docstring
-        # A stage's own prints (the simulator's summary) would interleave with the driver's
-        # progress lines: kept out of the worker's stdout.
-        quiet = io.StringIO()
         try:
-            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            with _quiet(work / "stage.log"):
                 flow_results(cfg, _Target(Path("."), key, lines.append))
         except _Computed:
             pass
@@ -229,6 +227,31 @@ def compute_stage(config: str, directory: str, *payloads: bytes) -> dict[str, An
         tar = stage_payload(work / "stages", directory, whole=True)
     seconds = round(time.perf_counter() - start, 2)
     return {"directory": directory, "tar": tar, "seconds": seconds, "machine": machine_info()}
+
+
+@contextlib.contextmanager
+def _quiet(log: Path) -> Iterator[None]:
+    """Send the stage's output to ``log``, down to file descriptors 1 and 2: a stage's own
+    lines (the simulator's summary, the compiled harness's progress on stderr) would
+    interleave with the driver's progress lines, since a pool's workers share its terminal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log, "wb") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def machine_info() -> dict[str, Any]:
