@@ -110,6 +110,26 @@ def test_bad_executor_options_are_one_line_errors(tmp_path: Path, cli: Cli) -> N
     assert not (tmp_path / "out").exists()
 
 
+def test_a_failed_stage_fails_its_points_in_one_line(tmp_path: Path, cli: Cli) -> None:
+    """A stage that fails in a worker (here FP32 training, its data set missing) fails the
+    points that need it; sweep.json records why, and the exit code is 2."""
+    text = (
+        f'seeds = [0]\n[base]\ndataset = "mnist"\ndata_dir = "{tmp_path / "none"}"\n'
+        "[grid]\nbits = [2, 3]\n"
+    )
+    out = tmp_path / "out"
+    code, _, err = cli(
+        "sweep", str(_write(tmp_path, text)), "--out", str(out), "--executor", "pool", "--jobs", "1"
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert "2 of 2 points failed" in err and "Stage train FP32 failed" in err
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert [p["status"] for p in sweep["points"]] == ["failed", "failed"]
+    assert "Stage train FP32 failed" in sweep["points"][0]["error"]
+    assert not [p for p in (out / "stages").iterdir()]  # nothing half-written
+    assert "Failed points" in (out / "sweep.md").read_text()
+
+
 def _point(name: str, group: str, seed: int, accuracy: float, energy_pj: float) -> dict[str, Any]:
     entry = {
         "bits": 2,
