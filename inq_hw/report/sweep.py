@@ -235,7 +235,8 @@ def _machine(record: dict[str, Any]) -> str:
     hosts = ", ".join(f"{w['host']} ({w['cpu']}, torch {w['torch']})" for w in workers)
     return (
         f"Driver: {m['host']}, {m['cpu']}, {m['cpus']} CPUs, Python {m['python']}, torch "
-        f"{m['torch']} ({m['torch_cpu_capability']} kernels); stages train on one thread. "
+        f"{m['torch']} ({m['torch_cpu_capability']} kernels); stages train on "
+        f"{m['training_threads']} thread. "
         f"Stages computed in this run on: {hosts or 'none (every stage read back)'}."
     )
 

@@ -266,7 +266,11 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_git": torch.version.git_version,
+        # The flow's training stages set one intra-op thread (inq_hw.flow._one_thread); a
+        # process's current count depends on which stage it ran last, so it is not recorded.
+        "training_threads": 1,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
 
 
