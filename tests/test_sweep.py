@@ -292,6 +292,8 @@ def test_ray_and_pool_give_the_same_sweep(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("[point ") == 4 and "[stage 1]" in done.stdout
+    # one task per stage the points share: an FP32 model per seed, not per point
+    assert done.stdout.count("train FP32") == 2 and done.stdout.count("[stage ") == 22
     ray_sweep = json.loads((tmp_path / "ray" / "sweep.json").read_text())
     pool = killed_then_continued["out"]
     pool_sweep = json.loads((pool / "sweep.json").read_text())
