@@ -37,7 +37,13 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Pa
     stamped = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
     import torch  # here, so the file helpers above import without torch
 
-    return atomic_write(path, lambda tmp: torch.save(stamped, tmp))
+    def write(tmp: Path) -> None:
+        # Through a file object: saved to a path, torch names the archive's records after
+        # the (random) temporary file, so equal checkpoints would differ in their bytes.
+        with open(tmp, "wb") as handle:
+            torch.save(stamped, handle)
+
+    return atomic_write(path, write)
 
 
 def load_checkpoint(

@@ -36,6 +36,7 @@ _RESUME_HINTS = {
     "train": "rerun the same command with --resume to continue",
     "quantize": "rerun the same command with --resume to continue",
     "flow": "rerun the same command to continue: finished stages are cached",
+    "sweep": "rerun the same command to continue: finished stages are cached",
 }
 
 

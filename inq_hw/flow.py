@@ -38,7 +38,15 @@ from inq_hw.defaults import (
 from inq_hw.errors import ConfigError, InqHwError
 from inq_hw.intmodel.codes import check_model_bits
 
-__all__ = ["FlowConfig", "FlowError", "run_flow"]
+__all__ = [
+    "FlowConfig",
+    "FlowError",
+    "StageRunner",
+    "check_config",
+    "flow_results",
+    "run_flow",
+    "stage_key",
+]
 
 FLOW_VERSION = 1
 TARGETS = ("analytic", "generic", "ice40", "ecp5", "nangate45")
@@ -77,6 +85,8 @@ class FlowConfig:
     ``folding``) and its twins (``implement_designs``) on ``implement_device`` with a
     ``implement_clock_mhz`` constraint, for the bit-widths ``implement_bits`` names
     (``"smallest"``, ``"all"`` or a list of them); ``skip_implementation`` leaves it out.
+    ``a_bits`` is the activation width the package is lowered at (8 by default; the package
+    stage's cache key names it only when it is not 8, so caches of earlier runs stay valid).
     """
 
     version: int = FLOW_VERSION
@@ -96,6 +106,7 @@ class FlowConfig:
     seed: int = defaults.SEED
     simulator: str | None = None
     samples: int | str = 8
+    a_bits: int = 8
     sim_seed: int = 0
     folding: dict[str, int] = field(default_factory=lambda: dict(defaults.FOLDING))
     targets: tuple[str, ...] = ("analytic", "ice40")
@@ -128,6 +139,10 @@ class FlowConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 also = ' or "all"' if name == "samples" else ""
                 raise ConfigError(f"{name} must be a positive integer{also}, not {value!r}")
+        if isinstance(self.a_bits, bool) or not isinstance(self.a_bits, int):
+            raise ConfigError(f"a_bits must be an integer, not {self.a_bits!r}")
+        if not 4 <= self.a_bits <= 16:
+            raise ConfigError(f"Activation width must be from 4 to 16 bits, not {self.a_bits!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer, not {self.seed!r}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr > 0:
@@ -219,25 +234,32 @@ def _toml_value(value: Any) -> str:
 # --- stages and their cache ----------------------------------------------------------------
 
 
-def _key(name: str, inputs: dict[str, Any]) -> str:
+def stage_key(name: str, inputs: dict[str, Any]) -> str:
+    """The cache key of stage ``name`` with ``inputs`` (``<out>/stages/<name>-<key>/``)."""
     text = json.dumps({"stage": name, "version": _STAGE_VERSION[name], **inputs}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class _Runner:
-    """Runs stages in order, each once per key, and reports progress on stdout."""
+class StageRunner:
+    """Runs stages in order, each once per key, and reports progress on stdout.
 
-    def __init__(self, out: Path, total: int, echo: Callable[[str], None]) -> None:
+    A sweep (:mod:`inq_hw.sweep`) subclasses it to read stages back or to compute one
+    stage elsewhere; ``clean=False`` leaves the temporary directories of other writers.
+    """
+
+    def __init__(
+        self, out: Path, total: int, echo: Callable[[str], None], *, clean: bool = True
+    ) -> None:
         self.root, self.total, self.done, self.echo = out / "stages", total, 0, echo
         self.seconds: dict[str, float] = {}
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob("*.tmp-*"):
+        for stale in self.root.glob("*.tmp-*") if clean else ():
             shutil.rmtree(stale, ignore_errors=True)
 
     def run(
         self, label: str, name: str, inputs: dict[str, Any], work: Callable[[Path], dict[str, Any]]
     ) -> tuple[dict[str, Any], Path, str]:
-        key = _key(name, inputs)
+        key = stage_key(name, inputs)
         final = self.root / f"{name}-{key}"
         self.done += 1
         prefix = f"[{self.done}/{self.total}] {label}"
@@ -266,6 +288,9 @@ class _Runner:
         self.seconds[label] = result["seconds"]
         self.echo(f"{prefix}: done in {result['seconds']:.1f} s")
         return json.loads((final / "result.json").read_text()), final, key
+
+
+_Runner = StageRunner  # the name tests and earlier code use
 
 
 def _json(value: Any) -> Any:
@@ -358,15 +383,15 @@ def _weight_stats(model: Any) -> dict[str, Any]:
     }
 
 
-def _package(inq: Path) -> Callable[[Path], dict[str, Any]]:
+def _package(inq: Path, a_bits: int = 8) -> Callable[[Path], dict[str, Any]]:
     def work(tmp: Path) -> dict[str, Any]:
         from inq_hw.evaluate import evaluate_package
         from inq_hw.intmodel import run
         from inq_hw.intmodel.package import save_package
-        from inq_hw.lower import lower_checkpoint
+        from inq_hw.lower import CalibrationConfig, lower_checkpoint
         from sim.vectors import golden_vectors
 
-        model = lower_checkpoint(inq / "inq.pt")
+        model = lower_checkpoint(inq / "inq.pt", CalibrationConfig(a_bits=a_bits))
         save_package(model, tmp / "pkg")
         summary = evaluate_package(tmp / "pkg")
         vectors = golden_vectors(model, None)
@@ -601,7 +626,7 @@ def _echo_progress(echo: Callable[[str], None]) -> Any:
 
 def _implementation(
     cfg: FlowConfig,
-    runner: "_Runner",
+    runner: StageRunner,
     bits: int,
     package: tuple[Path, str],
     rtl: tuple[dict[str, Any], Path, str],
@@ -656,7 +681,7 @@ def _stage_count(cfg: FlowConfig) -> int:
 
 
 def _bit_width(
-    cfg: FlowConfig, runner: _Runner, bits: int, fp32: tuple[dict[str, Any], Path, str]
+    cfg: FlowConfig, runner: StageRunner, bits: int, fp32: tuple[dict[str, Any], Path, str]
 ) -> dict[str, Any]:
     _, fp32_dir, fp32_key = fp32
     inq, inq_dir, inq_key = runner.run(
@@ -674,8 +699,10 @@ def _bit_width(
         },
         _inq(cfg, bits, fp32_dir),
     )
+    # a_bits joins the key only when it is not 8: the packages of earlier runs stay valid
+    lowering = {"inq": inq_key, **({"a_bits": cfg.a_bits} if cfg.a_bits != 8 else {})}
     pkg, pkg_dir, pkg_key = runner.run(
-        f"lower + evaluate {bits}-bit", "package", {"inq": inq_key}, _package(inq_dir)
+        f"lower + evaluate {bits}-bit", "package", lowering, _package(inq_dir, cfg.a_bits)
     )
     rtl, rtl_dir, rtl_key = runner.run(
         f"generate RTL {bits}-bit",
@@ -755,6 +782,13 @@ def _check_folding(cfg: FlowConfig) -> None:
         )
 
 
+def check_config(cfg: FlowConfig) -> None:
+    """What the flow checks before its first stage: the schedule parses for every
+    bit-width and the fold names are weight layers of the model."""
+    _check_schedule(cfg)
+    _check_folding(cfg)
+
+
 def run_flow(
     cfg: FlowConfig, *, out: Path, report: Path, echo: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -767,9 +801,23 @@ def run_flow(
     from inq_hw.report import render_report
 
     start = time.perf_counter()
-    _check_schedule(cfg)
-    _check_folding(cfg)
-    runner = _Runner(out, _stage_count(cfg), echo)
+    check_config(cfg)
+    results = flow_results(cfg, StageRunner(out, _stage_count(cfg), echo))
+    results["flow_seconds"] = round(time.perf_counter() - start, 1)
+    report.mkdir(parents=True, exist_ok=True)
+
+    def write_config(tmp: Path) -> None:
+        tmp.write_text(cfg.to_toml())
+
+    atomic_write(report / "flow.toml", write_config)
+    render_report(results, report)
+    return results
+
+
+def flow_results(cfg: FlowConfig, runner: StageRunner) -> dict[str, Any]:
+    """Run (or read back) every stage of ``cfg`` through ``runner``; the results (their
+    ``flow_seconds`` is the time of this call)."""
+    start = time.perf_counter()
     fp32 = runner.run(
         "train FP32",
         "fp32",
@@ -790,7 +838,7 @@ def run_flow(
     uniform = entries[0].pop("uniform8_integer")
     for entry in entries[1:]:
         entry.pop("uniform8_integer")
-    results = {
+    return {
         "format": "inq-hw-results",
         "version": 1,
         "name": cfg.name,
@@ -808,11 +856,3 @@ def run_flow(
         "stage_seconds": runner.seconds,
         "flow_seconds": round(time.perf_counter() - start, 1),
     }
-    report.mkdir(parents=True, exist_ok=True)
-
-    def write_config(tmp: Path) -> None:
-        tmp.write_text(cfg.to_toml())
-
-    atomic_write(report / "flow.toml", write_config)
-    render_report(results, report)
-    return results

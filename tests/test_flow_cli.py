@@ -82,3 +82,10 @@ def test_bad_config_values() -> None:
         FlowConfig(lr=-1.0)
     with pytest.raises(ConfigError, match="seed"):
         FlowConfig(seed=1.5)  # type: ignore[arg-type]
+
+
+def test_activation_width_reaches_the_config() -> None:
+    assert config_from_args(_parser("flow").parse_args(["--a-bits", "6"])).a_bits == 6
+    assert config_from_args(_parser("flow").parse_args([])).a_bits == 8
+    with pytest.raises(ConfigError, match="Activation width"):
+        config_from_args(_parser("flow").parse_args(["--a-bits", "3"]))

@@ -9,6 +9,7 @@ from inq_hw.commands import (
     integer,
     ip,
     report,
+    sweep,
     training,
 )
 from inq_hw.commands.common import format_table
@@ -23,5 +24,6 @@ __all__ = [
     "integer",
     "ip",
     "report",
+    "sweep",
     "training",
 ]

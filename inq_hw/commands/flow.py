@@ -19,6 +19,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="directory of a local data set")
     parser.add_argument("--model", default=None, help="zoo model (default digits-cnn)")
     parser.add_argument("--bits", default=None, help="INQ bit-widths, e.g. 2,3,4,5 (default)")
+    parser.add_argument(
+        "--a-bits", type=int, default=None, help="activation width, 4 to 16 bits (default 8)"
+    )
     parser.add_argument("--simulator", choices=("icarus", "verilator"), default=None)
     parser.add_argument(
         "--targets", default=None, help="cost targets among analytic,generic,ice40,ecp5,nangate45"
@@ -124,7 +127,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     changes: dict[str, Any] = {}
     options = ("dataset", "data_dir", "model", "simulator", "samples", "skip_synthesis")
     implement = ("skip_implementation", "implement_device", "implement_clock_mhz")
-    for option in (*options, *implement, "partition", "schedule", "lr", "seed"):
+    for option in (*options, *implement, "partition", "schedule", "lr", "seed", "a_bits"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
     if args.fp32_epochs is not None:
