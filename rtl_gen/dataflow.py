@@ -12,9 +12,11 @@ cycle; the branch with fewer engines is ahead (it needs less of the fork's strea
 result), so a :class:`~rtl_gen.engines.SkipFifo` at its start holds the stream until the
 other branch's result for the same pixel comes out. Each FIFO is as deep as the control
 model finds a stall-free stream needs (:func:`_size_fifos`): never a stall, and, under
-any stall pattern, no deadlock. Each weight layer's dot products run on an unrolled constant-weight unit or,
-folded, on a unit that takes several cycles per result (:mod:`rtl_gen.folded`); the
-*folding* per layer trades logic for cycles. The top reads the image one pixel (all
+any stall pattern, no deadlock.
+
+Each weight layer's dot products run on an unrolled constant-weight unit or, folded, on a
+unit that takes several cycles per result (:mod:`rtl_gen.folded`); the *folding* per
+layer trades logic for cycles. The top reads the image one pixel (all
 channels) per beat in raster order and gives one beat per image: the integer logits and
 the argmax class (the lowest index among equal maxima, as ``numpy.argmax``).
 
