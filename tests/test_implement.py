@@ -75,6 +75,8 @@ def test_small_top_on_ice40_end_to_end(micro: Path, implemented: dict[str, Any])
     # nextpnr's logic cells hold the top's LUTs and the pin wrapper's
     cells = result["utilization"]["ICESTORM_LC"]["used"]
     assert cells >= max(resources["lut"], resources["ff"])
+    assert result["logic_cells"] == {"cell": "ICESTORM_LC", "used": cells, "available": 5280,
+                                     "share": cells / 5280}  # fmt: skip
     assert result["fmax_mhz"] > 0 and result["timing_met"] == (result["fmax_mhz"] >= 12)
     assert result["images_per_second"] == pytest.approx(result["fmax_mhz"] * 1e6 / 16)
     assert result["latency_us"] == pytest.approx(result["latency_cycles"] / result["fmax_mhz"])
@@ -87,6 +89,7 @@ def test_small_top_on_ice40_end_to_end(micro: Path, implemented: dict[str, Any])
         cache_dir=micro / "cache",
     )
     assert again["cached"] and again["resources"] == resources
+    assert again["logic_cells"] == result["logic_cells"]
     assert Path(again["bitstream"]).read_bytes() == bitstream.read_bytes()
 
 

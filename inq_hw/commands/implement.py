@@ -221,8 +221,14 @@ def _text(result: dict[str, Any]) -> str:
     ]
     table = format_table(["resource", "used", f"of {result['device']}"], rows)
     fmax = result["fmax_mhz"]
-    lines = [
-        table,
+    lines = [table]
+    cells = result.get("logic_cells")
+    if cells:
+        lines.append(
+            f"placed: {cells['used']:,} {cells['cell']} of {cells['available']:,} "
+            f"({percent(cells['share'])}), the device's fill after packing"
+        )
+    lines += [
         f"Fmax {fmax:.1f} MHz at a {result['clock_mhz']:g} MHz constraint: timing "
         + ("met" if result["timing_met"] else "NOT met"),
         f"{result['images_per_second']:.0f} images/s at Fmax (interval "

@@ -317,6 +317,7 @@ def _publish(
         "family": part.family,
         "clock_mhz": clock_mhz,
         "device_share": part.shares(record["resources"]),
+        "logic_cells": placed_logic(part.family, record.get("utilization", {})),
         "interval_cycles": interval,
         "latency_cycles": latency,
         "images_per_second": fmax * 1e6 / interval if fmax else None,
@@ -328,6 +329,24 @@ def _publish(
     }
     _write_results(out, result)
     return result
+
+
+#: nextpnr's logic cells per family: what a placed design really fills (a LUT and its
+#: flip-flop share one; on ECP5 a CCU2C carry takes both halves of a slice).
+LOGIC_CELLS = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_COMB"}
+
+
+def placed_logic(family: str, utilization: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"cell", "used", "available", "share"}`` of the family's logic cells after
+    packing and placement (nextpnr's report), or None when the report has none. On
+    ECP5 it can be well above the synthesised LUT4 figure (a residual top: 35,475
+    TRELLIS_COMB for 26,081 LUT4 counting each CCU2C as two), so it is the device's fill."""
+    cell = LOGIC_CELLS[family]
+    entry = utilization.get(cell)
+    if not entry or not entry.get("available"):
+        return None
+    used, available = int(entry["used"]), int(entry["available"])
+    return {"cell": cell, "used": used, "available": available, "share": used / available}
 
 
 def _write_results(out: Path, result: dict[str, Any]) -> None:
