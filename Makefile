@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUNS ?= runs
 
-.PHONY: setup demo default-report test test-fast lint typecheck bench clean clean-cache
+.PHONY: setup demo default-report sweep-report test test-fast lint typecheck bench clean clean-cache
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,16 @@ demo: setup
 
 default-report: setup
 	$(BIN)/inq-hw flow --out $(RUNS)/flow --report reports/digits-cnn
+
+# The committed sweep report (reports/sweep-digits-cnn/): 12 points, about 8 minutes.
+# Each point's report.html (its figures inlined) stays under runs/ (3.8 MB); the Markdown
+# reports and their figures are committed.
+sweep-report: setup
+	$(BIN)/inq-hw sweep sweeps/digits-cnn-report.toml --out $(RUNS)/sweep-report --executor pool
+	rm -rf reports/sweep-digits-cnn && mkdir -p reports/sweep-digits-cnn/points
+	cp $(RUNS)/sweep-report/sweep.md $(RUNS)/sweep-report/sweep.json $(RUNS)/sweep-report/*.png reports/sweep-digits-cnn/
+	for d in $(RUNS)/sweep-report/points/*/; do n=$$(basename $$d); mkdir -p reports/sweep-digits-cnn/points/$$n; \
+	  cp $$d/report.md $$d/results.json $$d/flow.toml $$d/*.png reports/sweep-digits-cnn/points/$$n/; done
 
 lint: setup
 	$(BIN)/ruff check inq_hw rtl_gen sim tests benches scripts
