@@ -18,22 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from benches._harness import BenchError, print_table
+from tests.test_sweep import TINY
 
-SWEEP = """
-name = "bench"
-seeds = [0, 1]
-[base]
-model_args = { channels = [4, 8, 8] }
-fp32_epochs = 4
-inq_epochs = 1
-samples = 3
-skip_synthesis = true
-skip_implementation = true
-simulator = "icarus"
-targets = ["analytic"]
-[grid]
-bits = [2, 3]
-"""
+SWEEP = TINY  # the tests' 4-point sweep (tests/test_sweep.py)
 NOOP_TASKS = 200
 
 

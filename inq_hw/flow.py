@@ -39,6 +39,7 @@ from inq_hw.errors import ConfigError, InqHwError
 from inq_hw.intmodel.codes import check_model_bits
 
 __all__ = [
+    "STAGE_NAMES",
     "FlowConfig",
     "FlowError",
     "StageRunner",
@@ -60,6 +61,8 @@ _STAGE_VERSION = {
     "synth": 1,
     "implement": 1,
 }
+#: The flow's stage kinds, in order (the ``<name>`` of ``stages/<name>-<key>/``).
+STAGE_NAMES = tuple(_STAGE_VERSION)
 #: The whole tops the implementation stage places and routes: the shift-add top, its 8-bit
 #: multiplier twin with DSP blocks, and the twin on LUTs only (report.schema's names).
 IMPLEMENT_DESIGNS = ("shift_add", "mult8", "mult8_lut")

@@ -271,6 +271,12 @@ def _linear_stage(
     return _Stage(engine, LinearTiming(dot_timing, geo.beats), info), out
 
 
+def _plain_info(name: str, kind: str, **extra: Any) -> dict[str, Any]:
+    """What the manifest says of an engine without a dot stage (fold 1, no pipeline,
+    no adder graph), and ``extra``."""
+    return {"layer": name, "kind": kind, "fold": 1, "pipeline": 0, "adder_graph": None, **extra}
+
+
 def _pool_stage(layer: MaxPoolLayer, geo: _Geometry) -> tuple[_Stage, _Geometry]:
     if geo.chw is None:
         raise ConfigError(f"Pooling {layer.name!r} needs a feature map as its input")
@@ -281,7 +287,7 @@ def _pool_stage(layer: MaxPoolLayer, geo: _Geometry) -> tuple[_Stage, _Geometry]
         )
     c, h, w = geo.chw
     engine = MaxPoolEngine(fmt=geo.fmt, channels=c, size=(h, w), kernel=layer.kernel)
-    info = {"layer": layer.name, "kind": "maxpool", "fold": 1, "pipeline": 0, "adder_graph": None}
+    info = _plain_info(layer.name, "maxpool")
     out = _Geometry(layer.shape[1] * layer.shape[2], c, layer.out, layer.shape)  # type: ignore[arg-type]
     return _Stage(engine, PoolTiming((h, w), layer.kernel), info), out
 
@@ -309,15 +315,7 @@ def _mean_stage(layer: MeanPoolLayer | AvgPoolLayer, geo: _Geometry) -> tuple[_S
         multiplier=multiplier,
         shift=layer.shift,
     )
-    info = {
-        "layer": layer.name,
-        "kind": "meanpool",
-        "fold": 1,
-        "pipeline": 0,
-        "adder_graph": None,
-        "mode": mode,
-        "window": kernel[0] * kernel[1],
-    }
+    info = _plain_info(layer.name, "meanpool", mode=mode, window=kernel[0] * kernel[1])
     out = _Geometry(layer.shape[1] * layer.shape[2], c, layer.out, layer.shape)  # type: ignore[arg-type]
     return _Stage(engine, PoolTiming((h, w), kernel), info), out
 
@@ -342,29 +340,14 @@ def _add_stage(
         out=layer.out,
         elems=a.elems,
     )
-    info = {
-        "layer": layer.name,
-        "kind": "add",
-        "fold": 1,
-        "pipeline": 0,
-        "adder_graph": None,
-        "skip": layer.inputs[ports[1]],
-    }
+    info = _plain_info(layer.name, "add", skip=layer.inputs[ports[1]])
     return _Stage(engine, AddTiming(), info)
 
 
 def _fifo_stage(add: AddLayer, fork: str, geo: _Geometry, depth: int | None) -> _Stage:
     """The FIFO of residual add ``add``: the stream of layer ``fork`` on its way into the
     branch that is ahead. ``depth=None``: unbounded, no engine yet (:func:`_size_fifos`)."""
-    info = {
-        "layer": f"{add.name}.fifo",
-        "kind": "fifo",
-        "fold": 1,
-        "pipeline": 0,
-        "adder_graph": None,
-        "reads": fork,
-        "depth": depth,
-    }
+    info = _plain_info(f"{add.name}.fifo", "fifo", reads=fork, depth=depth)
     if depth is None:
         return _Stage(_UNSIZED, FifoTiming(UNBOUNDED), info)
     layout = data.ArrayLayout(act_shape(geo.fmt), geo.elems)
@@ -378,7 +361,7 @@ _UNSIZED = cast(wiring.Component, None)
 
 def _relu_stage(layer: ReLULayer, geo: _Geometry) -> tuple[_Stage, _Geometry]:
     engine = ReLUEngine(in_format=geo.fmt, out=layer.out, elems=geo.elems)
-    info = {"layer": layer.name, "kind": "relu", "fold": 1, "pipeline": 0, "adder_graph": None}
+    info = _plain_info(layer.name, "relu")
     return _Stage(engine, PassTiming(), info), _Geometry(geo.beats, geo.elems, layer.out, geo.chw)
 
 

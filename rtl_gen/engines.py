@@ -25,7 +25,7 @@ bubbles; without stalls it takes one window per cycle and adds ``N`` cycles of l
 latency and interval come from it, and the RTL tests check them.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from amaranth.hdl import Array, Const, EnableInserter, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
@@ -321,34 +321,52 @@ class MaxPoolEngine(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        (h, w), k = self.size, self.kernel
-        r, c = Signal(range(max(h, 2))), Signal(range(max(w, 2)))
-        col_index, col_first, col_last, col_used = pool_tables(w, k)
-        _, row_first, row_last, row_used = pool_tables(h, k)
-        layout = self.i.payload.shape()
-        partial = [Signal(layout, name=f"partial{x}") for x in range(w // k)]
-        ox = Signal(range(max(w // k, 2)))
-        m.d.comb += ox.eq(Array(Const(v, ox.shape()) for v in col_index)[c])
-        used = _flag_table(row_used)[r] & _flag_table(col_used)[c]
-        first = _flag_table(row_first)[r] & _flag_table(col_first)[c]
-        last = _flag_table(row_last)[r] & _flag_table(col_last)[c]
-        current = Array(partial)[ox]
-        best = Signal(layout)
-        for ch in range(self.channels):
-            x, p = self.i.payload[ch], current[ch]
-            m.d.comb += best[ch].eq(Mux(first | (x > p), x, p))
-        fire = self.i.valid & used & last
-        free = output_slot(m, self.o, fire, best.as_value())
-        m.d.comb += self.i.ready.eq(free)
-        with m.If(self.i.valid & free):
-            with m.If(used), m.Switch(ox):
-                for x, sig in enumerate(partial):
-                    with m.Case(x):
-                        m.d.sync += sig.eq(best)
-            m.d.sync += c.eq(Mux(c == w - 1, 0, c + 1))
-            with m.If(c == w - 1):
-                m.d.sync += r.eq(Mux(r == h - 1, 0, r + 1))
+
+        def step(first: Value, x: Value, p: Value) -> Value:
+            return Mux(first | (x > p), x, p)
+
+        _pool_windows(m, self, (self.kernel, self.kernel), self.i.payload.shape(), step, None)
         return m
+
+
+def _pool_windows(
+    m: Module,
+    engine: "MaxPoolEngine | MeanPoolEngine",
+    kernel: tuple[int, int],
+    partial_layout: data.ArrayLayout,
+    step: Callable[[Value, Value, Value], Value],
+    offer: Callable[[Value], Value] | None,
+) -> None:
+    """The control both pooling engines share: windows side by side, one partial result
+    per output column (of ``partial_layout``) while the rows of a window go by, rows and
+    columns past the last whole window read and dropped. Per channel, the new partial is
+    ``step(first, x, partial)`` (``first``: the window's first element); at the window's
+    last element ``offer(new partials)`` (default: the partials) goes into the slot."""
+    (h, w), (kh, kw) = engine.size, kernel
+    r, c = Signal(range(max(h, 2))), Signal(range(max(w, 2)))
+    col_index, col_first, col_last, col_used = pool_tables(w, kw)
+    _, row_first, row_last, row_used = pool_tables(h, kh)
+    partial = [Signal(partial_layout, name=f"partial{x}") for x in range(w // kw)]
+    ox = Signal(range(max(w // kw, 2)))
+    m.d.comb += ox.eq(Array(Const(v, ox.shape()) for v in col_index)[c])
+    used = _flag_table(row_used)[r] & _flag_table(col_used)[c]
+    first = _flag_table(row_first)[r] & _flag_table(col_first)[c]
+    last = _flag_table(row_last)[r] & _flag_table(col_last)[c]
+    current = Array(partial)[ox]
+    new = Signal(partial_layout)
+    for ch in range(engine.channels):
+        m.d.comb += new[ch].eq(step(first, engine.i.payload[ch], current[ch]))
+    fire = engine.i.valid & used & last
+    free = output_slot(m, engine.o, fire, (offer(new) if offer else new).as_value())
+    m.d.comb += engine.i.ready.eq(free)
+    with m.If(engine.i.valid & free):
+        with m.If(used), m.Switch(ox):
+            for x, sig in enumerate(partial):
+                with m.Case(x):
+                    m.d.sync += sig.eq(new)
+        m.d.sync += c.eq(Mux(c == w - 1, 0, c + 1))
+        with m.If(c == w - 1):
+            m.d.sync += r.eq(Mux(r == h - 1, 0, r + 1))
 
 
 class ReLUEngine(wiring.Component):
@@ -420,46 +438,29 @@ class MeanPoolEngine(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        (h, w), (kh, kw), fmt = self.size, self.kernel, self.fmt
-        r, c = Signal(range(max(h, 2))), Signal(range(max(w, 2)))
-        col_index, col_first, col_last, col_used = pool_tables(w, kw)
-        _, row_first, row_last, row_used = pool_tables(h, kh)
-        lo, hi = fmt.lo * self.window, fmt.hi * self.window
+        lo, hi = self.fmt.lo * self.window, self.fmt.hi * self.window
         sums = data.ArrayLayout(range(lo, hi + 1) if lo < hi else range(lo, lo + 2), self.channels)
-        partial = [Signal(sums, name=f"partial{x}") for x in range(w // kw)]
-        ox = Signal(range(max(w // kw, 2)))
-        m.d.comb += ox.eq(Array(Const(v, ox.shape()) for v in col_index)[c])
-        used = _flag_table(row_used)[r] & _flag_table(col_used)[c]
-        first = _flag_table(row_first)[r] & _flag_table(col_first)[c]
-        last = _flag_table(row_last)[r] & _flag_table(col_last)[c]
-        current = Array(partial)[ox]
-        total = Signal(sums)
-        result = Signal(self.o.payload.shape())
-        for ch in range(self.channels):
-            x = self.i.payload[ch]
-            m.d.comb += total[ch].eq(Mux(first, x, current[ch] + x))
-            terms = [Term(total[ch], lo, hi, j) for j in constant_shifts(self.multiplier)]
-            product = adder_tree(m, terms)
-            width = max(abs(product.lo), abs(product.hi)).bit_length() + product.shift + 2
-            q = requantize(
-                m,
-                materialise(m, product, width),
-                shift=self.shift,
-                relu=False,
-                out=self.out_format,
-            )
-            m.d.comb += result[ch].eq(q)
-        fire = self.i.valid & used & last
-        free = output_slot(m, self.o, fire, result.as_value())
-        m.d.comb += self.i.ready.eq(free)
-        with m.If(self.i.valid & free):
-            with m.If(used), m.Switch(ox):
-                for x, sig in enumerate(partial):
-                    with m.Case(x):
-                        m.d.sync += sig.eq(total)
-            m.d.sync += c.eq(Mux(c == w - 1, 0, c + 1))
-            with m.If(c == w - 1):
-                m.d.sync += r.eq(Mux(r == h - 1, 0, r + 1))
+
+        def step(first: Value, x: Value, p: Value) -> Value:
+            return Mux(first, x, p + x)
+
+        def offer(total: Value) -> Value:
+            result = Signal(self.o.payload.shape())
+            for ch in range(self.channels):
+                terms = [Term(total[ch], lo, hi, j) for j in constant_shifts(self.multiplier)]
+                product = adder_tree(m, terms)
+                width = max(abs(product.lo), abs(product.hi)).bit_length() + product.shift + 2
+                q = requantize(
+                    m,
+                    materialise(m, product, width),
+                    shift=self.shift,
+                    relu=False,
+                    out=self.out_format,
+                )
+                m.d.comb += result[ch].eq(q)
+            return result
+
+        _pool_windows(m, self, self.kernel, sums, step, offer)
         return m
 
 

@@ -393,3 +393,25 @@ def test_fit_counts_the_fifos_block_ram() -> None:
     search = _Search(model, "ice40", baseline=None, pipeline=0, dsp=None)
     bram = estimate_top(build_dataflow(model), model, "ice40").bram
     assert search.fixed["bram"] == bram > 0
+
+
+def test_concat_and_clamp_are_refused_by_the_top() -> None:
+    """The operator table's "refused" rows of the dataflow top: one line each."""
+    from inq_hw.intmodel.layers import ClampLayer, ConcatLayer
+
+    model = small_resnet()
+    stem, add = model.layer("stem"), model.layer("b1.add")
+    clamp = ClampLayer(name="clamp", inputs=("stem",), shape=stem.shape, out=stem.out,
+                       lo=0, hi=stem.out.hi // 2)  # fmt: skip
+    rewired = dataclasses.replace(model.layer("b1.c1"), inputs=("clamp",))
+    layers = [clamp if layer is stem else layer for layer in model.layers]
+    layers.insert(layers.index(clamp), stem)
+    layers = [rewired if layer.name == "b1.c1" else layer for layer in layers]
+    with pytest.raises(ConfigError, match="no engine for clamp layers"):
+        build_dataflow(dataclasses.replace(model, layers=tuple(layers)))
+    c, h, w = add.shape
+    cat = ConcatLayer(name="b1.add", inputs=("b1.c2", "stem"), shape=(2 * c, h, w), out=add.out,
+                      shifts=(0, 0))  # fmt: skip
+    layers = [cat if layer is add else layer for layer in model.layers]
+    with pytest.raises(ConfigError, match="no engine for concat layers"):
+        build_dataflow(dataclasses.replace(model, layers=tuple(layers)))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from inq_hw.errors import InqHwError
-from inq_hw.flow import FlowConfig, StageRunner, flow_results, stage_key
+from inq_hw.flow import STAGE_NAMES, FlowConfig, StageRunner, flow_results, stage_key
 
 __all__ = [
     "STAGE_CPUS",
@@ -48,16 +48,7 @@ __all__ = [
 #: The CPUs each stage kind is declared to need (Ray's ``num_cpus``): the flow trains on
 #: one thread, and Yosys, nextpnr, Icarus and a Verilator run of one image at a time are
 #: single-threaded.
-STAGE_CPUS = {
-    "fp32": 1,
-    "inq": 1,
-    "package": 1,
-    "rtl": 1,
-    "sim": 1,
-    "cost": 1,
-    "synth": 1,
-    "implement": 1,
-}
+STAGE_CPUS = dict.fromkeys(STAGE_NAMES, 1)
 
 
 class SweepError(InqHwError):
