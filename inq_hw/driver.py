@@ -29,7 +29,7 @@ from inq_hw.fold import fold_batchnorm, fold_mean_pools, has_batchnorm
 from inq_hw.inq import IncrementalQuantizer, INQConfig, one_shot_quantize
 from inq_hw.model_io import ModelContext, load_model
 from inq_hw.progress import Progress
-from inq_hw.quant import is_po2_grid
+from inq_hw.quant import is_po2_grid, is_uniform_grid
 from inq_hw.train import (
     TrainConfig,
     batches_per_epoch,
@@ -80,15 +80,15 @@ def verify_inq_checkpoint(path: str | os.PathLike[str]) -> int:
     """
     payload = load_checkpoint(path, kinds=("inq",))
     bits = int(payload["inq"]["config"]["bits"])
+    uniform = payload["inq"]["config"].get("weight_format", "po2") == "uniform"
+    on_grid, grid = (is_uniform_grid, "uniform") if uniform else (is_po2_grid, "power-of-two")
     checked = 0
     for name, layer in payload["inq"]["layers"].items():
         weight = payload["state_dict"].get(f"{name}.weight")
         if weight is None or not bool(layer["mask"].all()):
             raise CheckpointError(f"Layer {name!r} of {path} is missing or not fully quantized")
-        if not is_po2_grid(weight, bits, int(layer["n1"])):
-            raise CheckpointError(
-                f"Layer {name!r} of {path} has a weight off its power-of-two grid"
-            )
+        if not on_grid(weight, bits, int(layer["n1"])):
+            raise CheckpointError(f"Layer {name!r} of {path} has a weight off its {grid} grid")
         checked += weight.numel()
     return checked
 
@@ -326,7 +326,10 @@ def _inq_base(
         "metrics": {
             "fp32_accuracy": evaluate(model, data.test),
             "one_shot_accuracy": evaluate(
-                one_shot_quantize(model, config.bits, skip=config.skip), data.test
+                one_shot_quantize(
+                    model, config.bits, skip=config.skip, weight_format=config.weight_format
+                ),
+                data.test,
             ),
         },
     }
@@ -384,7 +387,7 @@ def _finish_inq(run: _InqRun, config: INQConfig) -> dict[str, Any]:
     """Check the grid, write the finished checkpoint; returns the run's summary."""
     if not run.inq.check():
         raise TrainingDiverged(
-            "INQ finished with a weight off the power-of-two grid (training diverged?)"
+            f"INQ finished with a weight off the {config.weight_format} grid (training diverged?)"
         )
     metrics = {**run.base["metrics"], "accuracy": run.history[-1]["accuracy"]}
     _finish(
@@ -404,6 +407,7 @@ def _finish_inq(run: _InqRun, config: INQConfig) -> dict[str, Any]:
         "verified_weights": verify_inq_checkpoint(run.out),
         "fingerprint": state_fingerprint(run.model, run.inq),
         "bits": config.bits,
+        "weight_format": config.weight_format,
         "partition": config.partition,
         "schedule": list(config.schedule),
         **metrics,

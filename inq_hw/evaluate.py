@@ -3,9 +3,11 @@
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inq_hw.checkpoint import file_sha256, load_checkpoint
 from inq_hw.errors import PackageError
-from inq_hw.intmodel import predict, quantize_input
+from inq_hw.intmodel import predict, quantize_input, run
 from inq_hw.intmodel.package import load_package
 from inq_hw.model_io import load_model
 from inq_hw.train import predict as float_predict
@@ -16,7 +18,8 @@ __all__ = ["evaluate_package"]
 def evaluate_package(directory: str | Path) -> dict[str, Any]:
     """Integer accuracy on the test split beside the float INQ model's, and their agreement.
 
-    The float model is the package's source checkpoint (its hash is checked).
+    The float model is the package's source checkpoint (its hash is checked). ``twin``: the
+    multiplier twin's width and integer accuracy (the package's baselines), or ``None``.
     """
     directory = Path(directory)
     model = load_package(directory)
@@ -27,8 +30,18 @@ def evaluate_package(directory: str | Path) -> dict[str, Any]:
         )
     float_model, data = load_model(load_checkpoint(source, kinds=("inq",)))
     labels = data.test.y.numpy()
-    integer = predict(model, quantize_input(data.test.x.numpy(), model.input.out))
+    x = quantize_input(data.test.x.numpy(), model.input.out)
+    integer = predict(model, x)
     floating = float_predict(float_model, data.test.x).numpy()
+    layers = model.weight_layers()
+    twin: dict[str, Any] | None = None
+    if layers and all(layer.has_baseline for layer in layers):
+        logits = run(model, x, weights="baseline")
+        assert isinstance(logits, np.ndarray)
+        twin = {
+            "weight_bits": max(layer.twin_bits for layer in layers),
+            "integer_accuracy": float((logits.argmax(axis=1) == labels).mean()),
+        }
     return {
         "package": str(directory),
         "samples": len(labels),
@@ -36,4 +49,5 @@ def evaluate_package(directory: str | Path) -> dict[str, Any]:
         "float_accuracy": float((floating == labels).mean()),
         "agreement": float((integer == floating).mean()),
         "disagreements": int((integer != floating).sum()),
+        "twin": twin,
     }

@@ -292,7 +292,11 @@ class LoweringContext:
     config : CalibrationConfig
         Activation width and range rule.
     baseline_model : torch.nn.Module or None
-        The FP32 model whose weights give every weight layer its 8-bit baseline.
+        The model whose weights give every weight layer its uniform baseline: the FP32 one
+        (the 8-bit twin) or a uniform INQ model (``twin_bits``).
+    twin_bits : int or None
+        Width of a trained uniform twin in ``baseline_model`` (its weights on that grid),
+        or ``None`` for the 8-bit twin rounded from FP32 weights.
     layers : list of Layer
         The integer layers so far, in execution order.
     produced : dict
@@ -305,6 +309,7 @@ class LoweringContext:
     n1: Mapping[str, int]
     config: CalibrationConfig
     baseline_model: nn.Module | None = None
+    twin_bits: int | None = None
     layers: list[Layer] = field(default_factory=list)
     produced: dict[fx.Node, Layer] = field(default_factory=dict)
 
@@ -492,6 +497,7 @@ def _baseline(
             f"the lowered one ({type(module).__name__}, weight {tuple(module.weight.shape)})"
         )
     bias = None if twin.bias is None else twin.bias.detach().double().numpy()
+    bits = BASELINE_BITS if ctx.twin_bits is None else ctx.twin_bits
     try:
         return baseline_fields(
             twin.weight.detach().double().numpy(),
@@ -500,9 +506,11 @@ def _baseline(
             frac_out=out.frac,
             input_max_abs=f_in.max_abs,
             zero_exp=n2,
+            bits=bits,
+            on_grid=ctx.twin_bits is not None,
         )
     except ConfigError as exc:
-        raise ModelError(f"Layer {name!r}, 8-bit baseline: {exc}") from None
+        raise ModelError(f"Layer {name!r}, {bits}-bit baseline: {exc}") from None
 
 
 def _lower_weights(
@@ -707,6 +715,7 @@ def lower_model(
     config: CalibrationConfig = CalibrationConfig(),
     meta: dict[str, Any] | None = None,
     baseline_model: nn.Module | None = None,
+    twin_bits: int | None = None,
 ) -> IntModel:
     """Lower a model whose weights lie on their power-of-two grids to an integer model.
 
@@ -721,6 +730,9 @@ def lower_model(
         baseline_model: the FP32 model ``model`` was quantized from (BatchNorm folded);
             when given, every weight layer also carries its 8-bit uniform baseline, made
             from the same-named module's weights and bias.
+        twin_bits: ``baseline_model`` is a uniform INQ model of this width (its weights on
+            the grid of :mod:`inq_hw.intmodel.baseline`): the baseline is that trained
+            twin, at this width, and a weight off its grid is an error.
 
     Returns:
         The integer model; layer names are the module names, the input is ``"input"``.
@@ -747,7 +759,9 @@ def lower_model(
         raise TypeError(
             f"baseline_model must be an nn.Module or None, not {type(baseline_model).__name__}"
         )
-    ctx = LoweringContext(model, {}, bits, dict(n1), config, baseline_model)
+    if twin_bits is not None and baseline_model is None:
+        raise ConfigError("twin_bits needs the twin's model (baseline_model)")
+    ctx = LoweringContext(model, {}, bits, dict(n1), config, baseline_model, twin_bits)
     _check_supported(ctx, graph_module.graph)
     ctx.stats = _record(graph_module, x, config)
     output = _walk(ctx, graph_module.graph)
@@ -767,7 +781,10 @@ def _check_calibration_inputs(x: object) -> torch.Tensor:
 
 
 def lower_checkpoint(
-    path: str | os.PathLike[str], config: CalibrationConfig = CalibrationConfig()
+    path: str | os.PathLike[str],
+    config: CalibrationConfig = CalibrationConfig(),
+    *,
+    twin: str | os.PathLike[str] | None = None,
 ) -> IntModel:
     """Lower a finished INQ checkpoint, calibrated on the start of its training split.
 
@@ -779,15 +796,25 @@ def lower_checkpoint(
     Otherwise the package has no baselines, ``meta["baseline"]`` is ``None`` and
     ``meta["baseline_reason"]`` says why.
 
+    ``twin``: a uniform INQ checkpoint (``weight_format="uniform"``) trained from the same
+    FP32 checkpoint; its weights, exactly, become the baseline at its bit-width (the
+    uniform twin at equal width), recorded in ``meta["baseline"]``.
+
     Raises:
         CheckpointError: missing, corrupted, or not of kind ``"inq"``.
-        ModelError: as :func:`lower_model`.
+        ModelError: as :func:`lower_model`; a power-of-two checkpoint given as ``twin``
+            or a uniform one as ``path``, or a twin from another FP32 source or model.
 
     Example usage::
 
         int_model = lower_checkpoint("runs/inq5.pt", CalibrationConfig(samples=256))
     """
     payload = load_checkpoint(path, kinds=("inq",))
+    if _weight_format(payload) != "po2":
+        raise ModelError(
+            f"{os.fspath(path)} holds uniform weights; lower its power-of-two run and pass "
+            "this one as the twin (inq-hw export --twin)"
+        )
     model, data = load_model(payload)
     bits = int(payload["inq"]["config"]["bits"])
     n1 = {name: int(layer["n1"]) for name, layer in payload["inq"]["layers"].items()}
@@ -799,11 +826,17 @@ def lower_checkpoint(
         "calibration": config.to_dict(),
         "float_accuracy": payload["metrics"]["accuracy"],
     }
-    baseline_model, found = _fp32_source(path, payload, data)
-    if baseline_model is None:
-        meta.update(baseline=None, baseline_reason=found)
+    twin_bits = None
+    baseline_model: nn.Module | None
+    if twin is not None:
+        baseline_model, twin_bits, found = _uniform_twin(twin, payload, data)
+        meta["baseline"] = {"weight_bits": twin_bits, "source": found}
     else:
-        meta["baseline"] = {"weight_bits": BASELINE_BITS, "source": found}
+        baseline_model, found = _fp32_source(path, payload, data)
+        if baseline_model is None:
+            meta.update(baseline=None, baseline_reason=found)
+        else:
+            meta["baseline"] = {"weight_bits": BASELINE_BITS, "source": found}
     calibration = data.train.x[: config.samples]
     return lower_model(
         model,
@@ -813,7 +846,39 @@ def lower_checkpoint(
         config=config,
         meta=meta,
         baseline_model=baseline_model,
+        twin_bits=twin_bits,
     )
+
+
+def _weight_format(payload: dict[str, Any]) -> str:
+    return str(payload["inq"]["config"].get("weight_format", "po2"))
+
+
+def _uniform_twin(
+    path: str | os.PathLike[str], payload: dict[str, Any], data: Dataset
+) -> tuple[nn.Module, int, dict[str, Any]]:
+    """The model of the uniform INQ checkpoint ``path``, its bit-width and provenance,
+    checked to be a uniform run from the FP32 checkpoint and model ``payload`` came from."""
+    twin = load_checkpoint(path, kinds=("inq",))
+    where = os.fspath(path)
+    if _weight_format(twin) != "uniform":
+        raise ModelError(
+            f"The twin {where} is a power-of-two INQ run; train it with "
+            "'inq-hw quantize --weight-format uniform'"
+        )
+    if twin.get("source", {}).get("sha256") != payload.get("source", {}).get("sha256"):
+        raise ModelError(f"The twin {where} was trained from another FP32 checkpoint")
+    if twin["model"] != payload["model"]:
+        raise ModelError(f"The twin {where} is of another model")
+    model, _ = load_model(twin, data)
+    found = {
+        "path": where,
+        "sha256": file_sha256(path),
+        "weight_format": "uniform",
+        "accuracy": twin["metrics"]["accuracy"],
+        "one_shot_accuracy": twin["metrics"]["one_shot_accuracy"],
+    }
+    return model, int(twin["inq"]["config"]["bits"]), found
 
 
 def _fp32_source(

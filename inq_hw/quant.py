@@ -1,8 +1,9 @@
-"""The power-of-two weight quantizer of INQ and its hardware codes.
+"""The power-of-two weight quantizer of INQ and its hardware codes (and the uniform one).
 
 This module is the one place where a weight becomes a power of two. Every other stage
 (the INQ driver, lowering, the cost model) calls :func:`quantize_po2` or
-:func:`po2_codes`.
+:func:`po2_codes`. :func:`quantize_uniform` is the tensor side of the uniform k-bit format
+of the multiplier twin (:mod:`inq_hw.intmodel.baseline`, which owns its arithmetic).
 
 The arithmetic (Zhou et al., ICLR 2017, arXiv 1702.03044, Sec. 2.2, Eqs. 2-4):
 
@@ -32,6 +33,7 @@ import torch
 
 from inq_hw.errors import ConfigError
 from inq_hw.intmodel import codes as _codes
+from inq_hw.intmodel.baseline import uniform_exponent, uniform_round
 from inq_hw.intmodel.codes import MAX_BITS, MIN_BITS, check_bits, compute_n2
 
 __all__ = [
@@ -43,9 +45,12 @@ __all__ = [
     "compute_n2",
     "decode_codes",
     "is_po2_grid",
+    "is_uniform_grid",
     "pack_codes",
     "po2_codes",
     "quantize_po2",
+    "quantize_uniform",
+    "uniform_exponent",
     "unpack_codes",
 ]
 
@@ -276,3 +281,23 @@ def is_po2_grid(values: torch.Tensor, bits: int, n1: int) -> bool:
     mantissa, exponent = torch.frexp(magnitude)
     exact = (mantissa == 0.5) & (exponent - 1 >= n2) & (exponent - 1 <= n1)
     return bool((exact | ~nonzero).all())
+
+
+def quantize_uniform(weights: torch.Tensor, bits: int, exponent: int) -> torch.Tensor:
+    """Quantize ``weights`` to ``m·2**exponent``, ``|m| <= 2**(bits-1) - 1``, rounding half
+    up (:func:`inq_hw.intmodel.baseline.uniform_round`, exact); same shape, dtype, device.
+
+    Example usage::
+
+        >>> quantize_uniform(torch.tensor([0.3, -0.05, 0.0, 0.9]), bits=3, exponent=-2)
+        tensor([0.2500, 0.0000, 0.0000, 0.7500])
+    """
+    ints = uniform_round(weights.detach().cpu().double().numpy(), exponent, bits)
+    values = torch.from_numpy(ints.astype("float64") * 2.0**exponent)
+    return values.to(dtype=weights.dtype, device=weights.device).reshape(weights.shape)
+
+
+def is_uniform_grid(values: torch.Tensor, bits: int, exponent: int) -> bool:
+    """True when every element is exactly ``m·2**exponent`` with ``|m| <= 2**(bits-1) - 1``."""
+    v = values.detach().cpu().double().numpy()
+    return bool((uniform_round(v, exponent, bits) * 2.0**exponent == v).all())

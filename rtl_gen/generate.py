@@ -4,7 +4,8 @@
 one window of a convolution: ``Cin·k·k`` inputs → ``Cout`` outputs, requantised);
 ``network`` gives one such unit per weight layer (the streaming whole-network top comes
 with the dataflow accelerator). ``baseline="mult8"`` builds each unit's multiplier twin
-from the package's 8-bit uniform baseline weights, with the same ports and latency.
+from the package's uniform baseline weights (8-bit, or a uniform twin trained at the
+design's width), with the same ports and latency.
 """
 
 import os
@@ -54,7 +55,7 @@ def _unit(
         return ConstDotUnit.from_layer(layer, in_format, stages=stages, **graph)
     if not layer.has_baseline:
         raise ConfigError(
-            f"The package has no 8-bit baseline for layer {layer.name!r} (re-export it)"
+            f"The package has no uniform baseline for layer {layer.name!r} (re-export it)"
         )
     twin = layer.arithmetic("baseline")
     requant = Requant(shift=twin.shift, relu=layer.relu, out=layer.out)
@@ -121,7 +122,7 @@ def build_designs(
             "stages": stages,
             "inputs": int(component.weights.shape[1]),
             "outputs": int(component.weights.shape[0]),
-            "weight_bits": 8 if baseline else layer.bits,
+            "weight_bits": layer.twin_bits if baseline else layer.bits,
             "acc_bits": component.acc_bits,
             "in_format": component.in_format.to_dict(),
             "out_format": layer.out.to_dict(),

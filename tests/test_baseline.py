@@ -268,7 +268,7 @@ def test_baseline_needs_a_model_with_baselines(lowered: IntModel) -> None:
     with pytest.raises(ConfigError, match="Weights must be one of"):
         run(lowered, x, weights="mult8")
     assert not bare.weight_layers()[0].has_baseline
-    with pytest.raises(ConfigError, match="carries no 8-bit baseline"):
+    with pytest.raises(ConfigError, match="carries no uniform baseline"):
         bare.weight_layers()[0].baseline_weights_int()
 
 

@@ -175,7 +175,7 @@ def test_package_without_baseline_is_refused(tiny_package: Path) -> None:
         else layer
         for layer in model.layers
     ]
-    with pytest.raises(CostError, match="no 8-bit baseline for layer"):
+    with pytest.raises(CostError, match="no uniform baseline for layer"):
         analyze(IntModel(layers=tuple(layers), output=model.output))
 
 

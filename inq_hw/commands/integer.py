@@ -13,6 +13,14 @@ __all__ = ["evaluate", "export", "vectors"]
 def _configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="INQ checkpoint written by 'inq-hw quantize'")
     parser.add_argument("--out", type=output_dir, required=True, help="package directory to write")
+    parser.add_argument(
+        "--twin",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="uniform INQ checkpoint ('quantize --weight-format uniform', same FP32 source) "
+        "whose weights become the multiplier twin's, at its bit-width (default: the 8-bit "
+        "twin rounded from the FP32 source)",
+    )
     parser.add_argument("--a-bits", type=int, default=8, help="activation width, 4..16 (default 8)")
     parser.add_argument(
         "--logit-bits", type=int, default=16, help="width of the output logits, 4..32 (default 16)"
@@ -46,7 +54,7 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
         a_bits=args.a_bits,
         logit_bits=args.logit_bits,
     )
-    model = lower_checkpoint(args.checkpoint, config)
+    model = lower_checkpoint(args.checkpoint, config, twin=args.twin)
     save_package(model, args.out)
     rows = [_layer_row(layer) for layer in model.layers]
     summary: dict[str, Any] = {
@@ -93,6 +101,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             f"{percent(summary['agreement'])} ({summary['disagreements']} differ)",
         ],
     ]
+    if (twin := summary.get("twin")) is not None:
+        label = f"multiplier twin, {twin['weight_bits']}-bit uniform (integer)"
+        rows.append([label, percent(twin["integer_accuracy"])])
     summary["_text"] = (
         f"{format_table(['test split, ' + str(summary['samples']) + ' images', ''], rows)}"
     )

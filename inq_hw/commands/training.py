@@ -163,6 +163,13 @@ def _configure_quantize(parser: argparse.ArgumentParser) -> None:
         metavar="PATTERN",
         help="module-name pattern kept in full precision (repeatable)",
     )
+    parser.add_argument(
+        "--weight-format",
+        choices=("po2", "uniform"),
+        default="po2",
+        help="po2: 0 and +-2^e (INQ, default); uniform: the uniform --bits twin trained the "
+        "same way, for 'inq-hw export --twin'",
+    )
     parser.add_argument("--out", type=output_file, required=True, help="INQ checkpoint to write")
     _add_optimizer_args(
         parser, lr=defaults.LR, epochs_flag="--epochs-per-step", epochs=defaults.INQ_EPOCHS
@@ -184,6 +191,7 @@ def quantize(args: argparse.Namespace) -> dict[str, Any]:
         partition=args.partition,
         seed=args.seed,
         skip=tuple(args.skip),
+        weight_format=args.weight_format,
     )
     train_config = _train_config(args)
     with progress(args) as bar:
@@ -195,6 +203,8 @@ def quantize(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _quantize_text(summary: dict[str, Any]) -> str:
+    from inq_hw.intmodel.arith import uniform_max
+
     rows = [
         [
             row["step"],
@@ -207,18 +217,20 @@ def _quantize_text(summary: dict[str, Any]) -> str:
     table = format_table(
         ["step", "portion", "acc. after quantizing", "acc. after re-training"], rows
     )
+    bits, uniform = summary["bits"], summary.get("weight_format") == "uniform"
+    kind = f"uniform {bits}-bit" if uniform else f"{bits}-bit"
     final = format_table(
         ["model", "test accuracy"],
         [
             ["FP32", percent(summary["fp32_accuracy"])],
-            [
-                f"one-shot {summary['bits']}-bit (no re-training)",
-                percent(summary["one_shot_accuracy"]),
-            ],
-            [f"INQ {summary['bits']}-bit ({summary['partition']})", percent(summary["accuracy"])],
+            [f"one-shot {kind} (no re-training)", percent(summary["one_shot_accuracy"])],
+            [f"INQ {kind} ({summary['partition']})", percent(summary["accuracy"])],
         ],
     )
-    checked = (
-        f"{summary['verified_weights']:,} weights read back: all 0 or ±2^e within [2^n2, 2^n1]"
+    grid = (
+        f"all m·2^e with |m| <= {uniform_max(bits)}"
+        if uniform
+        else "all 0 or ±2^e within [2^n2, 2^n1]"
     )
+    checked = f"{summary['verified_weights']:,} weights read back: {grid}"
     return f"{table}\n\n{final}\n{checked}\n-> {summary['out']}"

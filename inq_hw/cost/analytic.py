@@ -458,7 +458,7 @@ def _twin(layer: WeightLayer, lo_x: int, hi_x: int) -> _Twin:
     adders as wide as its product."""
     if not layer.has_baseline:
         raise CostError(
-            f"The package has no 8-bit baseline for layer {layer.name!r}; re-export it "
+            f"The package has no uniform baseline for layer {layer.name!r}; re-export it "
             "with its FP32 source"
         )
     twin = layer.arithmetic("baseline")
@@ -479,7 +479,7 @@ def _twin(layer: WeightLayer, lo_x: int, hi_x: int) -> _Twin:
     hi[const_rows, n_valid[const_rows]] = constants[const_rows]
     tree = tree_width_histogram(lo, hi, n_valid + has_const)
     # Per weight value (8-bit: 257 of them): its multiplier's adders and their width.
-    values = np.arange(-(1 << _BASELINE_BITS - 1), (1 << _BASELINE_BITS - 1) + 1)
+    values = np.arange(-(1 << _BASELINE_BITS - 1), (1 << _BASELINE_BITS - 1) + 1)  # any width
     offset = -values[0]
     uses = np.bincount((w + offset).ravel(), minlength=len(values))
     uses[offset] = 0  # zero weights: no multiplier
@@ -560,9 +560,9 @@ def _weight_layer(
         table.barrel_shifter(x.bits, exponents, "energy_pj"),
         table.barrel_shifter(x.bits, exponents, "area_um2"),
     )
-    mult = (
-        table.energy("int_mult", x.bits, _BASELINE_BITS),
-        table.area("int_mult", x.bits, _BASELINE_BITS),
+    mult = (  # the twin's runtime-weight multiplier, as wide as its weights
+        table.energy("int_mult", x.bits, layer.twin_bits),
+        table.area("int_mult", x.bits, layer.twin_bits),
     )
     fp = (table.energy("fp_mult", _FLOAT_BITS), table.area("fp_mult", _FLOAT_BITS))
     fp_add = (table.energy("fp_add", _FLOAT_BITS), table.area("fp_add", _FLOAT_BITS))
@@ -586,7 +586,7 @@ def _weight_layer(
         twin.multiplier_adds,
         table,
         positions,
-        weights * _BASELINE_BITS,
+        weights * layer.twin_bits,
         _pe(table, mult, layer.baseline_acc_bits),  # a runtime weight: a full n x m array
     )
     designs["fp32"] = DesignCost(

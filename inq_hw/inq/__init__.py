@@ -12,6 +12,7 @@ from inq_hw.inq.partition import (
     register_partition,
 )
 from inq_hw.inq.quantizer import (
+    WEIGHT_FORMATS,
     IncrementalQuantizer,
     INQConfig,
     QuantizedLayer,
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_SCHEDULE",
     "NAMED_SCHEDULES",
     "PARTITIONS",
+    "WEIGHT_FORMATS",
     "INQConfig",
     "IncrementalQuantizer",
     "QuantizedLayer",
@@ -38,11 +40,14 @@ __all__ = [
 ]
 
 
-def one_shot_quantize(model: nn.Module, bits: int, *, skip: tuple[str, ...] = ()) -> nn.Module:
+def one_shot_quantize(
+    model: nn.Module, bits: int, *, skip: tuple[str, ...] = (), weight_format: str = "po2"
+) -> nn.Module:
     """A copy of ``model`` with every weight quantized at once, without re-training.
 
     The baseline INQ is compared against: the same quantizer and n1, schedule ``(1.0,)``.
     """
     copied = copy.deepcopy(unwrap(model))
-    IncrementalQuantizer(copied, INQConfig(bits=bits, schedule=(1.0,), skip=skip)).advance()
+    config = INQConfig(bits=bits, schedule=(1.0,), skip=skip, weight_format=weight_format)
+    IncrementalQuantizer(copied, config).advance()
     return copied

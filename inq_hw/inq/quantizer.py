@@ -24,9 +24,19 @@ from torch import nn
 from inq_hw.errors import ConfigError, ModelError
 from inq_hw.inq.partition import PARTITIONS, portion_count, step_generator
 from inq_hw.inq.schedule import DEFAULT_SCHEDULE, parse_schedule
-from inq_hw.quant import check_bits, compute_n1, compute_n2, is_po2_grid, quantize_po2
+from inq_hw.quant import (
+    check_bits,
+    compute_n1,
+    compute_n2,
+    is_po2_grid,
+    is_uniform_grid,
+    quantize_po2,
+    quantize_uniform,
+    uniform_exponent,
+)
 
 __all__ = [
+    "WEIGHT_FORMATS",
     "INQConfig",
     "IncrementalQuantizer",
     "QuantizedLayer",
@@ -42,6 +52,9 @@ class UnquantizedWeightWarning(UserWarning):
 
 
 CONFIG_VERSION = 1
+#: What a weight freezes to: a power of two (INQ) or a uniform k-bit level (the twin
+#: trained by the same incremental re-training, :mod:`inq_hw.intmodel.baseline`).
+WEIGHT_FORMATS = ("po2", "uniform")
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,10 @@ class INQConfig:
         Seed of the random partition.
     skip : tuple of str
         ``fnmatch`` patterns of module names left in full precision.
+    weight_format : str
+        ``"po2"`` (0 and ±2**e, INQ's format) or ``"uniform"`` (``m·2**e`` with
+        ``|m| <= 2**(bits-1) - 1`` and one step ``2**e`` per layer fixed at the start, the
+        uniform twin at equal bit-width).
     """
 
     bits: int = 5
@@ -67,6 +84,7 @@ class INQConfig:
     partition: str = "magnitude"
     seed: int = 0
     skip: tuple[str, ...] = ()
+    weight_format: str = "po2"
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -81,13 +99,20 @@ class INQConfig:
         if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
             raise ConfigError(f"Skip must be a list of module-name patterns, not {self.skip!r}")
         object.__setattr__(self, "skip", tuple(self.skip))
+        if self.weight_format not in WEIGHT_FORMATS:
+            raise ConfigError(
+                f"Weight format must be one of {WEIGHT_FORMATS}, not {self.weight_format!r}"
+            )
         if self.version != CONFIG_VERSION:
             raise ConfigError(f"INQ config version must be {CONFIG_VERSION}, not {self.version!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (lists for tuples)."""
+        """JSON-ready dict (lists for tuples); ``weight_format`` only when not ``"po2"``,
+        so the configs (and checkpoints) of power-of-two runs read as before."""
         d = asdict(self)
         d["schedule"], d["skip"] = list(self.schedule), list(self.skip)
+        if self.weight_format == "po2":
+            del d["weight_format"]
         return d
 
     @classmethod
@@ -117,11 +142,12 @@ class QuantizedLayer:
     weight : torch.nn.Parameter
         The module's weight (live).
     n1, n2 : int
-        Exponent range, fixed at the start of INQ.
+        Exponent range, fixed at the start of INQ. For the uniform format both are the
+        step's exponent ``e`` (weights ``m·2**e``).
     frozen : torch.Tensor
         ``bool`` mask of quantized weights.
     values : torch.Tensor
-        Power-of-two value of each frozen weight (0 where free).
+        Quantized value of each frozen weight (0 where free).
     all_zero : bool
         The layer was all zeros when INQ started; it freezes whole at the first step.
     """
@@ -170,13 +196,16 @@ def _weight(module: nn.Module) -> nn.Parameter:
     return weight
 
 
-def _initial_n1(name: str, weight: torch.Tensor) -> int:
+def _initial_n1(name: str, weight: torch.Tensor, config: INQConfig) -> int:
+    """``n1`` of a power-of-two layer, or the step exponent of a uniform one."""
     if not bool(torch.isfinite(weight).all()):
         raise ConfigError(f"Layer {name!r} has NaN or Inf weights")
     s = float(weight.detach().abs().max()) if weight.numel() else 0.0
     # An all-zero layer has no scale: n1 = 0 by convention, and the whole layer freezes
     # at zero in the first step (all codes zero) so re-training cannot give it one.
-    return compute_n1(s) if s > 0.0 else 0
+    if s == 0.0:
+        return 0
+    return uniform_exponent(s, config.bits) if config.weight_format == "uniform" else compute_n1(s)
 
 
 class IncrementalQuantizer:
@@ -227,13 +256,14 @@ class IncrementalQuantizer:
         self._optimizers: list[torch.optim.Optimizer] = []
 
     def _new_layer(self, name: str, weight: nn.Parameter) -> QuantizedLayer:
-        n1 = _initial_n1(name, weight)
+        n1 = _initial_n1(name, weight, self.config)
         frozen = torch.zeros_like(weight, dtype=torch.bool)
+        uniform = self.config.weight_format == "uniform"
         return QuantizedLayer(
             name,
             weight,
             n1,
-            compute_n2(n1, self.config.bits),
+            n1 if uniform else compute_n2(n1, self.config.bits),
             frozen,
             torch.zeros_like(weight.detach()),
             all_zero=not bool(weight.detach().any()),
@@ -268,7 +298,7 @@ class IncrementalQuantizer:
             generator = step_generator(self.config.seed, layer.name, self.step)
             new_frozen = choose(layer.weight, layer.frozen, count, generator)
             newly = new_frozen & ~layer.frozen
-            quantized = quantize_po2(layer.weight, self.config.bits, n1=layer.n1)
+            quantized = self._quantize(layer)
             layer.values = torch.where(newly, quantized, layer.values)
             layer.frozen = new_frozen
         self.step += 1
@@ -277,6 +307,18 @@ class IncrementalQuantizer:
         for optimizer in self._optimizers:
             self.clear_optimizer_state(optimizer)
         return portion
+
+    def _quantize(self, layer: QuantizedLayer) -> torch.Tensor:
+        """Every weight of ``layer`` on its grid (the value it freezes to)."""
+        if self.config.weight_format == "uniform":
+            return quantize_uniform(layer.weight, self.config.bits, layer.n1)
+        return quantize_po2(layer.weight, self.config.bits, n1=layer.n1)
+
+    def on_grid(self, values: torch.Tensor, layer: QuantizedLayer) -> bool:
+        """Whether every element of ``values`` lies on ``layer``'s grid."""
+        if self.config.weight_format == "uniform":
+            return is_uniform_grid(values, self.config.bits, layer.n1)
+        return is_po2_grid(values, self.config.bits, layer.n1)
 
     @torch.no_grad()
     def enforce(self) -> None:
@@ -351,7 +393,7 @@ class IncrementalQuantizer:
             w = layer.weight.detach()
             if not torch.equal(w[layer.frozen], layer.values[layer.frozen]):
                 return False
-            if not is_po2_grid(w[layer.frozen], self.config.bits, layer.n1):
+            if not self.on_grid(w[layer.frozen], layer):
                 return False
         return True
 
@@ -409,7 +451,11 @@ class IncrementalQuantizer:
         self.step = int(state["step"])
         self._refresh_free()
         if not self.check():
-            raise ConfigError("INQ state: frozen weights are not on the power-of-two grid")
+            raise ConfigError(f"INQ state: frozen weights are not on the {self._grid} grid")
+
+    @property
+    def _grid(self) -> str:
+        return "power-of-two" if self.config.weight_format == "po2" else "uniform"
 
     def __iter__(self) -> Iterator[QuantizedLayer]:
         return iter(self.layers)

@@ -48,6 +48,7 @@ __all__ = [
     "round_shift",
     "rounding_constant",
     "signed_bits",
+    "uniform_max",
     "worst_case",
 ]
 
@@ -152,6 +153,19 @@ def quantize_input(x: np.ndarray, fmt: ActFormat) -> np.ndarray:
     """Float input → integer of ``fmt`` (round half up, saturate): the host-side step."""
     scaled = np.floor(np.asarray(x, dtype=np.float64) * 2.0**fmt.frac + 0.5)
     return np.clip(scaled, fmt.lo, fmt.hi).astype(np.int64)
+
+
+def uniform_max(bits: int) -> int:
+    """Largest magnitude of a ``bits``-bit symmetric uniform weight: ``2**(bits-1) - 1``.
+
+    Raises
+    ------
+    ConfigError
+        ``bits`` is not an integer from 2 to 8.
+    """
+    if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or not 2 <= bits <= 8:
+        raise ConfigError(f"A uniform weight has 2 to 8 bits, not {bits!r}")
+    return (1 << (int(bits) - 1)) - 1
 
 
 def signed_bits(max_abs: int) -> int:

@@ -23,7 +23,11 @@ run started from, BatchNorm folded like the INQ model) and b its float bias:
 * ``baseline_acc_bits`` from the worst case ``|bias| + Σ|w| · max|x_int|``.
 
 The five fields are all present or all ``None`` (a package lowered without its FP32
-source); :mod:`inq_hw.intmodel.baseline` computes them.
+source); :mod:`inq_hw.intmodel.baseline` computes them. A sixth, ``baseline_bits``, is the
+twin's weight width when it is not 8: the **uniform twin at the design's own width**,
+trained by the same incremental re-training (``inq-hw export --twin``); its weights lie in
+``[-(2**(k-1) - 1), 2**(k-1) - 1]`` by the same rules with ``k`` for 8
+(:func:`~inq_hw.intmodel.baseline.uniform_exponent`).
 """
 
 from dataclasses import dataclass, field, fields
@@ -33,7 +37,7 @@ import numpy as np
 
 from inq_hw.errors import ConfigError
 from inq_hw.intmodel import codes as weight_codes
-from inq_hw.intmodel.arith import ActFormat
+from inq_hw.intmodel.arith import ActFormat, uniform_max
 from inq_hw.intmodel.codes import compute_n2
 
 __all__ = [
@@ -60,8 +64,10 @@ __all__ = [
 
 #: Which weights a weight layer computes with: its power-of-two codes or its baseline.
 WEIGHT_SETS = ("po2", "baseline")
-#: Largest magnitude of a baseline weight: 8-bit, symmetric (negation never overflows).
-BASELINE_MAX = 127
+#: Largest magnitude of an 8-bit baseline weight: symmetric (negation never overflows).
+BASELINE_MAX = uniform_max(8)
+#: Width of the baseline weights when a layer does not say (``baseline_bits`` is None).
+DEFAULT_BASELINE_BITS = 8
 _BASELINE_FIELDS = (
     "baseline_weights",
     "baseline_bias",
@@ -172,6 +178,9 @@ class WeightLayer(Layer):
         The baseline's requantisation shift ``frac_in - baseline_exp - frac_out``.
     baseline_acc_bits : int or None
         The baseline's accumulator width from its worst case.
+    baseline_bits : int or None
+        The baseline's weight width, 2 to 8, when it is not 8 (a uniform twin trained at
+        the design's width); ``None`` means 8. See :attr:`twin_bits`.
     """
 
     bits: int
@@ -187,6 +196,7 @@ class WeightLayer(Layer):
     baseline_exp: int | None = field(default=None, kw_only=True)
     baseline_shift: int | None = field(default=None, kw_only=True)
     baseline_acc_bits: int | None = field(default=None, kw_only=True)
+    baseline_bits: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -206,11 +216,31 @@ class WeightLayer(Layer):
 
     @property
     def has_baseline(self) -> bool:
-        """Whether the layer carries its 8-bit uniform baseline."""
+        """Whether the layer carries its uniform baseline (the multiplier twin's weights)."""
         return self.baseline_weights is not None
+
+    @property
+    def twin_bits(self) -> int:
+        """Weight width of the baseline: ``baseline_bits``, or 8 when it is ``None``."""
+        return DEFAULT_BASELINE_BITS if self.baseline_bits is None else self.baseline_bits
 
     def _check_baseline(self) -> None:
         present = [name for name in _BASELINE_FIELDS if getattr(self, name) is not None]
+        if self.baseline_bits is not None:
+            if not present:
+                raise ConfigError(f"Layer {self.name!r}: baseline_bits without a baseline")
+            if isinstance(self.baseline_bits, bool) or not isinstance(
+                self.baseline_bits, int | np.integer
+            ):
+                raise ConfigError(
+                    f"Layer {self.name!r}: baseline_bits must be an integer, "
+                    f"not {self.baseline_bits!r}"
+                )
+            object.__setattr__(self, "baseline_bits", int(self.baseline_bits))
+            try:
+                uniform_max(self.baseline_bits)
+            except ConfigError as exc:
+                raise ConfigError(f"Layer {self.name!r}: baseline_bits: {exc}") from None
         if not present:
             return
         if len(present) != len(_BASELINE_FIELDS):
@@ -240,12 +270,13 @@ class WeightLayer(Layer):
                 f"bias' {self.bias.shape}"
             )
         largest = int(np.abs(weights.astype(np.int64)).max(initial=0))
-        if largest > BASELINE_MAX or 0 < largest <= BASELINE_MAX // 2:
-            # The step is the smallest power of two that fits max|W| into 127, so the
-            # largest weight rounds to 64..127; anything else is another step or damage.
+        top = uniform_max(self.twin_bits)
+        if largest > top or 0 < largest <= top // 2:
+            # The step is the smallest power of two that fits max|W| into 2**(k-1) - 1, so
+            # the largest weight rounds to 2**(k-2)..2**(k-1) - 1; else another step or damage.
             raise ConfigError(
-                f"Layer {self.name!r}: the largest baseline weight magnitude must lie in "
-                f"[{BASELINE_MAX // 2 + 1}, {BASELINE_MAX}] (or all be 0), not {largest}"
+                f"Layer {self.name!r}: the largest {self.twin_bits}-bit baseline weight "
+                f"magnitude must lie in [{top // 2 + 1}, {top}] (or all be 0), not {largest}"
             )
 
     def weights_int(self) -> np.ndarray:
@@ -253,7 +284,7 @@ class WeightLayer(Layer):
         return weight_codes.weights_int(self.codes, self.bits)
 
     def baseline_weights_int(self) -> np.ndarray:
-        """The 8-bit uniform baseline weights as ``int64``, weight shape.
+        """The uniform baseline weights as ``int64``, weight shape.
 
         Raises
         ------
@@ -261,7 +292,7 @@ class WeightLayer(Layer):
             If the layer carries no baseline.
         """
         if self.baseline_weights is None:
-            raise ConfigError(f"Layer {self.name!r} carries no 8-bit baseline")
+            raise ConfigError(f"Layer {self.name!r} carries no uniform baseline")
         return self.baseline_weights.astype(np.int64)
 
     def arithmetic(self, weights: str = "po2") -> "WeightArithmetic":
