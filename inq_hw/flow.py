@@ -73,6 +73,12 @@ _IMPLEMENT_LABELS = {
 }
 
 
+#: The multiplier twin of every design: ``uniform8``, 8-bit uniform weights rounded from the
+#: FP32 ones; ``uniform``, uniform weights at the design's own bit-width, trained by the
+#: same incremental re-training (partition, schedule, epochs, seed) as the power-of-two ones.
+TWIN_KINDS = ("uniform8", "uniform")
+
+
 class FlowError(InqHwError):
     """A stage of the flow failed; the message names the stage."""
 
@@ -90,6 +96,10 @@ class FlowConfig:
     (``"smallest"``, ``"all"`` or a list of them); ``skip_implementation`` leaves it out.
     ``a_bits`` is the activation width the package is lowered at (8 by default; the package
     stage's cache key names it only when it is not 8, so caches of earlier runs stay valid).
+    ``twin`` is the multiplier twin's kind (:data:`TWIN_KINDS`); with ``"uniform"`` each
+    bit-width also trains its uniform twin (an ``inq`` stage of weight format uniform) and
+    the package carries it as its baseline, so every target prices it beside the
+    power-of-two design of the same width.
     """
 
     version: int = FLOW_VERSION
@@ -120,6 +130,7 @@ class FlowConfig:
     implement_clock_mhz: float = DEFAULT_IMPLEMENT_CLOCK_MHZ
     implement_designs: tuple[str, ...] = DEFAULT_IMPLEMENT_DESIGNS
     implement_bits: str | tuple[int, ...] = DEFAULT_IMPLEMENT_BITS
+    twin: str = "uniform8"
 
     def __post_init__(self) -> None:
         if self.version != FLOW_VERSION:
@@ -152,6 +163,8 @@ class FlowConfig:
             raise ConfigError(f"lr must be a positive number, not {self.lr!r}")
         if self.partition not in ("magnitude", "random"):
             raise ConfigError(f"Partition must be magnitude or random, not {self.partition!r}")
+        if self.twin not in TWIN_KINDS:
+            raise ConfigError(f"twin must be one of {TWIN_KINDS}, not {self.twin!r}")
 
     def _check_implementation(self) -> None:
         from inq_hw.implement.devices import get_device
@@ -333,7 +346,9 @@ def _fp32(cfg: FlowConfig) -> Callable[[Path], dict[str, Any]]:
     return work
 
 
-def _inq(cfg: FlowConfig, bits: int, fp32: Path) -> Callable[[Path], dict[str, Any]]:
+def _inq(
+    cfg: FlowConfig, bits: int, fp32: Path, weight_format: str = "po2"
+) -> Callable[[Path], dict[str, Any]]:
     def work(tmp: Path) -> dict[str, Any]:
         from inq_hw.driver import run_inq
         from inq_hw.inq import INQConfig, parse_schedule
@@ -345,6 +360,7 @@ def _inq(cfg: FlowConfig, bits: int, fp32: Path) -> Callable[[Path], dict[str, A
             schedule=parse_schedule(cfg.schedule, bits=bits),
             partition=cfg.partition,
             seed=cfg.seed,
+            weight_format=weight_format,
         )
         train = TrainConfig(
             epochs=cfg.inq_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed
@@ -376,7 +392,7 @@ def _weight_stats(model: Any) -> dict[str, Any]:
         }
         count, zeros = count + magnitude.size, zeros + histogram["zero"]
         memory += magnitude.size * layer.bits
-        baseline_memory += magnitude.size * 8
+        baseline_memory += magnitude.size * layer.twin_bits
     return {
         "count": count,
         "zero_fraction": zeros / count if count else 0.0,
@@ -386,7 +402,12 @@ def _weight_stats(model: Any) -> dict[str, Any]:
     }
 
 
-def _package(inq: Path, a_bits: int = 8) -> Callable[[Path], dict[str, Any]]:
+def _package(
+    inq: Path, a_bits: int = 8, twin: Path | None = None
+) -> Callable[[Path], dict[str, Any]]:
+    """Lower, save and evaluate; the twin's integer accuracy is ``uniform8_integer`` (the
+    8-bit twin) or ``twin_integer`` (the uniform INQ run in ``twin``)."""
+
     def work(tmp: Path) -> dict[str, Any]:
         from inq_hw.evaluate import evaluate_package
         from inq_hw.intmodel import run
@@ -394,7 +415,11 @@ def _package(inq: Path, a_bits: int = 8) -> Callable[[Path], dict[str, Any]]:
         from inq_hw.lower import CalibrationConfig, lower_checkpoint
         from sim.vectors import golden_vectors
 
-        model = lower_checkpoint(inq / "inq.pt", CalibrationConfig(a_bits=a_bits))
+        model = lower_checkpoint(
+            inq / "inq.pt",
+            CalibrationConfig(a_bits=a_bits),
+            twin=None if twin is None else twin / "inq.pt",
+        )
         save_package(model, tmp / "pkg")
         summary = evaluate_package(tmp / "pkg")
         vectors = golden_vectors(model, None)
@@ -404,7 +429,9 @@ def _package(inq: Path, a_bits: int = 8) -> Callable[[Path], dict[str, Any]]:
             "integer": summary["integer_accuracy"],
             "float": summary["float_accuracy"],
             "agreement": summary["agreement"],
-            "uniform8_integer": float((uniform.argmax(axis=1) == vectors["labels"]).mean()),
+            "uniform8_integer" if twin is None else "twin_integer": float(
+                (uniform.argmax(axis=1) == vectors["labels"]).mean()
+            ),
             "weights": _weight_stats(model),
         }
 
@@ -679,33 +706,44 @@ def _implementation(
 def _stage_count(cfg: FlowConfig) -> int:
     synth = 0 if cfg.skip_synthesis else len([t for t in cfg.targets if t != "analytic"])
     cost = 1 if "analytic" in cfg.targets else 0
+    twin = 1 if cfg.twin == "uniform" else 0
     implement = len(cfg.implemented_bits()) * len(cfg.implement_designs)
-    return 1 + len(cfg.bits) * (4 + cost + synth) + implement
+    return 1 + len(cfg.bits) * (4 + twin + cost + synth) + implement
 
 
 def _bit_width(
     cfg: FlowConfig, runner: StageRunner, bits: int, fp32: tuple[dict[str, Any], Path, str]
 ) -> dict[str, Any]:
     _, fp32_dir, fp32_key = fp32
+    inq_inputs = {
+        "fp32": fp32_key,
+        "bits": bits,
+        "schedule": cfg.schedule,
+        "partition": cfg.partition,
+        "epochs": cfg.inq_epochs,
+        "lr": cfg.lr,
+        "batch": cfg.batch_size,
+        "seed": cfg.seed,
+    }
     inq, inq_dir, inq_key = runner.run(
-        f"INQ {bits}-bit",
-        "inq",
-        {
-            "fp32": fp32_key,
-            "bits": bits,
-            "schedule": cfg.schedule,
-            "partition": cfg.partition,
-            "epochs": cfg.inq_epochs,
-            "lr": cfg.lr,
-            "batch": cfg.batch_size,
-            "seed": cfg.seed,
-        },
-        _inq(cfg, bits, fp32_dir),
+        f"INQ {bits}-bit", "inq", inq_inputs, _inq(cfg, bits, fp32_dir)
     )
-    # a_bits joins the key only when it is not 8: the packages of earlier runs stay valid
+    # a_bits and the twin join the key only when not the defaults: earlier caches stay valid
     lowering = {"inq": inq_key, **({"a_bits": cfg.a_bits} if cfg.a_bits != 8 else {})}
+    twin: dict[str, Any] | None = None
+    twin_dir = None
+    if cfg.twin == "uniform":
+        twin, twin_dir, lowering["twin"] = runner.run(
+            f"INQ uniform {bits}-bit twin",
+            "inq",
+            {**inq_inputs, "weight_format": "uniform"},
+            _inq(cfg, bits, fp32_dir, "uniform"),
+        )
     pkg, pkg_dir, pkg_key = runner.run(
-        f"lower + evaluate {bits}-bit", "package", lowering, _package(inq_dir, cfg.a_bits)
+        f"lower + evaluate {bits}-bit",
+        "package",
+        lowering,
+        _package(inq_dir, cfg.a_bits, twin_dir),
     )
     rtl, rtl_dir, rtl_key = runner.run(
         f"generate RTL {bits}-bit",
@@ -735,9 +773,18 @@ def _bit_width(
         "weights": pkg["weights"],
         "rtl": {**sim, "folding": rtl["folding"]},
         "cost": {},
-        "uniform8_integer": pkg["uniform8_integer"],
         "paths": {"package": str(pkg_dir / "pkg"), "rtl": str(rtl_dir / "rtl")},
     }
+    if twin is None:
+        entry["uniform8_integer"] = pkg["uniform8_integer"]
+    else:
+        entry["twin"] = {
+            "kind": "uniform",
+            "weight_bits": bits,
+            "inq": twin["accuracy"],
+            "integer": pkg["twin_integer"],
+            "one_shot": twin["one_shot"],
+        }
     if "analytic" in cfg.targets:
         entry["cost"]["analytic"], _, _ = runner.run(
             f"analytic cost {bits}-bit", "cost", {"package": pkg_key}, _cost(pkg_dir)
@@ -838,9 +885,9 @@ def flow_results(cfg: FlowConfig, runner: StageRunner) -> dict[str, Any]:
         _fp32(cfg),
     )
     entries = [_bit_width(cfg, runner, bits, fp32) for bits in sorted(cfg.bits)]
-    uniform = entries[0].pop("uniform8_integer")
-    for entry in entries[1:]:
-        entry.pop("uniform8_integer")
+    # The 8-bit twin is rounded from the one FP32 model: the same at every bit-width.
+    uniforms = [entry.pop("uniform8_integer", None) for entry in entries]
+    uniform = uniforms[0]
     return {
         "format": "inq-hw-results",
         "version": 1,
@@ -854,7 +901,7 @@ def flow_results(cfg: FlowConfig, runner: StageRunner) -> dict[str, Any]:
             **({"test_samples": fp32[0]["test_samples"]} if "test_samples" in fp32[0] else {}),
         },
         "fp32": {"accuracy": fp32[0]["accuracy"]},
-        "uniform8": {"integer_accuracy": uniform},
+        **({"uniform8": {"integer_accuracy": uniform}} if uniform is not None else {}),
         "bits": entries,
         "stage_seconds": runner.seconds,
         "flow_seconds": round(time.perf_counter() - start, 1),

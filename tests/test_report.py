@@ -191,7 +191,7 @@ def check_bit_table(rows: list[dict[str, str]], entry: dict[str, Any], results: 
     for metric, value in (
         ("accuracy, float", accuracy["inq"]),
         ("accuracy, integer", accuracy["integer"]),
-        ("accuracy, one-shot power-of-two", accuracy["one_shot"]),
+        ("accuracy, one-shot (no re-training)", accuracy["one_shot"]),
         ("float/integer agreement", accuracy["agreement"]),
         ("zero weights", weights["zero_fraction"]),
     ):

@@ -98,6 +98,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help=f"seed of initialisation, shuffles, random partition (default {defaults.SEED})",
     )
     parser.add_argument(
+        "--twin",
+        choices=("uniform8", "uniform"),
+        default=None,
+        help="multiplier twin: uniform8 (8-bit, rounded from FP32; default) or uniform (each "
+        "bit-width's own, trained by the same INQ re-training)",
+    )
+    parser.add_argument(
         "--fold",
         action="append",
         default=None,
@@ -127,7 +134,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     changes: dict[str, Any] = {}
     options = ("dataset", "data_dir", "model", "simulator", "samples", "skip_synthesis")
     implement = ("skip_implementation", "implement_device", "implement_clock_mhz")
-    for option in (*options, *implement, "partition", "schedule", "lr", "seed", "a_bits"):
+    training = ("partition", "schedule", "lr", "seed", "a_bits", "twin")
+    for option in (*options, *implement, *training):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
     if args.fp32_epochs is not None:

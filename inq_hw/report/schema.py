@@ -32,6 +32,8 @@ __all__ = [
     "hardware_accuracy",
     "load_results",
     "lookup",
+    "twin_accuracy",
+    "twin_label",
     "uniform_accuracy",
     "validate_results",
 ]
@@ -139,7 +141,16 @@ def _bit_entry(value: Any, where: str) -> None:
             "rtl": _rtl,
             "implementation": _implementation,
             "stage_seconds": _mapping(_seconds),
+            "twin": _twin,
         },
+    )(value, where)
+
+
+def _twin(value: Any, where: str) -> None:
+    """The multiplier twin trained at the entry's own width (flow ``twin = "uniform"``)."""
+    accuracy = {"integer": _fraction, "one_shot": _fraction}
+    _fields(
+        required={"kind": _text, "weight_bits": _bit_width, "inq": _fraction}, optional=accuracy
     )(value, where)
 
 
@@ -381,6 +392,22 @@ def hardware_accuracy(entry: dict[str, Any]) -> float:
     float INQ model's where the integer one was not measured)."""
     integer = lookup(entry, "accuracy", "integer")
     return entry["accuracy"]["inq"] if integer is None else integer
+
+
+def twin_label(entry: dict[str, Any]) -> str:
+    """What the multiplier twin of a bit-width entry is, for a column or legend."""
+    twin = entry.get("twin")
+    if twin is None:
+        return "8-bit uniform (multiplier twin)"
+    return f"{twin['weight_bits']}-bit uniform, INQ-trained (multiplier twin)"
+
+
+def twin_accuracy(results: dict[str, Any], entry: dict[str, Any], which: str) -> float | None:
+    """The twin's ``"float"`` or ``"integer"`` accuracy at ``entry``: its own trained twin,
+    else the 8-bit one of the whole run."""
+    if entry.get("twin") is not None:
+        return lookup(entry, "twin", "inq" if which == "float" else "integer")
+    return lookup(results, "uniform8", "accuracy" if which == "float" else "integer_accuracy")
 
 
 def uniform_accuracy(results: dict[str, Any]) -> float | None:

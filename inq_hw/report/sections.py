@@ -16,7 +16,13 @@ from typing import Any
 from inq_hw.report.document import Block, Bullets, Heading, Image, Note, Paragraph, Table
 from inq_hw.report.paper import PAPER_CITATION, PAPER_NETWORKS, PAPER_NOTES, PAPER_RESNET18_BITS
 from inq_hw.report.plots import trade_off_points
-from inq_hw.report.schema import hardware_accuracy, lookup, uniform_accuracy
+from inq_hw.report.schema import (
+    hardware_accuracy,
+    lookup,
+    twin_accuracy,
+    twin_label,
+    uniform_accuracy,
+)
 
 __all__ = [
     "NOT_APPLICABLE",
@@ -151,9 +157,17 @@ def _header(results: dict[str, Any]) -> str:
 
 def _summary(results: dict[str, Any]) -> list[Block]:
     fp32 = results["fp32"]["accuracy"]
+    trained = [e for e in results["bits"] if e.get("twin")]
+    twin = (
+        "uniform multiplier twins trained at each width (integer) "
+        + ", ".join(
+            f"{percent(twin_accuracy(results, e, 'integer'))} at {e['bits']} bits" for e in trained
+        )
+        if trained
+        else f"8-bit uniform multiplier twin (integer) {percent(uniform_accuracy(results))}"
+    )
     bullets = [
-        f"FP32 accuracy {percent(fp32)}; 8-bit uniform multiplier twin (integer) "
-        f"{percent(uniform_accuracy(results))}.",
+        f"FP32 accuracy {percent(fp32)}; {twin}.",
         _lossless(results, fp32),
         *_savings(results),
         _front(results),
@@ -289,9 +303,10 @@ def _per_bits(results: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = [
         Heading("Per bit-width results"),
         Paragraph(
-            "Columns: the INQ power-of-two design (shift-add hardware), its 8-bit uniform "
-            "multiplier twin and the FP32 twin. Energy and area are analytic (unrolled units, "
-            f"45 nm); gates and LUTs come from synthesis of {_slices(results)}; cycles "
+            "Columns: the INQ power-of-two design (shift-add hardware), its uniform "
+            "multiplier twin (8-bit, or trained at the same width) and the FP32 twin. Energy "
+            "and area are analytic (unrolled units, 45 nm); gates and LUTs come from "
+            f"synthesis of {_slices(results)}; cycles "
             f"from the folded dataflow top ({_folding(results)}). "
             f"'{NOT_MEASURED}': the run did not measure it; '{NOT_APPLICABLE}': no such figure. "
             "iCE40 FF, DSP and Fmax rows appear only where a design has a figure other "
@@ -324,16 +339,21 @@ def _bit_table(results: dict[str, Any], entry: dict[str, Any]) -> Table:
         (
             "accuracy, float",
             percent(accuracy["inq"]),
-            percent(lookup(results, "uniform8", "accuracy")),
+            percent(twin_accuracy(results, entry, "float")),
             percent(results["fp32"]["accuracy"]),
         ),
         (
             "accuracy, integer",
             percent(accuracy.get("integer")),
-            percent(lookup(results, "uniform8", "integer_accuracy")),
+            percent(twin_accuracy(results, entry, "integer")),
             na,
         ),
-        ("accuracy, one-shot power-of-two", percent(accuracy.get("one_shot")), na, na),
+        (
+            "accuracy, one-shot (no re-training)",
+            percent(accuracy.get("one_shot")),
+            percent(lookup(entry, "twin", "one_shot")) if entry.get("twin") else na,
+            na,
+        ),
         ("float/integer agreement", percent(accuracy.get("agreement")), na, na),
         ("weights", count(weights.get("count")), na, na),
         ("zero weights", percent(weights.get("zero_fraction")), na, na),
@@ -380,7 +400,7 @@ def _bit_table(results: dict[str, Any], entry: dict[str, Any]) -> Table:
         ("timing matches manifest", _yes_no(rtl_part.get("timing_matches_manifest")), na, na),
     ]
     bits = entry["bits"]
-    headers = ("", f"INQ {bits}-bit (shift-add)", "8-bit uniform (multiplier twin)", "FP32")
+    headers = ("", f"INQ {bits}-bit (shift-add)", twin_label(entry), "FP32")
     return Table(headers, tuple(rows))
 
 

@@ -6,6 +6,11 @@ has (LUTs of the placed and routed top, LUTs of the synthesised unit slices, ana
 energy per inference, images/s at Fmax), the report draws accuracy against it and lists
 the Pareto front: the designs no other design beats in both, on their means. A figure no
 point has (a stage the sweep skipped) is named as absent, not left out silently.
+
+Points whose flow trains the uniform twin at each width (``twin = "uniform"``) give two
+designs per bit-width, the power-of-two one (``po2``) and its uniform twin (``uniform``),
+both on every front; a section compares them at equal width, paired by seed (the same FP32
+model, partition and epochs), and says where power-of-two wins and by how much.
 """
 
 import re
@@ -27,7 +32,14 @@ from inq_hw.report.document import (
 )
 from inq_hw.report.schema import lookup
 
-__all__ = ["METRICS", "SWEEP_FORMAT", "SWEEP_VERSION", "render_sweep_report", "summarize"]
+__all__ = [
+    "METRICS",
+    "SWEEP_FORMAT",
+    "SWEEP_VERSION",
+    "compare_formats",
+    "render_sweep_report",
+    "summarize",
+]
 
 SWEEP_FORMAT = "inq-hw-sweep"
 SWEEP_VERSION = 1
@@ -41,54 +53,69 @@ class Metric:
     short: str  # a table's column
     label: str
     higher_is_better: bool
-    read: Callable[[dict[str, Any]], float | None]
+    read: Callable[[dict[str, Any], str], float | None]  # (entry, "po2" or "uniform")
     absent: str  # why a point may lack it
 
 
-def _placed(entry: dict[str, Any], *keys: str) -> float | None:
-    figures = lookup(entry, "implementation", "designs", "shift_add")
+#: The flow's design keys of each weight format: cost figures, and the placed top (the
+#: uniform twin on LUTs only where it was implemented so, for a LUT-for-LUT comparison).
+_COST_KEY = {"po2": "shift_add", "uniform": "mult8"}
+_PLACED_KEYS = {"po2": ("shift_add",), "uniform": ("mult8_lut", "mult8")}
+
+
+def _placed(entry: dict[str, Any], form: str, *keys: str) -> float | None:
+    designs = lookup(entry, "implementation", "designs") or {}
+    figures = next((designs[k] for k in _PLACED_KEYS[form] if designs.get(k)), None)
     if not isinstance(figures, dict) or figures.get("refused"):
         return None
     value = lookup(figures, *keys)
     return float(value) if isinstance(value, int | float) else None
 
 
-def _number(entry: dict[str, Any], *keys: str, scale: float = 1.0) -> float | None:
-    value = lookup(entry, *keys)
-    return scale * value if isinstance(value, int | float) else None
+def _cost(entry: dict[str, Any], form: str, target: str, figure: str) -> float | None:
+    value = lookup(entry, "cost", target, figure, _COST_KEY[form])
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _accuracy(entry: dict[str, Any], form: str) -> float | None:
+    """Integer test accuracy of the power-of-two design or of its trained uniform twin."""
+    value = (
+        lookup(entry, "accuracy", "integer") if form == "po2" else lookup(entry, "twin", "integer")
+    )
+    return float(value) if isinstance(value, int | float) else None
 
 
 METRICS = (
     Metric(
         "lut",
         "LUT (top)",
-        "LUTs of the whole shift-add top, placed and routed",
+        "LUTs of the whole top, placed and routed",
         False,
-        lambda e: _placed(e, "resources", "lut"),
+        lambda e, f: _placed(e, f, "resources", "lut"),
         "no implementation stage (skip_implementation, implement_bits, or refused: too large)",
     ),
     Metric(
         "lut_ice40",
         "iCE40 LUT4 (slices)",
-        "iCE40 LUT4 of the shift-add unit slices",
+        "iCE40 LUT4 of the unit slices",
         False,
-        lambda e: _number(e, "cost", "ice40", "lut", "shift_add"),
+        lambda e, f: _cost(e, f, "ice40", "lut"),
         "no iCE40 synthesis (targets without ice40, or skip_synthesis)",
     ),
     Metric(
         "lut_ecp5",
         "ECP5 LUT4 (slices)",
-        "ECP5 LUT4 of the shift-add unit slices",
+        "ECP5 LUT4 of the unit slices",
         False,
-        lambda e: _number(e, "cost", "ecp5", "lut", "shift_add"),
+        lambda e, f: _cost(e, f, "ecp5", "lut"),
         "no ECP5 synthesis (targets without ecp5, or skip_synthesis)",
     ),
     Metric(
         "energy_nj",
         "energy (nJ)",
-        "energy per inference, nJ (analytic 45 nm, shift-add)",
+        "energy per inference, nJ (analytic 45 nm)",
         False,
-        lambda e: _number(e, "cost", "analytic", "energy_pj", "shift_add", scale=1e-3),
+        lambda e, f: None if (pj := _cost(e, f, "analytic", "energy_pj")) is None else pj / 1e3,
         "no analytic cost (targets without analytic)",
     ),
     Metric(
@@ -96,7 +123,7 @@ METRICS = (
         "images/s",
         "images/s of the placed and routed top at its Fmax",
         True,
-        lambda e: _placed(e, "images_per_second"),
+        lambda e, f: _placed(e, f, "images_per_second"),
         "no implementation stage, or no Fmax",
     ),
 )
@@ -116,33 +143,79 @@ def _stats(values: list[float]) -> dict[str, Any] | None:
 
 
 def summarize(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The designs of sweep.json's points: one per (group, bit-width), with the mean and
-    spread (sample standard deviation, min, max) of every figure over the seeds."""
-    designs: dict[tuple[str, int], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    """The designs of sweep.json's points: one per (group, bit-width, weight format), with
+    the mean and spread (sample standard deviation, min, max) of every figure over the
+    seeds. The format is ``po2``, or ``uniform`` for a point's trained uniform twin."""
+    designs: dict[tuple[str, int, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     several = any(len(p.get("results", {}).get("bits", [])) > 1 for p in points)
-    for point in points:
-        for entry in point.get("results", {}).get("bits", []):
-            designs.setdefault((point["group"], entry["bits"]), []).append((point, entry))
+    entries_of = [(p, e) for p in points for e in p.get("results", {}).get("bits", [])]
+    twins = any(e.get("twin") for _, e in entries_of)
+    for point, entry in entries_of:
+        for form in ("po2", "uniform") if entry.get("twin") else ("po2",):
+            designs.setdefault((point["group"], entry["bits"], form), []).append((point, entry))
     summary = []
-    for (group, bits), members in designs.items():
+    for (group, bits, form), members in designs.items():
         entries = [entry for _, entry in members]
         figures = {
-            m.key: _stats([v for e in entries if (v := m.read(e)) is not None]) for m in METRICS
+            m.key: _stats([v for e in entries if (v := m.read(e, form)) is not None])
+            for m in METRICS
         }
+        name = f"{group} {bits}-bit" if several else group
         summary.append(
             {
-                "design": f"{group} {bits}-bit" if several else group,
+                "design": f"{name} {form}" if twins else name,
                 "group": group,
                 "bits": bits,
+                "format": form,
                 "axes": {k: v for k, v in members[0][0]["axes"].items() if k != "seed"},
                 "points": [point["name"] for point, _ in members],
                 "seeds": [point["axes"].get("seed") for point, _ in members],
-                "accuracy": _stats([e["accuracy"]["integer"] for e in entries]),
+                "accuracy": _stats([v for e in entries if (v := _accuracy(e, form)) is not None]),
                 "fp32_accuracy": _stats([p["results"]["fp32"]["accuracy"] for p, _ in members]),
                 "figures": figures,
             }
         )
     return summary
+
+
+def compare_formats(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Power-of-two against its uniform twin at equal bit-width, per (group, bit-width):
+    the per-seed differences (po2 − uniform accuracy, uniform ÷ po2 figures), paired by
+    point, with their mean and spread."""
+    pairs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for point in points:
+        for entry in point.get("results", {}).get("bits", []):
+            if entry.get("twin"):
+                pairs.setdefault((point["group"], entry["bits"]), []).append(entry)
+    rows = []
+    for (group, bits), entries in pairs.items():
+        gaps = [
+            po2 - uniform
+            for e in entries
+            if (po2 := _accuracy(e, "po2")) is not None
+            and (uniform := _accuracy(e, "uniform")) is not None
+        ]
+        ratios = {}
+        for m in METRICS:
+            values = [
+                ours / theirs if m.higher_is_better else theirs / ours
+                for e in entries
+                if (ours := m.read(e, "po2")) and (theirs := m.read(e, "uniform"))
+            ]
+            ratios[m.key] = _stats(values)
+        rows.append(
+            {
+                "group": group,
+                "bits": bits,
+                "po2": _stats([v for e in entries if (v := _accuracy(e, "po2")) is not None]),
+                "uniform": _stats(
+                    [v for e in entries if (v := _accuracy(e, "uniform")) is not None]
+                ),
+                "gap": _stats(gaps),
+                "advantage": ratios,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["group"], r["bits"]))
 
 
 def pareto_designs(designs: list[dict[str, Any]], metric: Metric) -> list[dict[str, Any]]:
@@ -262,6 +335,7 @@ def build_sweep_document(record: dict[str, Any], images: dict[str, bytes], ext: 
             Note("Failed points: " + "; ".join(f"{p['name']}: {p['error']}" for p in failed))
         )
     blocks += [Heading("Every design"), _designs_table(designs, ext)]
+    blocks += _formats_section(record.get("formats") or [])
     for metric in METRICS:
         blocks += _metric_section(designs, metric, images, ext)
     return blocks
@@ -280,6 +354,42 @@ def _designs_table(designs: list[dict[str, Any]], ext: str) -> Table:
         for d in designs
     )
     return Table(headers, rows)
+
+
+def _formats_section(rows: list[dict[str, Any]]) -> list[Block]:
+    """Power-of-two against uniform at each bit-width, paired by seed."""
+    if not rows:
+        return []
+    have = [m for m in METRICS if any(r["advantage"].get(m.key) for r in rows)]
+    table = Table(
+        (
+            "design",
+            "po2 accuracy",
+            "uniform accuracy",
+            "po2 − uniform (points)",
+            *(f"uniform ÷ po2, {m.short}" for m in have),
+        ),
+        tuple(
+            (
+                f"{r['group']} {r['bits']}-bit",
+                _spread(r["po2"], _percent),
+                _spread(r["uniform"], _percent),
+                _spread(r["gap"], lambda v: f"{100 * v:+.2f}"),
+                *(_spread(r["advantage"][m.key], lambda v: f"{v:.2f}x") for m in have),
+            )
+            for r in rows
+        ),
+    )
+    return [
+        Heading("Power-of-two against uniform at equal bit-width"),
+        Paragraph(
+            "Each point trains both from the same FP32 model with the same incremental "
+            "re-training (partition, schedule, epochs, seed); only the weight format differs. "
+            "Differences and ratios are per seed, then mean ± std (min–max). A ratio above "
+            "1x: the uniform twin needs more (for images/s: the power-of-two top is faster)."
+        ),
+        table,
+    ]
 
 
 def _metric_section(

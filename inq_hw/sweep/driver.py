@@ -213,7 +213,7 @@ def _record(
     workers: dict[str, dict[str, Any]],
     seconds: float,
 ) -> dict[str, Any]:
-    from inq_hw.report.sweep import SWEEP_FORMAT, SWEEP_VERSION, summarize
+    from inq_hw.report.sweep import SWEEP_FORMAT, SWEEP_VERSION, compare_formats, summarize
 
     points = [_point_record(state) for state in states]
     return {
@@ -227,6 +227,7 @@ def _record(
         "workers": sorted(workers.values(), key=lambda w: w["host"]),
         "points": points,
         "groups": summarize(points),
+        "formats": compare_formats(points),
         "sweep_seconds": round(seconds, 1),
     }
 
@@ -245,7 +246,8 @@ def _point_record(state: _State) -> dict[str, Any]:
         record["error"] = state.error
     if results is not None:
         record["report"] = f"points/{point.name}/report.md"
-        record["results"] = {k: results[k] for k in ("dataset", "fp32", "uniform8", "bits")}
+        keys = ("dataset", "fp32", "uniform8", "bits")
+        record["results"] = {k: results[k] for k in keys if k in results}
         for entry in record["results"]["bits"]:
             entry.pop("paths", None)  # the driver's paths; the report links the point's
         record["stage_seconds"] = results["stage_seconds"]
