@@ -181,7 +181,9 @@ def test_the_package_carries_the_trained_weights_exactly(
         assert layer.twin_bits == layer.baseline_bits == 4
         assert layer.baseline_weights is not None and layer.baseline_exp is not None
         assert int(np.abs(layer.baseline_weights).max()) <= 7
-        trained = float_twin.get_submodule(layer.name).weight.detach().double().numpy()
+        module = float_twin.get_submodule(layer.name)
+        assert isinstance(module, nn.Conv2d | nn.Linear)
+        trained = module.weight.detach().double().numpy()
         assert np.array_equal(
             np.ldexp(layer.baseline_weights.astype(np.float64), layer.baseline_exp), trained
         )
@@ -226,11 +228,11 @@ def test_layer_refuses_a_width_its_weights_do_not_have(
         dataclasses.replace(eight, baseline_bits=4)
     bare = dataclasses.replace(
         eight,
-        **dict.fromkeys(
-            ("baseline_weights", "baseline_bias", "baseline_exp", "baseline_shift"), None
-        ),
+        baseline_weights=None,
+        baseline_bias=None,
+        baseline_exp=None,
+        baseline_shift=None,
         baseline_acc_bits=None,
-        baseline_bits=None,
     )
     with pytest.raises(ConfigError, match="baseline_bits without a baseline"):
         dataclasses.replace(bare, baseline_bits=4)
