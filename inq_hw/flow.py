@@ -96,6 +96,9 @@ class FlowConfig:
     (``"smallest"``, ``"all"`` or a list of them); ``skip_implementation`` leaves it out.
     ``a_bits`` is the activation width the package is lowered at (8 by default; the package
     stage's cache key names it only when it is not 8, so caches of earlier runs stay valid).
+    ``implement_fit`` has each implemented top's folding chosen for ``implement_device``
+    by :func:`inq_hw.implement.fit.choose_folding` (the most throughput that fits) instead
+    of ``folding``; a top that fits at no folding is recorded as refused, with the reason.
     ``twin`` is the multiplier twin's kind (:data:`TWIN_KINDS`); with ``"uniform"`` each
     bit-width also trains its uniform twin (an ``inq`` stage of weight format uniform) and
     the package carries it as its baseline, so every target prices it beside the
@@ -130,6 +133,7 @@ class FlowConfig:
     implement_clock_mhz: float = DEFAULT_IMPLEMENT_CLOCK_MHZ
     implement_designs: tuple[str, ...] = DEFAULT_IMPLEMENT_DESIGNS
     implement_bits: str | tuple[int, ...] = DEFAULT_IMPLEMENT_BITS
+    implement_fit: bool = False
     twin: str = "uniform8"
 
     def __post_init__(self) -> None:
@@ -163,6 +167,8 @@ class FlowConfig:
             raise ConfigError(f"lr must be a positive number, not {self.lr!r}")
         if self.partition not in ("magnitude", "random"):
             raise ConfigError(f"Partition must be magnitude or random, not {self.partition!r}")
+        if not isinstance(self.implement_fit, bool):
+            raise ConfigError(f"implement_fit must be true or false, not {self.implement_fit!r}")
         if self.twin not in TWIN_KINDS:
             raise ConfigError(f"twin must be one of {TWIN_KINDS}, not {self.twin!r}")
 
@@ -304,6 +310,11 @@ class StageRunner:
         self.seconds[label] = result["seconds"]
         self.echo(f"{prefix}: done in {result['seconds']:.1f} s")
         return json.loads((final / "result.json").read_text()), final, key
+
+    def skip(self, label: str, reason: str) -> None:
+        """Count a stage that is not run (a top the fit refused), saying why."""
+        self.done += 1
+        self.echo(f"[{self.done}/{self.total}] {label}: not run: {reason}")
 
 
 _Runner = StageRunner  # the name tests and earlier code use
@@ -578,14 +589,29 @@ def _synth_cache() -> Path:
 # --- implementation of the whole top -------------------------------------------------------
 
 
-def implementation_folding(cfg: FlowConfig, rtl: dict[str, Any]) -> dict[str, int]:
-    """The folding the implementation stage places and routes: the simulated top's (the
-    rtl stage's, from ``--fold``), so the bitstream is of the top verified bit-exact.
+def implementation_folding(
+    cfg: FlowConfig, rtl: dict[str, Any], package: Path, design: str
+) -> dict[str, int] | str:
+    """The folding the implementation stage places and routes for ``design``: the
+    simulated top's (the rtl stage's, from ``--fold``), so the bitstream is of the top
+    verified bit-exact; with ``implement_fit``, the folding the fit chooses for
+    ``implement_device`` at ``implement_clock_mhz`` (a top other than the simulated one is
+    generated afresh), or the fit's one-line refusal when nothing fits."""
+    if not cfg.implement_fit:
+        return dict(rtl["folding"])
+    from inq_hw.implement.fit import FitError, choose_folding
 
-    The one place an automatic fit to ``implement_device`` (``--fit``) plugs in: a folding
-    chosen here other than the rtl stage's is generated afresh for the shift-add top too.
-    """
-    return dict(rtl["folding"])
+    try:
+        fit = choose_folding(
+            package / "pkg",
+            cfg.implement_device,
+            clock_mhz=cfg.implement_clock_mhz,
+            baseline=None if design == "shift_add" else "mult8",
+            dsp={"shift_add": None, "mult8": True, "mult8_lut": False}[design],
+        )
+    except FitError as error:
+        return str(error)
+    return dict(fit.folding)
 
 
 _KEEP = (
@@ -664,11 +690,17 @@ def _implementation(
     from inq_hw.implement import get_device
 
     (pkg_dir, pkg_key), (rtl_result, rtl_dir, rtl_key) = package, rtl
-    folding = implementation_folding(cfg, rtl_result)
-    simulated = folding == rtl_result["folding"]
     device = get_device(cfg.implement_device)
     designs: dict[str, Any] = {}
+    foldings: dict[str, dict[str, int]] = {}
     for design in cfg.implement_designs:
+        folding = implementation_folding(cfg, rtl_result, pkg_dir, design)
+        if isinstance(folding, str):  # the fit found none: a refusal, as a top too large
+            designs[design] = {"refused": folding}
+            runner.skip(f"implement {_IMPLEMENT_LABELS[design]} {bits}-bit", folding)
+            continue
+        foldings[design] = folding
+        simulated = folding == rtl_result["folding"]
         top = rtl_dir / "rtl" if design == "shift_add" and simulated else None
         designs[design], stage, _ = runner.run(
             f"implement {_IMPLEMENT_LABELS[design]} {bits}-bit",
@@ -695,7 +727,13 @@ def _implementation(
             "dsp": device.dsp,
         },
         "clock_mhz": cfg.implement_clock_mhz,
-        "folding": folding,
+        # one folding for every top (the simulated one), else the fit's per design
+        **(
+            {"folding": next(iter(foldings.values()))}
+            if len({json.dumps(f, sort_keys=True) for f in foldings.values()}) == 1
+            else {"foldings": foldings}
+        ),
+        **({"fit": True} if cfg.implement_fit else {}),
         "designs": designs,
     }
 

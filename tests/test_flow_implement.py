@@ -201,3 +201,43 @@ def test_implement_bits_flag() -> None:
         FlowConfig(implement_bits=(7,))
     with pytest.raises(ConfigError, match="not 'most'"):
         FlowConfig(implement_bits="most")
+
+
+@pytest.mark.hw
+def test_fit_chooses_each_tops_folding(tmp_path: Path) -> None:
+    """``implement_fit``: each top at the folding ``choose_folding`` gives it for the device
+    (not the simulated ``--fold``), or recorded as refused with the fit's reason."""
+    from inq_hw.implement.fit import FitError, choose_folding
+    from tests.test_implement import micro_cnn
+
+    save_package(micro_cnn(), tmp_path / "package" / "pkg")
+    cfg = CONFIG.replace(implement_fit=True, implement_designs=("shift_add", "mult8"))
+    lines: list[str] = []
+    runner = _Runner(tmp_path, total=3, echo=lines.append)
+    rtl = runner.run(
+        "generate RTL 4-bit", "rtl", {"package": "micro"}, _rtl(cfg, tmp_path / "package")
+    )
+    part = _implementation(cfg, runner, 4, (tmp_path / "package", "micro"), rtl)
+    assert part["fit"] is True and runner.done == 3
+    chosen: dict[str, dict[str, int]] = {}
+    for design, baseline, dsp in (("shift_add", None, None), ("mult8", "mult8", True)):
+        figures = part["designs"][design]
+        try:
+            fit = choose_folding(
+                tmp_path / "package" / "pkg",
+                "ice40-up5k",
+                clock_mhz=12.0,
+                baseline=baseline,
+                dsp=dsp,
+            )
+        except FitError as error:
+            assert figures == {"refused": str(error)}
+            assert any(f": not run: {error}" in line for line in lines)
+            continue
+        chosen[design] = dict(fit.folding)
+        assert figures["interval_cycles"] == fit.interval_cycles
+        assert Path(figures["bitstream"]).stat().st_size > 10_000
+    assert "shift_add" in chosen  # the micro top fits the UP5K unrolled or folded
+    assert chosen["shift_add"] != rtl[0]["folding"]  # not the simulated --fold
+    recorded = part.get("foldings") or dict.fromkeys(chosen, part.get("folding"))
+    assert recorded == chosen

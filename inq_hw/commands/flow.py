@@ -53,6 +53,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         f"(default {defaults.DEFAULT_IMPLEMENT_CLOCK_MHZ:g})",
     )
     parser.add_argument(
+        "--implement-fit",
+        action="store_true",
+        default=None,
+        help="choose each implemented top's folding for --implement-device (the most "
+        "throughput that fits, as 'implement --fit'), instead of --fold",
+    )
+    parser.add_argument(
         "--implement-bits",
         default=None,
         help="bit-widths whose whole tops are implemented: smallest, all, or e.g. 2,4 "
@@ -133,7 +140,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     config = FlowConfig.from_toml(args.config) if args.config else FlowConfig()
     changes: dict[str, Any] = {}
     options = ("dataset", "data_dir", "model", "simulator", "samples", "skip_synthesis")
-    implement = ("skip_implementation", "implement_device", "implement_clock_mhz")
+    implement = ("skip_implementation", "implement_device", "implement_clock_mhz", "implement_fit")
     training = ("partition", "schedule", "lr", "seed", "a_bits", "twin")
     for option in (*options, *implement, *training):
         if getattr(args, option) is not None:

@@ -102,8 +102,16 @@ def _device(results: dict[str, Any]) -> str:
 
 def _folding(results: dict[str, Any]) -> str:
     foldings: dict[str, int] = {}
+    fitted: list[str] = []
     for entry in results["bits"]:
         foldings.update(lookup(entry, "implementation", "folding") or {})
+        for design, folding in (lookup(entry, "implementation", "foldings") or {}).items():
+            chosen = ", ".join(f"{k} {v}" for k, v in folding.items())
+            fitted.append(f"{entry['bits']}-bit {DESIGN_NAMES[design]}: {chosen}")
+    if fitted:
+        return "folding fitted to the device per top: " + "; ".join(fitted)
+    if any(lookup(e, "implementation", "fit") for e in results["bits"]) and foldings:
+        return "folding fitted to the device: " + ", ".join(f"{k} {v}" for k, v in foldings.items())
     if not foldings:
         return "folding not recorded"
     values = set(foldings.values())

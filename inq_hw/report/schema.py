@@ -162,6 +162,8 @@ def _implementation(value: Any, where: str) -> None:
             "part": _text,
             "device_resources": _fields(dict.fromkeys(("lut", "ff", "bram", "dsp"), _count)),
             "folding": _mapping(_count),
+            "foldings": _mapping(_mapping(_count)),
+            "fit": _flag,
             "designs": _designs(_implemented_design, IMPLEMENTED_DESIGNS),
         },
     )(value, where)
