@@ -9,8 +9,11 @@ A unit computes, for every output ``o`` of a Linear layer or of one convolution 
   wired shift per distinct exponent, and subtracts where the weight is negative. Zero
   weights cost nothing. The rounding constant of requantisation is folded into the bias.
 * **Multiplier twin** (``mode="multiply"``, any integer weights, e.g. 8-bit uniform):
-  each term is ``x_i * w_oi`` with ``*``; same tree, same ports, same latency. A twin with
-  power-of-two weights is refused: synthesis would fold it back to shifts.
+  each term is ``x_i * w_oi`` with ``*``; same tree, same ports, same latency. The 8-bit
+  twin's weights are rounded from FP32 ones and all but never powers of two; a uniform twin
+  trained at a low width may hold only 0 and ±2**k (at 2 bits it always does: its levels
+  are ternary), and synthesis then folds its products to shifts, which is that design's
+  true cost, so any integer weights are taken.
 """
 
 from collections.abc import Sequence
@@ -74,10 +77,6 @@ def _validate(weights: np.ndarray, bias: np.ndarray, mode: str, stages: int) -> 
         raise ValueError(f"Mode must be one of {MODES}, not {mode!r}")
     if mode == "shift-add" and not is_power_of_two_matrix(weights):
         raise ValueError("Shift-add mode needs weights that are all 0 or ±2**k")
-    if mode == "multiply" and is_power_of_two_matrix(weights):
-        raise ValueError(
-            "Power-of-two weights make no multiplier baseline (synthesis folds them to shifts)"
-        )
     if isinstance(stages, bool) or not isinstance(stages, int) or stages < 0:
         raise ValueError(f"Pipeline stages must be a non-negative integer, not {stages!r}")
 

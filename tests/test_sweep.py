@@ -306,3 +306,46 @@ def _stage_files(out: Path) -> dict[str, bytes]:
     """Every file of every stage but result.json (which holds the stage's time)."""
     files = sorted(p for p in (out / "stages").rglob("*") if p.is_file())
     return {str(p.relative_to(out)): p.read_bytes() for p in files if p.name != "result.json"}
+
+
+@pytest.mark.hw
+@pytest.mark.dist
+def test_a_sweep_joins_a_running_cluster_by_address(
+    killed_then_continued: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``ray start --head`` is a cluster of its own (GCS, raylet, workers not forked by the
+    driver); ``--address`` joins it and ships the driver's code: the same sweep as the pool's."""
+    pytest.importorskip("ray")
+    import socket
+    import sys
+
+    ray_cli = Path(sys.executable).with_name("ray")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tmp_path = tmp_path_factory.mktemp("cluster")
+    _write(tmp_path, TINY)
+    env = {k: v for k, v in cli_env().items() if k != "RAY_ADDRESS"}
+    head = [str(ray_cli), "start", "--head", "--port", str(port), "--num-cpus", "2"]
+    head += ["--include-dashboard", "false", "--disable-usage-stats"]
+    started = subprocess.run(head, capture_output=True, text=True, env=env, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        address = f"127.0.0.1:{port}"
+        done = subprocess.run(
+            _sweep(tmp_path, "joined", "--executor", "ray", "--address", address),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, env=env, timeout=120)
+    joined = json.loads((tmp_path / "joined" / "sweep.json").read_text())
+    assert joined["executor"]["address"] == address
+    pool = killed_then_continued["out"]
+    pool_sweep = json.loads((pool / "sweep.json").read_text())
+    assert _deterministic(joined) == _deterministic(pool_sweep)
+    assert _stage_files(tmp_path / "joined") == _stage_files(pool)
