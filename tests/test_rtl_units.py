@@ -599,8 +599,6 @@ FMT = ActFormat(8, True, 0)
     [
         ({"weights": [[1, 3]], "mode": "shift-add"}, "0 or ±2"),
         ({"weights": [[1, -6, 0]], "bias": [0]}, "0 or ±2"),
-        ({"weights": [[2, -4, 0]], "bias": [0], "mode": "multiply"}, "baseline"),
-        ({"weights": [[0, 0]], "mode": "multiply"}, "baseline"),
         ({"weights": [[1, 2]], "mode": "mac"}, "Mode"),
         ({"weights": [1, 2], "bias": [0]}, "matrix"),
         ({"weights": [[[1, 2]]], "bias": [0]}, "matrix"),
