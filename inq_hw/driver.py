@@ -80,7 +80,7 @@ def verify_inq_checkpoint(path: str | os.PathLike[str]) -> int:
     """
     payload = load_checkpoint(path, kinds=("inq",))
     bits = int(payload["inq"]["config"]["bits"])
-    uniform = payload["inq"]["config"].get("weight_format", "po2") == "uniform"
+    uniform = INQConfig.from_dict(payload["inq"]["config"]).weight_format == "uniform"
     on_grid, grid = (is_uniform_grid, "uniform") if uniform else (is_po2_grid, "power-of-two")
     checked = 0
     for name, layer in payload["inq"]["layers"].items():

@@ -589,6 +589,14 @@ def _synth_cache() -> Path:
 # --- implementation of the whole top -------------------------------------------------------
 
 
+def _design_options(design: str) -> tuple[str | None, bool | None]:
+    """``(baseline, dsp)`` of an implemented design, for the fit and the implementation."""
+    return (
+        None if design == "shift_add" else "mult8",
+        {"shift_add": None, "mult8": True, "mult8_lut": False}[design],
+    )
+
+
 def implementation_folding(
     cfg: FlowConfig, rtl: dict[str, Any], package: Path, design: str
 ) -> dict[str, int] | str:
@@ -601,13 +609,14 @@ def implementation_folding(
         return dict(rtl["folding"])
     from inq_hw.implement.fit import FitError, choose_folding
 
+    baseline, dsp = _design_options(design)
     try:
         fit = choose_folding(
             package / "pkg",
             cfg.implement_device,
             clock_mhz=cfg.implement_clock_mhz,
-            baseline=None if design == "shift_add" else "mult8",
-            dsp={"shift_add": None, "mult8": True, "mult8_lut": False}[design],
+            baseline=baseline,
+            dsp=dsp,
         )
     except FitError as error:
         return str(error)
@@ -642,16 +651,17 @@ def _implement(
         from inq_hw.implement import ImplementError
         from inq_hw.implement.flow import implement_package
 
+        baseline, dsp = _design_options(design)
         try:
             result = implement_package(
                 package / "pkg",
                 cfg.implement_device,
                 rtl_dir=rtl,
                 out_dir=tmp / "implement",
-                baseline=None if design == "shift_add" else "mult8",
+                baseline=baseline,
                 folding=folding,
                 clock_mhz=cfg.implement_clock_mhz,
-                dsp={"shift_add": None, "mult8": True, "mult8_lut": False}[design],
+                dsp=dsp,
                 progress=_echo_progress(echo),
             )
         except ImplementError as error:
@@ -924,8 +934,7 @@ def flow_results(cfg: FlowConfig, runner: StageRunner) -> dict[str, Any]:
     )
     entries = [_bit_width(cfg, runner, bits, fp32) for bits in sorted(cfg.bits)]
     # The 8-bit twin is rounded from the one FP32 model: the same at every bit-width.
-    uniforms = [entry.pop("uniform8_integer", None) for entry in entries]
-    uniform = uniforms[0]
+    uniform = [entry.pop("uniform8_integer", None) for entry in entries][0]  # noqa: RUF015
     return {
         "format": "inq-hw-results",
         "version": 1,

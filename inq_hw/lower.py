@@ -851,7 +851,9 @@ def lower_checkpoint(
 
 
 def _weight_format(payload: dict[str, Any]) -> str:
-    return str(payload["inq"]["config"].get("weight_format", "po2"))
+    from inq_hw.inq import INQConfig
+
+    return INQConfig.from_dict(payload["inq"]["config"]).weight_format
 
 
 def _uniform_twin(
