@@ -98,6 +98,7 @@ class Fit:
     share: dict[str, float | None]
     stage_intervals: dict[str, int] = field(default_factory=dict)
     candidates: int = 0
+    line_buffer: str = "auto"
 
     @property
     def images_per_second(self) -> float:
@@ -166,14 +167,20 @@ class _Search:
         baseline: str | None,
         pipeline: int,
         dsp: bool | None,
+        line_buffer: str = "auto",
     ) -> None:
         from rtl_gen.dataflow import build_dataflow
 
         self.model, self.family, self.baseline, self.dsp = model, family, baseline, dsp
+        self.line_buffer = line_buffer
         self.layers = [layer.name for layer in model.weight_layers()]
         self.stages = dict.fromkeys(self.layers, pipeline) if pipeline else None
         self.build = lambda folding: build_dataflow(
-            model, baseline=baseline, folding=folding, pipeline=self.stages
+            model,
+            baseline=baseline,
+            folding=folding,
+            pipeline=self.stages,
+            line_buffer=line_buffer,
         )
         base = self.build({})
         self.costs = layer_costs(base, model)
@@ -293,6 +300,7 @@ def choose_folding(
     pipeline: int = 0,
     dsp: bool | None = None,
     margin: float = DEFAULT_MARGIN,
+    line_buffer: str = "auto",
 ) -> Fit:
     """The folding of ``package``'s dataflow top for ``device`` (module docstring).
 
@@ -306,6 +314,8 @@ def choose_folding(
         pipeline: Register stages per dot stage, every weight layer.
         dsp: As for :func:`inq_hw.implement.flow.implement_rtl`.
         margin: The share of the device's LUTs and FFs a design may fill.
+        line_buffer: Where the convolutions' row delays go, as for
+            :func:`rtl_gen.dataflow.build_dataflow` (not searched).
 
     Raises:
         FitError: Bad arguments, or nothing meets the budget (the message says what would).
@@ -315,8 +325,12 @@ def choose_folding(
     part = get_device(device)
     _check(fps, clock_mhz, margin)
     clock = float(clock_mhz) if clock_mhz is not None else DEFAULT_CLOCK_MHZ[part.family]
+    from rtl_gen.engines import line_buffer_in_memory
+
+    line_buffer_in_memory(0, line_buffer)  # refuse an unknown kind at once
+    options = {"baseline": baseline, "pipeline": pipeline, "dsp": dsp, "line_buffer": line_buffer}
     with _unelaborated():
-        return _choose(_load(package), part, fps, clock, margin, baseline, pipeline, dsp)
+        return _choose(_load(package), part, fps, clock, margin, options)
 
 
 def _choose(
@@ -325,11 +339,8 @@ def _choose(
     fps: float | None,
     clock: float,
     margin: float,
-    baseline: str | None,
-    pipeline: int,
-    dsp: bool | None,
+    options: dict[str, Any],
 ) -> Fit:
-    options: dict[str, Any] = {"baseline": baseline, "pipeline": pipeline, "dsp": dsp}
     search = _Search(model, part.family, **options)
     targets = search.targets()
     smallest = search.design(targets[-1])[1]
@@ -372,6 +383,7 @@ def _result(
         share=part.shares(used),  # type: ignore[arg-type]
         stage_intervals=intervals,
         candidates=search.priced,
+        line_buffer=search.line_buffer,
     )
 
 
@@ -394,6 +406,7 @@ def predict_rtl(
             pipeline={e["layer"]: int(e["pipeline"]) for e in weight},
             adder_graph=params.get("adder_graph"),
             max_depth=params.get("max_depth"),
+            line_buffer=params.get("line_buffer", "regs"),  # older manifests: registers
         )
         estimate = estimate_top(built, model, family, dsp=dsp)
         del built
