@@ -30,13 +30,15 @@ def dataflow_folding(items: list[str], package: Path) -> dict[str, int]:
 
 def add_line_buffer_option(parser: argparse.ArgumentParser) -> None:
     """``--line-buffer``: where the dataflow top's convolutions keep their row delays."""
+    from rtl_gen.engines import AUTO_MEMORY_DEPTH, DEFAULT_LINE_BUFFER, LINE_BUFFERS
+
     parser.add_argument(
         "--line-buffer",
-        choices=("auto", "bram", "regs"),
+        choices=LINE_BUFFERS,
         default=None,
         help="dataflow: the convolutions' row delays in a memory (block RAM), in "
-        "registers, or auto: a memory from 16 words per row (default auto; "
-        "rtl_gen.engines.line_buffer_in_memory)",
+        f"registers, or auto: a memory from {AUTO_MEMORY_DEPTH} words per row (default "
+        f"{DEFAULT_LINE_BUFFER}; rtl_gen.engines.line_buffer_in_memory)",
     )
 
 
