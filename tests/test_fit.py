@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from inq_hw import cli
-from inq_hw.cost.fpga import estimate_top
+from inq_hw.cost.errors import CostError
+from inq_hw.cost.fpga import estimate_top, logic_cells
 from inq_hw.cost.synth import jobs_from_manifest, synthesize
 from inq_hw.implement.devices import DEVICES
 from inq_hw.implement.fit import DEFAULT_MARGIN, FitError, choose_folding
@@ -94,14 +95,17 @@ def every_folding(packages: Path) -> list[dict[str, Any]]:
 
 def _fits(row: dict[str, Any], device: str, margin: float) -> bool:
     part = DEVICES[device]
-    return row["lut"] <= margin * part.lut and row["ff"] <= margin * part.ff
+    cells = logic_cells(row["lut"], row["ff"], part.family)
+    return max(row["lut"], row["ff"], cells) <= margin * part.lut
 
 
 def test_the_fit_has_the_shortest_interval_of_every_folding_that_fits(
     packages: Path, every_folding: list[dict[str, Any]]
 ) -> None:
     device = "ice40-hx8k"
-    margins = sorted({row["lut"] / DEVICES[device].lut for row in every_folding})
+    # iCE40's placed cells (LUT + FF) bind before the LUTs or the FFs alone
+    cells = [logic_cells(row["lut"], row["ff"], "ice40") for row in every_folding]
+    margins = sorted({n / DEVICES[device].lut for n in cells})
     assert len(margins) > 5
     for margin in margins[:: max(1, len(margins) // 6)]:
         if margin > 1:
@@ -115,6 +119,11 @@ def test_the_fit_has_the_shortest_interval_of_every_folding_that_fits(
         assert chosen["interval"] == fit.interval_cycles
 
 
+def _cells(row: dict[str, Any]) -> int:
+    """The area the fit minimises on iCE40: placed logic cells."""
+    return logic_cells(row["lut"], row["ff"], "ice40")
+
+
 def test_fps_takes_the_least_area_that_reaches_it(
     packages: Path, every_folding: list[dict[str, Any]]
 ) -> None:
@@ -126,16 +135,17 @@ def test_fps_takes_the_least_area_that_reaches_it(
         fit = choose_folding(packages / "fitcnn", device, fps=fps, clock_mhz=clock, margin=margin)
         assert fit.images_per_second >= fps * (1 - 1e-9)
         reaching = [r for r in every_folding if r["interval"] <= interval and _fits(r, device, 1)]
-        assert fit.predicted["lut"] == min(row["lut"] for row in reaching)
+        assert _cells(fit.predicted) == min(_cells(row) for row in reaching)
     slowest = choose_folding(packages / "fitcnn", device, fps=1, clock_mhz=clock, margin=margin)
-    assert slowest.predicted["lut"] == min(row["lut"] for row in every_folding)
+    assert _cells(slowest.predicted) == min(_cells(row) for row in every_folding)
 
 
 def test_nothing_fits_names_the_smallest_device_that_would(packages: Path) -> None:
     with pytest.raises(FitError) as caught:
         choose_folding(packages / "fitcnn", "ice40-up5k")
     message = str(caught.value)
-    assert message.startswith("No folding fits ice40-up5k at 85% of its LUTs and FFs")
+    assert message.startswith("No folding fits ice40-up5k at 85% of its LUTs, FFs and logic cells")
+    assert re.search(r"needs [\d,]+ LUT, [\d,]+ FF, [\d,]+ logic cells \(predicted\)", message)
     named = re.search(r"the smallest device that holds it is (\S+)$", message)
     assert named, message
     assert choose_folding(packages / "fitcnn", named[1]).device == named[1]
@@ -319,3 +329,21 @@ def test_implement_fit_end_to_end_reports_prediction_beside_synthesis(
     assert re.search(r"predicted [\d,]+ LUT / [\d,]+ FF against [\d,]+ / [\d,]+ synthesised", text)
     assert "fitted (most throughput, 85% of ice40-up5k)" in text
     assert np.isfinite(result["images_per_second"])
+
+
+@pytest.mark.parametrize(
+    ("family", "lut", "ff", "placed"),
+    [
+        ("ice40", 462, 242, 707),  # the test top with its pin wrapper, UP5K
+        ("ice40", 723, 428, 1181),  # the same folded c1=2 f=3
+        ("ice40", 6525, 5395, 12097),  # 2-bit digits-cnn, line buffers in block RAM, HX8K
+        ("ecp5", 26081, 6378, 35475),  # 4-bit tiny_resnet, ECP5-45k
+    ],
+)
+def test_logic_cells_are_near_what_nextpnr_placed(
+    family: str, lut: int, ff: int, placed: int
+) -> None:
+    """The placed cells nextpnr reported for synthesised tops (README), within 5%."""
+    assert abs(logic_cells(lut, ff, family) - placed) <= 0.05 * placed
+    with pytest.raises(CostError):
+        logic_cells(lut, ff, "gowin")

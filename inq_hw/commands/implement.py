@@ -27,8 +27,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DEVICE",
         help="choose each layer's folding for DEVICE: the highest throughput whose predicted "
-        f"LUTs and FFs fill at most --margin of it (default {100 * DEFAULT_MARGIN:.0f}%%; DSPs and "
-        "block RAMs at most all of it), then implement it there",
+        f"LUTs, FFs and logic cells fill at most --margin of it (default "
+        f"{100 * DEFAULT_MARGIN:.0f}%%; DSPs and block RAMs at most all of it), then "
+        "implement it there",
     )
     parser.add_argument(
         "--fps",
@@ -42,7 +43,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--margin",
         type=float,
         default=DEFAULT_MARGIN,
-        help=f"share of the device's LUTs and FFs a fitted design may fill (default "
+        help=f"share of the device's LUTs, FFs and logic cells a fitted design may fill (default "
         f"{DEFAULT_MARGIN:g})",
     )
     parser.add_argument(

@@ -60,6 +60,7 @@ __all__ = [
     "Estimate",
     "StageEstimate",
     "estimate_top",
+    "logic_cells",
     "lut_of",
     "top_features",
 ]
@@ -484,6 +485,25 @@ def _memories(count: _Count, family: str) -> int:
                 count.ff += used
                 count.add("mux", used)
     return blocks
+
+
+#: Placed logic cells (nextpnr's ``ICESTORM_LC`` / ``TRELLIS_COMB``) per synthesised LUT4
+#: and per flip-flop. iCE40: a LUT and a flip-flop share a cell only when the LUT drives
+#: the flip-flop alone, which these tops rarely allow (shift chains, slots, held vectors):
+#: placed 707 and 1,181 cells for the test top unrolled and folded (462 + 242, 723 + 428
+#: LUT + FF with the pin wrapper) and 12,097 for the 2-bit digits-cnn top with its line
+#: buffers in block RAM (6,525 + 5,395 synthesised, without the wrapper). ECP5: a slice's
+#: two flip-flops take inputs of their own, but the residual tiny_resnet top (4-bit, 8
+#: channels) placed 35,475 TRELLIS_COMB for 26,081 LUT4 (CCU2C counted as two): 1.36.
+CELLS_PER = {"ice40": {"lut": 1.0, "ff": 1.0}, "ecp5": {"lut": 1.36, "ff": 0.0}}
+
+
+def logic_cells(lut: int, ff: int, family: str) -> int:
+    """Logic cells a top of ``lut`` LUT4 and ``ff`` flip-flops takes once placed on
+    ``family`` (:data:`CELLS_PER`); the device has as many as its LUT4s."""
+    _check_family(family)
+    per = CELLS_PER[family]
+    return round(per["lut"] * lut + per["ff"] * ff)
 
 
 def lut_of(features: Mapping[str, float], family: str) -> float:
