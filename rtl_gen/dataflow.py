@@ -68,6 +68,7 @@ from inq_hw.intmodel.layers import (
 from inq_hw.intmodel.package import load_package, package_hash
 from rtl_gen.arith import act_shape
 from rtl_gen.engines import (
+    DEFAULT_LINE_BUFFER,
     AddEngine,
     ConvEngine,
     LinearEngine,
@@ -77,6 +78,7 @@ from rtl_gen.engines import (
     SkipFifo,
     UnrolledDot,
     beat_signature,
+    line_buffer_in_memory,
 )
 from rtl_gen.export import Design, write_designs
 from rtl_gen.folded import FoldedDot
@@ -149,13 +151,15 @@ def _weights(layer: WeightLayer, baseline: str | None) -> tuple[Any, Any, int, s
 
 @dataclass(frozen=True)
 class _DotChoice:
-    """How a weight layer's dot stage is built: its fold and pipeline stages, and (when
-    unrolled) its adder graph and depth limit (``None``: the unit's default)."""
+    """How a weight layer's dot stage is built: its fold and pipeline stages, (when
+    unrolled) its adder graph and depth limit (``None``: the unit's default), and (a
+    convolution) where its line buffers go (:data:`rtl_gen.engines.LINE_BUFFERS`)."""
 
     fold: int
     stages: int
     adder_graph: str | None = None
     max_depth: int | None = None
+    line_buffer: str = "regs"
 
 
 def _dot(
@@ -248,6 +252,7 @@ def _conv_stage(
         kernel=k,
         stride=layer.stride,
         padding=layer.padding,
+        line_buffer=choice.line_buffer,
     )
     timing = ConvTiming(dot_timing, (h, w), k, layer.stride, layer.padding)
     info = {
@@ -255,6 +260,7 @@ def _conv_stage(
         "kind": "conv2d",
         **_dot_info(choice, dot),
         "window_inputs": c * k * k,
+        "line_buffer": "bram" if engine.line_memory else "regs",
     }
     out = _Geometry(layer.shape[1] * layer.shape[2], layer.shape[0], layer.out, layer.shape)  # type: ignore[arg-type]
     return _Stage(engine, timing, info), out
@@ -492,6 +498,7 @@ def _stages(
                 _check_stages(layer, pipeline.get(layer.name, 0)),
                 graph.adder_graph,
                 graph.max_depth,
+                graph.line_buffer,
             )
         _check_plain(layer)
         skip = None
@@ -590,10 +597,13 @@ class DataflowTop(wiring.Component):
         *,
         adder_graph: str = DEFAULT_ADDER_GRAPH,
         max_depth: int | None = None,
+        line_buffer: str = DEFAULT_LINE_BUFFER,
     ) -> None:
         self.stages, self.first, self.last = stages, first, last
         #: The unrolled layers' adder graph and depth limit (folded layers have none).
         self.adder_graph, self.max_depth = adder_graph, max_depth
+        #: The line buffers asked for (each convolution's choice is in its ``info``).
+        self.line_buffer = line_buffer
         self.out_layout = data.StructLayout(
             {
                 "logits": data.ArrayLayout(act_shape(last.fmt), last.elems),
@@ -716,23 +726,30 @@ def build_dataflow(
     pipeline: Mapping[str, int] | None = None,
     adder_graph: str | None = None,
     max_depth: int | None = None,
+    line_buffer: str = DEFAULT_LINE_BUFFER,
 ) -> DataflowTop:
     """The dataflow top of ``model``; ``folding`` maps weight-layer names to a fold (1 =
     unrolled, ``f`` = each result over several cycles with ``ceil(Cout/f)`` outputs per
     cycle); ``pipeline`` maps them to register stages inside the dot stage (default 0);
     ``adder_graph`` and ``max_depth`` (as for :class:`~rtl_gen.units.ConstDotUnit`) apply
-    to every unrolled weight layer, folded ones keep their lanes.
+    to every unrolled weight layer, folded ones keep their lanes; ``line_buffer``
+    (``"regs"``, ``"bram"`` or ``"auto"``, the default; the rule is
+    :func:`rtl_gen.engines.line_buffer_in_memory`) to every convolution's row delays.
 
     Raises:
         ConfigError: A layer the top cannot stream, a bad fold or stage count, an unknown
-            baseline, an adder graph the top cannot build (see :func:`_check_graph`).
+            baseline, an adder graph the top cannot build (see :func:`_check_graph`), an
+            unknown line buffer.
     """
     if baseline is not None and baseline not in BASELINES:
         raise ConfigError(f"Baseline must be one of {BASELINES}, not {baseline!r}")
-    graph = _DotChoice(1, 0, adder_graph, max_depth)
+    line_buffer_in_memory(0, line_buffer)  # refuse an unknown kind before building
+    graph = _DotChoice(1, 0, adder_graph, max_depth, line_buffer)
     stages, first, last = _stages(model, baseline, dict(folding or {}), dict(pipeline or {}), graph)
     resolved = adder_graph or ("tree" if baseline else DEFAULT_ADDER_GRAPH)
-    return DataflowTop(stages, first, last, adder_graph=resolved, max_depth=max_depth)
+    return DataflowTop(
+        stages, first, last, adder_graph=resolved, max_depth=max_depth, line_buffer=line_buffer
+    )
 
 
 def dataflow_design(
@@ -744,6 +761,7 @@ def dataflow_design(
     source_hash: str | None = None,
     adder_graph: str | None = None,
     max_depth: int | None = None,
+    line_buffer: str = DEFAULT_LINE_BUFFER,
 ) -> Design:
     """The top as a :class:`~rtl_gen.export.Design` whose parameters state the stream
     formats, the folding, pipelining and adder graph per engine, the latency and the
@@ -755,6 +773,7 @@ def dataflow_design(
         pipeline=pipeline,
         adder_graph=adder_graph,
         max_depth=max_depth,
+        line_buffer=line_buffer,
     )
     params = dataflow_params(top, baseline)
     name = verilog_identifier("dataflow_mult8" if baseline else "dataflow_shiftadd", taken=set())
@@ -778,6 +797,7 @@ def dataflow_params(top: DataflowTop, baseline: str | None) -> dict[str, Any]:
         "baseline": baseline,
         "adder_graph": top.adder_graph,
         "max_depth": top.max_depth,
+        "line_buffer": top.line_buffer,
         "engines": [stage.info for stage in top.stages],
         "input": {**first.fmt.to_dict(), "beats": first.beats, "elems": first.elems},
         "output": {
@@ -799,6 +819,7 @@ def generate_dataflow(
     pipeline: Mapping[str, int] | None = None,
     adder_graph: str | None = None,
     max_depth: int | None = None,
+    line_buffer: str = DEFAULT_LINE_BUFFER,
 ) -> dict[str, Any]:
     """Load a package, build its dataflow top and write it to ``out_dir``; the manifest."""
     model = load_package(package)
@@ -810,5 +831,6 @@ def generate_dataflow(
         source_hash=package_hash(package),
         adder_graph=adder_graph,
         max_depth=max_depth,
+        line_buffer=line_buffer,
     )
     return write_designs([design], Path(out_dir))

@@ -32,11 +32,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from inq_hw.errors import ConfigError
 from inq_hw.intmodel.arith import ActFormat, constant_shifts
 from rtl_gen.arith import Term, act_shape, add_terms, adder_tree, materialise, requantize
 from rtl_gen.units import ConstDotUnit
 
 __all__ = [
+    "DEFAULT_LINE_BUFFER",
+    "LINE_BUFFERS",
     "AddEngine",
     "ConvEngine",
     "LinearEngine",
@@ -46,8 +49,24 @@ __all__ = [
     "SkipFifo",
     "UnrolledDot",
     "beat_signature",
+    "line_buffer_in_memory",
     "window_order",
 ]
+
+#: Where a convolution keeps the rows of its line buffers: ``"bram"`` in a memory (one
+#: synchronous write and read port, so Yosys maps it to block RAM), ``"regs"`` in a shift
+#: chain of registers, ``"auto"`` by depth (:func:`line_buffer_in_memory`).
+LINE_BUFFERS = ("auto", "bram", "regs")
+
+#: ``"auto"`` puts a line buffer in memory from this many words per row delay. At the
+#: digits-cnn widths (delays of 3 and 7 words) the registers are the better choice: a
+#: 16-bit-wide SB_RAM40_4K would hold at most 7 of its 256 words, so the buffers of the
+#: 2-bit top need more block RAMs than an iCE40 UP5K has, and ECP5 maps memories of up
+#: to 32 words to distributed RAM (LUTs) rather than DP16KD.
+AUTO_MEMORY_DEPTH = 5
+
+#: What :func:`rtl_gen.dataflow.build_dataflow` and ``inq-hw generate`` use unless told.
+DEFAULT_LINE_BUFFER = "auto"
 
 
 def beat_signature(fmt: ActFormat, elems: int) -> stream.Signature:
@@ -137,6 +156,21 @@ def window_order(channels: int, kernel: int, padded_width: int) -> list[tuple[in
     ]
 
 
+def line_buffer_in_memory(depth: int, line_buffer: str) -> bool:
+    """Whether a convolution's row delays of ``depth`` words go in a memory: the one rule
+    for ``line_buffer`` (:data:`LINE_BUFFERS`). A delay of fewer than two words stays a
+    register (the memory is read one word ahead, which needs two).
+
+    Raises:
+        ConfigError: ``line_buffer`` not one of :data:`LINE_BUFFERS`.
+    """
+    if line_buffer not in LINE_BUFFERS:
+        raise ConfigError(f"Line buffer must be one of {LINE_BUFFERS}, not {line_buffer!r}")
+    if depth < 2:
+        return False
+    return line_buffer == "bram" or (line_buffer == "auto" and depth >= AUTO_MEMORY_DEPTH)
+
+
 def conv_tables(
     size: tuple[int, int], kernel: int, stride: int, padding: int
 ) -> tuple[list[bool], list[bool], list[bool], list[bool]]:
@@ -157,6 +191,13 @@ class ConvEngine(wiring.Component):
     takes one input beat. Once a window is complete it is offered to the dot stage, and
     the walk continues while the dot stage takes it.
 
+    The window's ``k`` rows of ``k`` taps are registers; between two rows a *row delay*
+    of ``padded width - k`` words holds the rest of the image row. The delays are a
+    register chain, or (``line_buffer``, :func:`line_buffer_in_memory`) one memory of
+    ``k - 1`` pixels per word, a ring written at ``ptr`` and read synchronously at the
+    next address in every cycle the window advances: the word the next advance needs is
+    in the read register by then, so the engine's timing is the same in both cases.
+
     Parameters
     ----------
     dot : wiring.Component
@@ -167,11 +208,18 @@ class ConvEngine(wiring.Component):
     size : (int, int)
         Input height and width.
     kernel, stride, padding : int
+    line_buffer : str
+        ``"regs"`` (default), ``"bram"`` or ``"auto"`` (:data:`LINE_BUFFERS`).
 
     Members
     -------
     i : In(stream of pixels, Cin integers each)
     o : Out(stream of output pixels, Cout integers each)
+
+    Raises
+    ------
+    ConfigError
+        An unknown ``line_buffer``.
     """
 
     def __init__(
@@ -184,10 +232,14 @@ class ConvEngine(wiring.Component):
         kernel: int,
         stride: int,
         padding: int,
+        line_buffer: str = "regs",
     ) -> None:
         self.dot, self.channels, self.size = dot, channels, size
         self.kernel, self.stride, self.padding = kernel, stride, padding
         self.padded = (size[0] + 2 * padding, size[1] + 2 * padding)
+        #: Words of each row delay (none for a 1x1 kernel), and whether they are a memory.
+        self.line_depth = self.padded[1] - kernel if kernel > 1 else 0
+        self.line_memory = line_buffer_in_memory(self.line_depth, line_buffer)
         dot_in = dot.signature.members["i"].signature.members["payload"].shape
         if dot_in.length != channels * kernel * kernel:
             raise ValueError(f"Dot stage takes {dot_in.length} inputs, not Cin·k·k")
@@ -207,7 +259,11 @@ class ConvEngine(wiring.Component):
         pad = Signal()
         m.d.comb += pad.eq(_flag_table(pad_r)[r] | _flag_table(pad_c)[c])
         layout = self.i.payload.shape()
-        taps = [Signal(layout, name=f"tap{j}") for j in range((k - 1) * wp + k)]
+        if self.line_memory:
+            window = [[Signal(layout, name=f"tap{g * wp + j}") for j in range(k)] for g in range(k)]
+            taps = {g * wp + j: tap for g, row in enumerate(window) for j, tap in enumerate(row)}
+        else:
+            taps = {j: Signal(layout, name=f"tap{j}") for j in range((k - 1) * wp + k)}
         pending = Signal()
         serve, advance = Signal(), Signal()
         m.d.comb += [
@@ -218,10 +274,13 @@ class ConvEngine(wiring.Component):
         ]
         for n, (tap, ci) in enumerate(window_order(self.channels, k, wp)):
             m.d.comb += dot.i.payload[n].eq(taps[tap][ci])
+        pixel = Mux(pad, 0, self.i.payload.as_value())
+        if self.line_memory:
+            _row_delays(m, window, advance, pixel, self.line_depth)
         with m.If(advance):
-            pixel = Mux(pad, 0, self.i.payload.as_value())
-            m.d.sync += taps[0].eq(pixel)
-            m.d.sync += [taps[j].eq(taps[j - 1]) for j in range(1, len(taps))]
+            if not self.line_memory:
+                m.d.sync += taps[0].eq(pixel)
+                m.d.sync += [taps[j].eq(taps[j - 1]) for j in range(1, len(taps))]
             m.d.sync += pending.eq(_flag_table(emit_r)[r] & _flag_table(emit_c)[c])
             last_c = c == wp - 1
             m.d.sync += c.eq(Mux(last_c, 0, c + 1))
@@ -231,6 +290,29 @@ class ConvEngine(wiring.Component):
             m.d.sync += pending.eq(0)
         m.d.comb += dot.o.ready.eq(output_slot(m, self.o, dot.o.valid, dot.o.payload.as_value()))
         return m
+
+
+def _row_delays(
+    m: Module, window: list[list[Signal]], advance: Value, pixel: Value, depth: int
+) -> None:
+    """The window rows' shifts in a cycle of ``advance``, with the row delays between them
+    in one ring memory of ``depth`` words: an advance writes each row's oldest tap at
+    ``ptr`` and takes the next row's newest from the read register, which holds the word
+    at ``ptr`` (read in the previous advance at what was then the next address, ``ahead``;
+    the two addresses differ, as ``depth >= 2``, so the read sees no write)."""
+    k = len(window)
+    layout = data.ArrayLayout(window[0][0].shape(), k - 1)
+    m.submodules.line_buffer = memory = Memory(shape=layout, depth=depth, init=[])
+    write, read = memory.write_port(), memory.read_port(domain="sync")
+    ptr, ahead = Signal(range(depth)), Signal(range(depth), init=1)
+    m.d.comb += [write.addr.eq(ptr), write.en.eq(advance), read.addr.eq(ahead), read.en.eq(advance)]
+    for g in range(1, k):
+        m.d.comb += write.data[g - 1].eq(window[g - 1][-1])
+    with m.If(advance):
+        for g, row in enumerate(window):
+            m.d.sync += row[0].eq(pixel if g == 0 else read.data[g - 1])
+            m.d.sync += [row[j].eq(row[j - 1]) for j in range(1, k)]
+        m.d.sync += [ptr.eq(ahead), ahead.eq(Mux(ahead == depth - 1, 0, ahead + 1))]
 
 
 class LinearEngine(wiring.Component):

@@ -370,7 +370,7 @@ def test_the_resource_model_counts_the_fifos_memories() -> None:
     from inq_hw.cost.fpga import bram_blocks, estimate_top
 
     model = small_resnet()
-    top = build_dataflow(model)
+    top = build_dataflow(model, line_buffer="regs")  # the FIFOs' memories alone
     memories = [
         (stage.info["depth"], stage.engine.layout.size)
         for stage in top.stages
@@ -390,8 +390,8 @@ def test_fit_counts_the_fifos_block_ram() -> None:
     from inq_hw.implement.fit import _Search
 
     model = small_resnet()
-    search = _Search(model, "ice40", baseline=None, pipeline=0, dsp=None)
-    bram = estimate_top(build_dataflow(model), model, "ice40").bram
+    search = _Search(model, "ice40", baseline=None, pipeline=0, dsp=None, line_buffer="regs")
+    bram = estimate_top(build_dataflow(model, line_buffer="regs"), model, "ice40").bram
     assert search.fixed["bram"] == bram > 0
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from inq_hw import cli
-from inq_hw.cost.fpga import estimate_top
+from inq_hw.cost.errors import CostError
+from inq_hw.cost.fpga import estimate_top, logic_cells
 from inq_hw.cost.synth import jobs_from_manifest, synthesize
 from inq_hw.implement.devices import DEVICES
 from inq_hw.implement.fit import DEFAULT_MARGIN, FitError, choose_folding
@@ -94,14 +95,17 @@ def every_folding(packages: Path) -> list[dict[str, Any]]:
 
 def _fits(row: dict[str, Any], device: str, margin: float) -> bool:
     part = DEVICES[device]
-    return row["lut"] <= margin * part.lut and row["ff"] <= margin * part.ff
+    cells = logic_cells(row["lut"], row["ff"], part.family)
+    return max(row["lut"], row["ff"], cells) <= margin * part.lut
 
 
 def test_the_fit_has_the_shortest_interval_of_every_folding_that_fits(
     packages: Path, every_folding: list[dict[str, Any]]
 ) -> None:
     device = "ice40-hx8k"
-    margins = sorted({row["lut"] / DEVICES[device].lut for row in every_folding})
+    # iCE40's placed cells (LUT + FF) bind before the LUTs or the FFs alone
+    cells = [logic_cells(row["lut"], row["ff"], "ice40") for row in every_folding]
+    margins = sorted({n / DEVICES[device].lut for n in cells})
     assert len(margins) > 5
     for margin in margins[:: max(1, len(margins) // 6)]:
         if margin > 1:
@@ -115,6 +119,11 @@ def test_the_fit_has_the_shortest_interval_of_every_folding_that_fits(
         assert chosen["interval"] == fit.interval_cycles
 
 
+def _cells(row: dict[str, Any]) -> int:
+    """The area the fit minimises on iCE40: placed logic cells."""
+    return logic_cells(row["lut"], row["ff"], "ice40")
+
+
 def test_fps_takes_the_least_area_that_reaches_it(
     packages: Path, every_folding: list[dict[str, Any]]
 ) -> None:
@@ -126,16 +135,17 @@ def test_fps_takes_the_least_area_that_reaches_it(
         fit = choose_folding(packages / "fitcnn", device, fps=fps, clock_mhz=clock, margin=margin)
         assert fit.images_per_second >= fps * (1 - 1e-9)
         reaching = [r for r in every_folding if r["interval"] <= interval and _fits(r, device, 1)]
-        assert fit.predicted["lut"] == min(row["lut"] for row in reaching)
+        assert _cells(fit.predicted) == min(_cells(row) for row in reaching)
     slowest = choose_folding(packages / "fitcnn", device, fps=1, clock_mhz=clock, margin=margin)
-    assert slowest.predicted["lut"] == min(row["lut"] for row in every_folding)
+    assert _cells(slowest.predicted) == min(_cells(row) for row in every_folding)
 
 
 def test_nothing_fits_names_the_smallest_device_that_would(packages: Path) -> None:
     with pytest.raises(FitError) as caught:
         choose_folding(packages / "fitcnn", "ice40-up5k")
     message = str(caught.value)
-    assert message.startswith("No folding fits ice40-up5k at 85% of its LUTs and FFs")
+    assert message.startswith("No folding fits ice40-up5k at 85% of its LUTs, FFs and logic cells")
+    assert re.search(r"needs [\d,]+ LUT, [\d,]+ FF, [\d,]+ logic cells \(predicted\)", message)
     named = re.search(r"the smallest device that holds it is (\S+)$", message)
     assert named, message
     assert choose_folding(packages / "fitcnn", named[1]).device == named[1]
@@ -230,9 +240,11 @@ def test_an_unrolled_stage_stalled_by_a_folded_one_is_modelled_cycle_for_cycle(
 TOLERANCE = 0.15
 
 
-def _synthesised(package: Path, folding: dict[str, int], family: str, tmp: Path) -> Any:
+def _synthesised(
+    package: Path, folding: dict[str, int], family: str, tmp: Path, line_buffer: str = "auto"
+) -> Any:
     rtl = tmp / f"rtl-{'-'.join(f'{k}{v}' for k, v in folding.items()) or 'unrolled'}"
-    generate_dataflow(package, rtl, folding=folding)
+    generate_dataflow(package, rtl, folding=folding, line_buffer=line_buffer)
     (job,) = jobs_from_manifest(rtl)
     return synthesize(job, family, cache_dir=tmp / "synth", timeout_s=600)
 
@@ -269,6 +281,25 @@ def test_predicted_luts_are_within_15_percent_of_synthesis(
 
 
 @pytest.mark.hw
+@pytest.mark.parametrize(
+    ("folding", "family"), [({}, "ice40"), ({"c2": 2}, "ecp5")], ids=["ice40", "ecp5"]
+)
+def test_line_buffers_in_memory_are_predicted_with_their_block_ram(
+    packages: Path, tmp_path: Path, folding: dict[str, int], family: str
+) -> None:
+    """Every line buffer of the small CNN in a memory: c1's in 2 SB_RAM40_4K on iCE40
+    (c2's 3 words Yosys keeps in flip-flops), both distributed RAM on ECP5; LUT and FF
+    within 15%, block RAMs exact."""
+    model = load_package(packages / "small")
+    top = build_dataflow(model, folding=folding, line_buffer="bram")
+    predicted = estimate_top(top, model, family)
+    result = _synthesised(packages / "small", folding, family, tmp_path, line_buffer="bram")
+    assert result.bram == predicted.bram == (2 if family == "ice40" else 0)
+    assert abs(predicted.lut - result.lut) <= TOLERANCE * result.lut, (predicted.lut, result.lut)
+    assert abs(predicted.ff - result.ff) <= TOLERANCE * result.ff, (predicted.ff, result.ff)
+
+
+@pytest.mark.hw
 def test_implement_fit_end_to_end_reports_prediction_beside_synthesis(
     packages: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -298,3 +329,21 @@ def test_implement_fit_end_to_end_reports_prediction_beside_synthesis(
     assert re.search(r"predicted [\d,]+ LUT / [\d,]+ FF against [\d,]+ / [\d,]+ synthesised", text)
     assert "fitted (most throughput, 85% of ice40-up5k)" in text
     assert np.isfinite(result["images_per_second"])
+
+
+@pytest.mark.parametrize(
+    ("family", "lut", "ff", "placed"),
+    [
+        ("ice40", 462, 242, 707),  # the test top with its pin wrapper, UP5K
+        ("ice40", 723, 428, 1181),  # the same folded c1=2 f=3
+        ("ice40", 6525, 5395, 12097),  # 2-bit digits-cnn, line buffers in block RAM, HX8K
+        ("ecp5", 26081, 6378, 35475),  # 4-bit tiny_resnet, ECP5-45k
+    ],
+)
+def test_logic_cells_are_near_what_nextpnr_placed(
+    family: str, lut: int, ff: int, placed: int
+) -> None:
+    """The placed cells nextpnr reported for synthesised tops (README), within 5%."""
+    assert abs(logic_cells(lut, ff, family) - placed) <= 0.05 * placed
+    with pytest.raises(CostError):
+        logic_cells(lut, ff, "gowin")

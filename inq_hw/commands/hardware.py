@@ -10,6 +10,7 @@ from inq_hw.errors import ConfigError
 
 __all__ = [
     "add_design_options",
+    "add_line_buffer_option",
     "dataflow_folding",
     "dataflow_pipeline",
     "generate",
@@ -25,6 +26,20 @@ def dataflow_folding(items: list[str], package: Path) -> dict[str, int]:
 
     names = [layer.name for layer in load_package(package).weight_layers()]
     return expand_folding(parse_folds(items), names)
+
+
+def add_line_buffer_option(parser: argparse.ArgumentParser) -> None:
+    """``--line-buffer``: where the dataflow top's convolutions keep their row delays."""
+    from rtl_gen.engines import AUTO_MEMORY_DEPTH, DEFAULT_LINE_BUFFER, LINE_BUFFERS
+
+    parser.add_argument(
+        "--line-buffer",
+        choices=LINE_BUFFERS,
+        default=None,
+        help="dataflow: the convolutions' row delays in a memory (block RAM), in "
+        f"registers, or auto: a memory from {AUTO_MEMORY_DEPTH} words per row (default "
+        f"{DEFAULT_LINE_BUFFER}; rtl_gen.engines.line_buffer_in_memory)",
+    )
 
 
 def parse_stages(text: str) -> int:
@@ -59,6 +74,7 @@ def dataflow_pipeline(args: argparse.Namespace, folding: dict[str, int]) -> dict
 
 def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
     from rtl_gen.dataflow import generate_dataflow
+    from rtl_gen.engines import DEFAULT_LINE_BUFFER
     from rtl_gen.export import RTLError, verilator_lint
 
     folding = dataflow_folding(args.fold, args.package)
@@ -73,6 +89,7 @@ def _generate_dataflow(args: argparse.Namespace) -> dict[str, Any]:
         pipeline=pipeline,
         adder_graph=args.adder_graph,
         max_depth=args.max_depth,
+        line_buffer=args.line_buffer or DEFAULT_LINE_BUFFER,
     )
     (top,) = manifest["tops"]
     if args.lint:
@@ -174,6 +191,7 @@ def _configure_generate(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="shared graphs: adder levels sharing may not push an output beyond",
     )
+    add_line_buffer_option(parser)
     parser.add_argument("--out", type=output_dir, default=None, help="default: PACKAGE/rtl")
     parser.add_argument(
         "--lint", action="store_true", help="run verilator --lint-only -Wall on each top"
@@ -195,6 +213,8 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         return _generate_dataflow(args)
     if args.fold:
         raise ConfigError("--fold applies to --unit dataflow only")
+    if args.line_buffer is not None:
+        raise ConfigError("--line-buffer applies to --unit dataflow only")
     if args.pipeline == "auto" or args.clock_mhz is not None:
         raise ConfigError("--pipeline auto and --clock-mhz apply to --unit dataflow only")
     out = args.out or args.package / "rtl"

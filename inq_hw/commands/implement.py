@@ -12,6 +12,7 @@ __all__ = ["implement"]
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
+    from inq_hw.commands.hardware import add_line_buffer_option
     from inq_hw.implement.devices import DEVICES
     from inq_hw.implement.fit import DEFAULT_MARGIN
 
@@ -26,8 +27,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DEVICE",
         help="choose each layer's folding for DEVICE: the highest throughput whose predicted "
-        f"LUTs and FFs fill at most --margin of it (default {100 * DEFAULT_MARGIN:.0f}%%; DSPs and "
-        "block RAMs at most all of it), then implement it there",
+        f"LUTs, FFs and logic cells fill at most --margin of it (default "
+        f"{100 * DEFAULT_MARGIN:.0f}%%; DSPs and block RAMs at most all of it), then "
+        "implement it there",
     )
     parser.add_argument(
         "--fps",
@@ -41,7 +43,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--margin",
         type=float,
         default=DEFAULT_MARGIN,
-        help=f"share of the device's LUTs and FFs a fitted design may fill (default "
+        help=f"share of the device's LUTs, FFs and logic cells a fitted design may fill (default "
         f"{DEFAULT_MARGIN:g})",
     )
     parser.add_argument(
@@ -75,6 +77,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dsp", action="store_true", help="iCE40: map multipliers to SB_MAC16 (synth_ice40 -dsp)"
     )
+    add_line_buffer_option(parser)
     parser.add_argument(
         "--rtl", type=Path, default=None, help="an already generated dataflow RTL directory"
     )
@@ -122,6 +125,8 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
             "--pipeline auto chooses stages for a folding; with --fit or --fps give N"
         )
     stages = 0 if auto else parse_stages(args.pipeline)
+    if args.rtl is not None and args.line_buffer is not None:
+        raise ConfigError("--line-buffer applies to the top implement generates; drop --rtl")
     fit = _fit(args, device.name, clock, stages)
     if fit is not None:
         folding: dict[str, int] | None = fit.folding
@@ -145,6 +150,7 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
             folding=folding,
             pipeline=pipeline,
             fit=fit,
+            line_buffer=args.line_buffer,
             clock_mhz=clock,
             dsp=_dsp(args),
             timeout_s=args.timeout,
@@ -192,6 +198,7 @@ def _fit(args: argparse.Namespace, device: str, clock: float, stages: int) -> An
     if args.fold or args.rtl is not None:
         raise ConfigError("--fit and --fps choose the folding; drop --fold and --rtl")
     from inq_hw.implement.fit import choose_folding
+    from rtl_gen.engines import DEFAULT_LINE_BUFFER
 
     return choose_folding(
         args.package,
@@ -202,6 +209,7 @@ def _fit(args: argparse.Namespace, device: str, clock: float, stages: int) -> An
         pipeline=stages,
         dsp=_dsp(args),
         margin=args.margin,
+        line_buffer=args.line_buffer or DEFAULT_LINE_BUFFER,
     )
 
 

@@ -24,8 +24,10 @@ counted register by register (line-buffer taps, slots, held vectors, folded resu
 ROM read registers, pooling partials, pipeline registers). A multiplier twin on ECP5 with
 DSPs takes one ``MULT18X18D`` per constant multiplier (unrolled) or per lane product
 (folded) instead of ``mul`` LUTs. Folded ROMs are counted in LUTs: Yosys maps these
-shallow, wide ROMs (``fold`` words) to logic. Block RAM: the residual adds' FIFOs
-(:func:`bram_blocks` of each memory's depth and width), the only memories of a top; on
+shallow, wide ROMs (``fold`` words) to logic. Block RAM: the residual adds' FIFOs and
+the convolutions' line buffers when they are memories (``line_buffer``; their window taps
+stay registers), :func:`bram_blocks` of each memory's depth and width and the bits read
+(:func:`_memories` prices the memories Yosys maps to logic or distributed RAM); on
 a residual tiny_resnet top (4-bit, 8 channels) the model predicted 25,922 LUT and 6,415
 FF against 26,079 and 6,378 from ``synth_ecp5``, and 8 SB_RAM40_4K as ``synth_ice40``
 used.
@@ -58,6 +60,7 @@ __all__ = [
     "Estimate",
     "StageEstimate",
     "estimate_top",
+    "logic_cells",
     "lut_of",
     "top_features",
 ]
@@ -127,8 +130,9 @@ class _Count:
     bits: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FEATURES, 0.0))
     ff: int = 0
     dsp: int = 0
-    #: ``(depth, width)`` of each memory (the residual adds' FIFOs).
-    memories: list[tuple[int, int]] = field(default_factory=list)
+    #: ``(depth, width, columns)`` of each memory (the residual adds' FIFOs, line
+    #: buffers); ``columns``: the data bits something reads (``None``: all of them).
+    memories: list[tuple[int, int, tuple[int, ...] | None]] = field(default_factory=list)
 
     def add(self, feature: str, amount: float) -> None:
         self.bits[feature] += amount
@@ -312,18 +316,40 @@ def _dot(count: _Count, dot: Any, live: _Live, cost: LayerCost) -> None:
         _folded(count, dot, live)
 
 
-def _conv_taps(engine: Any, live: _Live, elem_bits: int) -> int:
-    """Line-buffer and window register bits kept: per input channel, the taps up to the
-    oldest one a kept weight reads (the taps are one shift chain)."""
+def _conv_taps(
+    engine: Any, live: _Live, elem_bits: int
+) -> tuple[int, tuple[int, int, tuple[int, ...]] | None]:
+    """Line-buffer and window register bits kept, and the row delays' memory ``(depth,
+    width, columns)`` (``None``: the delays are registers, or no kept channel needs one).
+    Per input channel, the taps up to the oldest one a kept weight reads: all of them
+    when the taps are one shift chain; with the row delays in a memory, the window taps
+    up to it as registers and, in the memory, its bits of each row delay it passes (the
+    word is :func:`rtl_gen.engines._row_delays`'s: delay ``g``'s pixel at ``g·C``
+    elements, channel ``ci`` at ``ci``)."""
     from rtl_gen.engines import window_order
 
     assert live.inputs is not None
     oldest = np.full(engine.channels, -1)
-    order = window_order(engine.channels, engine.kernel, engine.padded[1])
+    wp, k = engine.padded[1], engine.kernel
+    order = window_order(engine.channels, k, wp)
     for (tap, ci), flag in zip(order, live.inputs.tolist(), strict=True):
         if flag:
             oldest[ci] = max(oldest[ci], tap)
-    return int((oldest + 1).sum()) * elem_bits
+    if not engine.line_memory:
+        return int((oldest + 1).sum()) * elem_bits, None
+    used = oldest >= 0
+    row, column = np.where(used, oldest // wp, 0), np.where(used, oldest % wp, -1)
+    registers = int((row * k + column + 1).sum()) * elem_bits
+    c = engine.channels
+    columns = tuple(
+        (g * c + ci) * elem_bits + b
+        for g in range(k - 1)
+        for ci in range(c)
+        if row[ci] > g
+        for b in range(elem_bits)
+    )
+    width = (k - 1) * c * elem_bits
+    return registers, ((engine.line_depth, width, columns) if columns else None)
 
 
 def _linear_buffer(engine: Any, live: _Live, elem_bits: int) -> int:
@@ -355,8 +381,11 @@ def _engine(engine: Any, live: _Live, cost: LayerCost | None) -> _Count:
     if isinstance(engine, ConvEngine | LinearEngine):
         assert cost is not None
         if isinstance(engine, ConvEngine):
-            count.ff += _conv_taps(engine, live, in_elem)
-            count.ff += 2 * max(1, max(engine.padded).bit_length()) + 1
+            registers, memory = _conv_taps(engine, live, in_elem)
+            count.ff += registers + 2 * max(1, max(engine.padded).bit_length()) + 1
+            if memory is not None:  # its write and read-ahead pointers
+                count.ff += 2 * max(1, (engine.line_depth - 1).bit_length())
+                count.memories.append(memory)
             count.add("mux", in_elem * elems_in)  # the padding zero
         else:
             count.ff += _linear_buffer(engine, live, in_elem)
@@ -381,7 +410,7 @@ def _engine(engine: Any, live: _Live, cost: LayerCost | None) -> _Count:
         _requant(count, acc, engine.shift, out_elem, kept)
     elif isinstance(engine, SkipFifo):
         count.ff += 3 * max(1, engine.depth.bit_length()) + 1  # pointers, count, valid
-        count.memories.append((engine.depth, engine.layout.size))
+        count.memories.append((engine.depth, engine.layout.size, None))
     else:  # ReLU: a clamp at zero and at the top of the range
         count.add("cmp", 2 * kept * in_elem)
         count.add("mux", kept * out_elem)
@@ -410,14 +439,71 @@ BRAM_SHAPES = {
 ECP5_DISTRIBUTED_DEPTH = 32
 
 
-def bram_blocks(depth: int, width: int, family: str) -> int:
+def bram_blocks(depth: int, width: int, family: str, columns: tuple[int, ...] | None = None) -> int:
     """Blocks of ``family``'s block RAM a ``depth x width`` memory takes, in the shape
     that needs fewest (a memory wider than one block takes blocks side by side); 0 for
     an ECP5 memory of at most :data:`ECP5_DISTRIBUTED_DEPTH` words (distributed RAM,
-    which neither synthesis's LUT figure nor this model's counts)."""
+    which neither synthesis's LUT figure nor this model's counts). With ``columns`` (the
+    data bits something reads) only the blocks holding one of them: Yosys maps the
+    whole width, then removes the blocks nothing reads (seen on iCE40: 12 of the 16
+    SB_RAM40_4K of a digits-cnn line buffer of 256 bits)."""
     if family == "ecp5" and depth <= ECP5_DISTRIBUTED_DEPTH:
         return 0
-    return min(-(-depth // d) * -(-width // w) for d, w in BRAM_SHAPES[family])
+    d, w = min(BRAM_SHAPES[family], key=lambda shape: -(-depth // shape[0]) * -(-width // shape[1]))
+    side = -(-width // w) if columns is None else len({bit // w for bit in columns})
+    return -(-depth // d) * side
+
+
+#: Yosys's ``memory_libmap`` cost of one SB_RAM40_4K (``ice40/brams.txt``); a memory of
+#: at most this many bits per block it would take is cheaper as logic (a bit of soft RAM
+#: costs one), and becomes flip-flops: seen for a 3 x 48-bit line buffer (``synth_ice40``).
+ICE40_BRAM_COST = 64
+
+
+def _memories(count: _Count, family: str) -> int:
+    """Block RAMs of ``count``'s memories, adding to ``count`` what the others cost: an
+    iCE40 memory cheaper as logic is its words and its read register in flip-flops and a
+    read select per word; an ECP5 memory in distributed RAM keeps its synchronous read
+    register in flip-flops (the RAM's LUTs are not LUT4 cells, see :func:`bram_blocks`).
+    An iCE40 memory in SB_RAM40_4K also costs about a flip-flop and a select per bit
+    read: measured on the 2-bit digits-cnn top with its first two line buffers in 13
+    blocks, ``synth_ice40`` used 256 LUT and 326 FF more than the model without them
+    (most likely Yosys's logic around the block's read port; not traced further)."""
+    blocks = 0
+    for depth, width, columns in count.memories:
+        used = width if columns is None else len(columns)
+        if family == "ice40" and depth * width <= ICE40_BRAM_COST * bram_blocks(
+            depth, width, family
+        ):
+            count.ff += (depth + 1) * used
+            count.add("mux", (depth - 1) * used)
+        elif family == "ecp5" and depth <= ECP5_DISTRIBUTED_DEPTH:
+            count.ff += used
+        else:
+            blocks += bram_blocks(depth, width, family, columns)
+            if family == "ice40":  # a flip-flop and a select per bit read, see above
+                count.ff += used
+                count.add("mux", used)
+    return blocks
+
+
+#: Placed logic cells (nextpnr's ``ICESTORM_LC`` / ``TRELLIS_COMB``) per synthesised LUT4
+#: and per flip-flop. iCE40: a LUT and a flip-flop share a cell only when the LUT drives
+#: the flip-flop alone, which these tops rarely allow (shift chains, slots, held vectors):
+#: placed 707 and 1,181 cells for the test top unrolled and folded (462 + 242, 723 + 428
+#: LUT + FF with the pin wrapper) and 12,097 for the 2-bit digits-cnn top with its line
+#: buffers in block RAM (6,525 + 5,395 synthesised, without the wrapper). ECP5: a slice's
+#: two flip-flops take inputs of their own, but the residual tiny_resnet top (4-bit, 8
+#: channels) placed 35,475 TRELLIS_COMB for 26,081 LUT4 (CCU2C counted as two): 1.36.
+CELLS_PER = {"ice40": {"lut": 1.0, "ff": 1.0}, "ecp5": {"lut": 1.36, "ff": 0.0}}
+
+
+def logic_cells(lut: int, ff: int, family: str) -> int:
+    """Logic cells a top of ``lut`` LUT4 and ``ff`` flip-flops takes once placed on
+    ``family`` (:data:`CELLS_PER`); the device has as many as its LUT4s."""
+    _check_family(family)
+    per = CELLS_PER[family]
+    return round(per["lut"] * lut + per["ff"] * ff)
 
 
 def lut_of(features: Mapping[str, float], family: str) -> float:
@@ -504,7 +590,7 @@ def estimate_top(
     use_dsp = dsp if dsp is not None else family == "ecp5"
     stages = []
     for layer, kind, fold, count in top_features(top, model, costs=costs):
-        bram = sum(bram_blocks(depth, width, family) for depth, width in count.memories)
+        bram = _memories(count, family)
         if use_dsp:
             count.bits["mul"] = 0.0  # the multipliers are DSP blocks
         else:

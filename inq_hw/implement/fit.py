@@ -9,11 +9,13 @@ of :mod:`rtl_gen.timing`:
   option's resources are those of its engine in the model, and its *stage interval* the
   cycles per image of that engine alone, fed without gaps and never stalled.
 * For a target interval ``T``, each layer takes its cheapest option (fewest predicted
-  LUTs, then FFs) whose stage interval is at most ``T``: a balanced pipeline, as FINN's
-  ``target_fps`` folding or hls4ml's reuse factor, but searched. The top's interval is
+  placed logic cells, then LUTs, then FFs) whose stage interval is at most ``T``: a
+  balanced pipeline, as FINN's ``target_fps`` folding or hls4ml's reuse factor, but
+  searched. The top's interval is
   then measured exactly (:meth:`rtl_gen.dataflow.DataflowTop.timing`).
 * Without ``fps``: the smallest ``T`` whose design fits the device with the margin
-  (predicted LUTs and FFs at most ``margin`` of the device's, DSPs and block RAMs at most
+  (predicted LUTs, FFs and placed logic cells, :func:`inq_hw.cost.fpga.logic_cells`, at
+  most ``margin`` of the device's, DSPs and block RAMs at most
   the device's): the highest throughput that fits.
 * With ``fps``: the largest ``T`` whose measured interval still gives ``fps`` images per
   second at the clock (``clock / interval``): the least area that reaches it, checked
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inq_hw.cost.fpga import estimate_top, layer_costs
+from inq_hw.cost.fpga import estimate_top, layer_costs, logic_cells
 from inq_hw.errors import ConfigError
 from inq_hw.implement.devices import DEVICES, Device, get_device
 
@@ -98,6 +100,7 @@ class Fit:
     share: dict[str, float | None]
     stage_intervals: dict[str, int] = field(default_factory=dict)
     candidates: int = 0
+    line_buffer: str = "auto"
 
     @property
     def images_per_second(self) -> float:
@@ -116,9 +119,10 @@ class _Option:
     interval: int
     resources: dict[str, int]
 
-    @property
-    def area(self) -> tuple[int, int]:
-        return self.resources["lut"], self.resources["ff"]
+    def area(self, family: str) -> tuple[int, int, int]:
+        """Placed logic cells (:func:`inq_hw.cost.fpga.logic_cells`), then LUTs, FFs."""
+        lut, ff = self.resources["lut"], self.resources["ff"]
+        return logic_cells(lut, ff, family), lut, ff
 
 
 def _folds(outputs: int) -> list[int]:
@@ -166,14 +170,20 @@ class _Search:
         baseline: str | None,
         pipeline: int,
         dsp: bool | None,
+        line_buffer: str = "auto",
     ) -> None:
         from rtl_gen.dataflow import build_dataflow
 
         self.model, self.family, self.baseline, self.dsp = model, family, baseline, dsp
+        self.line_buffer = line_buffer
         self.layers = [layer.name for layer in model.weight_layers()]
         self.stages = dict.fromkeys(self.layers, pipeline) if pipeline else None
         self.build = lambda folding: build_dataflow(
-            model, baseline=baseline, folding=folding, pipeline=self.stages
+            model,
+            baseline=baseline,
+            folding=folding,
+            pipeline=self.stages,
+            line_buffer=line_buffer,
         )
         base = self.build({})
         self.costs = layer_costs(base, model)
@@ -220,7 +230,8 @@ class _Search:
         folding, intervals = {}, {}
         total = {key: self.fixed.get(key, 0) for key in _RESOURCES}
         for name, options in self.options.items():
-            best = min((o for o in options if o.interval <= target), key=lambda o: o.area)
+            within = (o for o in options if o.interval <= target)
+            best = min(within, key=lambda o: o.area(self.family))
             folding[name], intervals[name] = best.fold, best.interval
             for key in _RESOURCES:
                 total[key] += best.resources[key]
@@ -228,9 +239,11 @@ class _Search:
 
 
 def _fits(used: Mapping[str, int], device: Device, margin: float) -> bool:
+    cells = logic_cells(used["lut"], used["ff"], device.family)
     return (
         used["lut"] <= margin * device.lut
         and used["ff"] <= margin * device.ff
+        and cells <= margin * device.lut
         and used["dsp"] <= device.dsp
         and used["bram"] <= device.bram
     )
@@ -255,8 +268,9 @@ def _check(fps: float | None, clock_mhz: float | None, margin: float) -> None:
         raise FitError(f"The margin must be a fraction in (0, 1], not {margin!r}")
 
 
-def _need(used: Mapping[str, int]) -> str:
-    return f"{used['lut']:,} LUT, {used['ff']:,} FF" + (
+def _need(used: Mapping[str, int], family: str) -> str:
+    cells = logic_cells(used["lut"], used["ff"], family)
+    return f"{used['lut']:,} LUT, {used['ff']:,} FF, {cells:,} logic cells" + (
         f", {used['dsp']} DSP" if used["dsp"] else ""
     )
 
@@ -278,8 +292,8 @@ def _no_device(
         else "none of the known devices holds it"
     )
     return FitError(
-        f"No folding fits {device.name} at {margin:.0%} of its LUTs and FFs: the smallest "
-        f"design needs {_need(used)} (predicted); {where}"
+        f"No folding fits {device.name} at {margin:.0%} of its LUTs, FFs and logic cells: "
+        f"the smallest design needs {_need(used, device.family)} (predicted); {where}"
     )
 
 
@@ -293,6 +307,7 @@ def choose_folding(
     pipeline: int = 0,
     dsp: bool | None = None,
     margin: float = DEFAULT_MARGIN,
+    line_buffer: str = "auto",
 ) -> Fit:
     """The folding of ``package``'s dataflow top for ``device`` (module docstring).
 
@@ -305,7 +320,10 @@ def choose_folding(
         baseline: ``"mult8"`` for the multiplier twin.
         pipeline: Register stages per dot stage, every weight layer.
         dsp: As for :func:`inq_hw.implement.flow.implement_rtl`.
-        margin: The share of the device's LUTs and FFs a design may fill.
+        margin: The share of the device's LUTs, FFs and logic cells (the placed cells
+            :func:`inq_hw.cost.fpga.logic_cells` predicts) a design may fill.
+        line_buffer: Where the convolutions' row delays go, as for
+            :func:`rtl_gen.dataflow.build_dataflow` (not searched).
 
     Raises:
         FitError: Bad arguments, or nothing meets the budget (the message says what would).
@@ -315,8 +333,12 @@ def choose_folding(
     part = get_device(device)
     _check(fps, clock_mhz, margin)
     clock = float(clock_mhz) if clock_mhz is not None else DEFAULT_CLOCK_MHZ[part.family]
+    from rtl_gen.engines import line_buffer_in_memory
+
+    line_buffer_in_memory(0, line_buffer)  # refuse an unknown kind at once
+    options = {"baseline": baseline, "pipeline": pipeline, "dsp": dsp, "line_buffer": line_buffer}
     with _unelaborated():
-        return _choose(_load(package), part, fps, clock, margin, baseline, pipeline, dsp)
+        return _choose(_load(package), part, fps, clock, margin, options)
 
 
 def _choose(
@@ -325,11 +347,8 @@ def _choose(
     fps: float | None,
     clock: float,
     margin: float,
-    baseline: str | None,
-    pipeline: int,
-    dsp: bool | None,
+    options: dict[str, Any],
 ) -> Fit:
-    options: dict[str, Any] = {"baseline": baseline, "pipeline": pipeline, "dsp": dsp}
     search = _Search(model, part.family, **options)
     targets = search.targets()
     smallest = search.design(targets[-1])[1]
@@ -372,6 +391,7 @@ def _result(
         share=part.shares(used),  # type: ignore[arg-type]
         stage_intervals=intervals,
         candidates=search.priced,
+        line_buffer=search.line_buffer,
     )
 
 
@@ -394,6 +414,7 @@ def predict_rtl(
             pipeline={e["layer"]: int(e["pipeline"]) for e in weight},
             adder_graph=params.get("adder_graph"),
             max_depth=params.get("max_depth"),
+            line_buffer=params.get("line_buffer", "regs"),  # older manifests: registers
         )
         estimate = estimate_top(built, model, family, dsp=dsp)
         del built

@@ -369,11 +369,13 @@ def implement_package(
     folding: dict[str, int] | None = None,
     pipeline: int | Mapping[str, int] = 0,
     fit: Any = None,
+    line_buffer: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Implement ``package``'s dataflow top: the one in ``rtl_dir`` (checked to come from
-    this package), else one generated into ``OUT_DIR/rtl`` with ``baseline``, ``folding``
-    and ``pipeline`` (stages for every weight layer, or per layer name); ``options`` go
+    this package), else one generated into ``OUT_DIR/rtl`` with ``baseline``, ``folding``,
+    ``pipeline`` (stages for every weight layer, or per layer name) and ``line_buffer``
+    (default: the fit's, else :data:`rtl_gen.engines.DEFAULT_LINE_BUFFER`); ``options`` go
     to :func:`implement_rtl`. The results (and ``implementation.json``) also hold the
     resource model's prediction for the top (``predicted``, with its error against
     synthesis) and ``fit``, the :class:`inq_hw.implement.fit.Fit` that chose the folding,
@@ -389,8 +391,11 @@ def implement_package(
     suffix = f"-{baseline}" if baseline else ""
     out = Path(out_dir) if out_dir is not None else package / f"implement-{device}{suffix}"
     if rtl_dir is None:
+        from rtl_gen.engines import DEFAULT_LINE_BUFFER
+
         rtl = out / "rtl"
-        _generate(package, rtl, baseline, folding, pipeline)
+        buffers = line_buffer or (fit.line_buffer if fit is not None else DEFAULT_LINE_BUFFER)
+        _generate(package, rtl, baseline, folding, pipeline, buffers)
     else:
         rtl = Path(rtl_dir)
     top = dataflow_top(rtl)
@@ -432,6 +437,7 @@ def _generate(
     baseline: str | None,
     folding: dict[str, int] | None,
     pipeline: int | Mapping[str, int],
+    line_buffer: str,
 ) -> None:
     from inq_hw.intmodel.package import load_package
     from rtl_gen.dataflow import generate_dataflow
@@ -440,7 +446,12 @@ def _generate(
         layers = load_package(package).weight_layers()
         pipeline = {layer.name: pipeline for layer in layers} if pipeline else {}
     generate_dataflow(
-        package, rtl, baseline=baseline, folding=folding, pipeline=dict(pipeline) or None
+        package,
+        rtl,
+        baseline=baseline,
+        folding=folding,
+        pipeline=dict(pipeline) or None,
+        line_buffer=line_buffer,
     )
 
 
