@@ -110,6 +110,26 @@ def test_bad_executor_options_are_one_line_errors(tmp_path: Path, cli: Cli) -> N
     assert not (tmp_path / "out").exists()
 
 
+def test_an_address_nothing_listens_at_is_refused_at_once(tmp_path: Path, cli: Cli) -> None:
+    """Ray would retry such an address for minutes; the sweep says so in one line first."""
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    path, out = _write(tmp_path, "[grid]\nbits = [2]\n"), str(tmp_path / "out")
+    for address, message in [
+        (f"127.0.0.1:{port}", f"Cannot join the Ray cluster at 127.0.0.1:{port}: "),
+        ("nohost", "--address must be host:port, ray://host:port or auto, not 'nohost'"),
+    ]:
+        code, _, err = cli(
+            "sweep", str(path), "--out", out, "--executor", "ray", "--address", address
+        )
+        assert code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_failed_stage_fails_its_points_in_one_line(tmp_path: Path, cli: Cli) -> None:
     """A stage that fails in a worker (here FP32 training, its data set missing) fails the
     points that need it; sweep.json records why, and the exit code is 2."""
@@ -306,3 +326,57 @@ def _stage_files(out: Path) -> dict[str, bytes]:
     """Every file of every stage but result.json (which holds the stage's time)."""
     files = sorted(p for p in (out / "stages").rglob("*") if p.is_file())
     return {str(p.relative_to(out)): p.read_bytes() for p in files if p.name != "result.json"}
+
+
+@pytest.mark.hw
+@pytest.mark.dist
+def test_a_sweep_joins_a_running_cluster_by_address(
+    killed_then_continued: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``ray start --head`` is a cluster of its own (GCS, raylet, workers not forked by the
+    driver) that asks for a token; ``--address`` without ``RAY_AUTH_MODE=token`` is refused
+    in one line, with it the sweep joins, ships the driver's code and gives the pool's."""
+    pytest.importorskip("ray")
+    import secrets
+    import socket
+    import sys
+
+    ray_cli = Path(sys.executable).with_name("ray")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tmp_path = tmp_path_factory.mktemp("cluster")
+    _write(tmp_path, TINY)
+    env = {k: v for k, v in cli_env().items() if not k.startswith("RAY_")}
+    env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # not the machine's ~/.ray/auth_token
+    head = [str(ray_cli), "start", "--head", "--port", str(port), "--num-cpus", "2"]
+    head += ["--include-dashboard", "false", "--disable-usage-stats"]
+    started = subprocess.run(head, capture_output=True, text=True, env=env, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        address = f"127.0.0.1:{port}"
+        command = _sweep(tmp_path, "joined", "--executor", "ray", "--address", address)
+        refused = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=300, check=False
+        )
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        (line,) = [x for x in refused.stderr.splitlines() if x.startswith("inq-hw sweep: error")]
+        assert f"Cannot join the Ray cluster at {address}" in line
+        assert "RAY_AUTH_MODE=token" in line and "Traceback" not in refused.stderr
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env={**env, "RAY_AUTH_MODE": "token"},
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, env=env, timeout=120)
+    joined = json.loads((tmp_path / "joined" / "sweep.json").read_text())
+    assert joined["executor"]["address"] == address
+    pool = killed_then_continued["out"]
+    pool_sweep = json.loads((pool / "sweep.json").read_text())
+    assert _deterministic(joined) == _deterministic(pool_sweep)
+    assert _stage_files(tmp_path / "joined") == _stage_files(pool)

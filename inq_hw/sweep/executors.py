@@ -14,6 +14,7 @@ store once and passed by reference, so a cluster node fetches them from the stor
 import concurrent.futures
 import multiprocessing
 import os
+import socket
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -102,7 +103,11 @@ class RayExecutor:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = not ray.is_initialized()
         if self._started:
-            ray.init(**self._init_options(jobs))
+            _probe(self.address)
+            try:
+                ray.init(**self._init_options(jobs))
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                raise SweepError(_join_error(self.address, error)) from None
         self.jobs = jobs or int(ray.cluster_resources().get("CPU", 1))
         self._task = ray.remote(compute_stage)
         self._refs: dict[Payload, Any] = {}
@@ -148,6 +153,38 @@ class RayExecutor:
         self._refs.clear()
         if self._started:
             self._ray.shutdown()
+
+
+def _probe(address: str | None, timeout_s: float = 10.0) -> None:
+    """Refuse, in one line, a ``host:port`` address where nothing listens: Ray itself keeps
+    retrying such an address for minutes before it gives up."""
+    if not address or "://" in address or address in ("auto", "local"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SweepError(f"--address must be host:port, ray://host:port or auto, not {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise SweepError(f"Cannot join the Ray cluster at {address}: {error}") from None
+
+
+def _join_error(address: str | None, error: BaseException) -> str:
+    """The one line for a Ray cluster that could not be started or joined. A cluster of
+    ``ray start --head`` (Ray 2.5x and later) asks for a token, which Ray sends to an
+    explicit address only when ``RAY_AUTH_MODE=token`` says so."""
+    where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any("AuthToken" in str(e) or type(e).__name__ == "AuthenticationError" for e in chain):
+        return (
+            f"Cannot join {where}: it asks for a token; set RAY_AUTH_MODE=token (the token "
+            "from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
+        )
+    return f"Cannot join {where}: {_first_line(error)}"
 
 
 def _first_line(error: BaseException) -> str:
