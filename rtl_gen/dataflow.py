@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -93,6 +93,7 @@ from rtl_gen.timing import (
     LinearTiming,
     PassTiming,
     PipelineTiming,
+    PipeTiming,
     PoolTiming,
     Timing,
     UnrolledDotTiming,
@@ -102,6 +103,7 @@ from rtl_gen.units import ADDER_GRAPHS, BASELINES, DEFAULT_ADDER_GRAPH, ConstDot
 
 __all__ = [
     "DataflowTop",
+    "argmax_rounds",
     "build_dataflow",
     "cap_folding",
     "dataflow_design",
@@ -598,8 +600,11 @@ class DataflowTop(wiring.Component):
         adder_graph: str = DEFAULT_ADDER_GRAPH,
         max_depth: int | None = None,
         line_buffer: str = DEFAULT_LINE_BUFFER,
+        argmax_stages: int = 0,
     ) -> None:
         self.stages, self.first, self.last = stages, first, last
+        #: Register stages of the argmax after the last engine (0: combinational).
+        self.argmax_stages = argmax_stages
         #: The unrolled layers' adder graph and depth limit (folded layers have none).
         self.adder_graph, self.max_depth = adder_graph, max_depth
         #: The line buffers asked for (each convolution's choice is in its ``info``).
@@ -636,13 +641,24 @@ class DataflowTop(wiring.Component):
             else:
                 _fork(m, out, ports)
         last = engines[-1].o
-        logits = last.payload
-        m.d.comb += [
-            self.o.valid.eq(last.valid),
-            last.ready.eq(self.o.ready),
-            self.o.payload.logits.eq(logits),
-            self.o.payload.label.eq(_argmax(m, logits)),
-        ]
+        if not self.argmax_stages:
+            label, logits = _argmax(m, last.payload)
+            m.d.comb += [self.o.valid.eq(last.valid), last.ready.eq(self.o.ready)]
+        else:  # the tournament's rounds registered, all advancing together (PipeTiming)
+            advance = Signal()
+            valid = [Signal(name=f"argmax_valid{r}") for r in range(self.argmax_stages)]
+            label, logits = _argmax(m, last.payload, advance)
+            m.d.comb += [
+                advance.eq(~valid[-1] | self.o.ready),
+                last.ready.eq(advance),
+                self.o.valid.eq(valid[-1]),
+            ]
+            with m.If(advance):
+                m.d.sync += [
+                    valid[0].eq(last.valid),
+                    *(valid[r].eq(valid[r - 1]) for r in range(1, len(valid))),
+                ]
+        m.d.comb += [self.o.payload.logits.eq(logits), self.o.payload.label.eq(label)]
         return m
 
     def timing(self) -> Timing:
@@ -651,7 +667,14 @@ class DataflowTop(wiring.Component):
 
     def timing_model(self) -> PipelineTiming:
         """A fresh cycle-exact control model of the whole top (reset state)."""
-        return _timing_model(self.stages)
+        model = _timing_model(self.stages)
+        if not self.argmax_stages:
+            return model
+        return PipelineTiming(
+            [*model.engines, PipeTiming(self.argmax_stages)],
+            model.skips,
+            [*model.inputs, len(model.engines) - 1],
+        )
 
 
 def _fork(m: Module, out: Any, ports: list[Any]) -> None:
@@ -672,20 +695,59 @@ def _all(values: list[Any]) -> Any:
     return result
 
 
-def _argmax(m: Module, values: Any) -> Signal:
-    """Index of the first maximum: a chain of comparisons, strict ``>``."""
-    best_value, best_index = values[0], Signal(unsigned(max(1, ceil_log2(len(values)))))
-    m.d.comb += best_index.eq(0)
-    for n in range(1, len(values)):
-        value = Signal.like(values[0], name=f"max{n}")
-        index = Signal.like(best_index, name=f"argmax{n}")
-        greater = values[n] > best_value
-        m.d.comb += [
-            value.eq(Mux(greater, values[n], best_value)),
-            index.eq(Mux(greater, n, best_index)),
-        ]
-        best_value, best_index = value, index
-    return best_index
+def argmax_rounds(elems: int) -> int:
+    """Rounds of the argmax tournament over ``elems`` logits: the register stages a
+    pipelined top puts after its last engine (:class:`DataflowTop`)."""
+    return ceil_log2(elems) if elems > 1 else 0
+
+
+def _argmax(m: Module, values: Any, advance: Any = None) -> tuple[Signal, Any]:
+    """Index of the first maximum, by a balanced tournament of :func:`argmax_rounds`
+    rounds (a chain of ``n - 1`` comparisons was the top's critical path on ECP5): in each
+    pair the right entry, whose indices all follow the left's, wins only when strictly
+    greater, so ties keep the lowest index, as ``numpy.argmax``. With ``advance`` every
+    round's results, and the logits beside them, are registered in cycles of ``advance``;
+    returns the label and the logits that go with it."""
+    width = max(1, ceil_log2(len(values)))
+    entries: list[tuple[Any, Any]] = [(values[n], Const(n, width)) for n in range(len(values))]
+    logits, level = values, 0
+    while len(entries) > 1:
+        paired: list[tuple[Any, Any]] = []
+        for j in range(0, len(entries) - 1, 2):
+            (left, left_index), (right, right_index) = entries[j], entries[j + 1]
+            value = Signal.like(values[0], name=f"max{level}_{j // 2}")
+            index = Signal(unsigned(width), name=f"argmax{level}_{j // 2}")
+            greater = right > left
+            m.d.comb += [
+                value.eq(Mux(greater, right, left)),
+                index.eq(Mux(greater, right_index, left_index)),
+            ]
+            paired.append((value, index))
+        if len(entries) % 2:
+            paired.append(entries[-1])
+        if advance is not None:
+            paired, logits = _register_round(m, paired, logits, advance, level)
+        entries, level = paired, level + 1
+    best = Signal(unsigned(width))
+    m.d.comb += best.eq(entries[0][1])
+    return best, logits
+
+
+def _register_round(
+    m: Module, entries: list[tuple[Any, Any]], logits: Any, advance: Any, level: int
+) -> tuple[list[tuple[Any, Any]], Any]:
+    """A pipelined argmax round's registers: its entries and the logits."""
+    held = []
+    for j, (value, index) in enumerate(entries):
+        value_reg = Signal.like(value, name=f"max{level}_{j}_q")
+        index_reg = Signal.like(index, name=f"argmax{level}_{j}_q")
+        held.append((value_reg, index_reg))
+    logits_reg = Signal(logits.shape(), name=f"logits{level}_q")
+    with m.If(advance):
+        for (value, index), (value_reg, index_reg) in zip(entries, held, strict=True):
+            m.d.sync += [value_reg.eq(value), index_reg.eq(index)]
+        m.d.sync += logits_reg.eq(logits)
+    return held, logits_reg
 
 
 def parse_folds(items: list[str]) -> dict[str, int]:
@@ -747,8 +809,17 @@ def build_dataflow(
     graph = _DotChoice(1, 0, adder_graph, max_depth, line_buffer)
     stages, first, last = _stages(model, baseline, dict(folding or {}), dict(pipeline or {}), graph)
     resolved = adder_graph or ("tree" if baseline else DEFAULT_ADDER_GRAPH)
+    # A pipelined top registers each argmax round too: unregistered, the tournament is the
+    # longest path left once the dot stages are cut (33 MHz on ECP5, 2-bit digits-cnn).
+    pipelined = any(stage > 0 for stage in (pipeline or {}).values())
     return DataflowTop(
-        stages, first, last, adder_graph=resolved, max_depth=max_depth, line_buffer=line_buffer
+        stages,
+        first,
+        last,
+        adder_graph=resolved,
+        max_depth=max_depth,
+        line_buffer=line_buffer,
+        argmax_stages=argmax_rounds(last.elems) if pipelined else 0,
     )
 
 
@@ -798,6 +869,7 @@ def dataflow_params(top: DataflowTop, baseline: str | None) -> dict[str, Any]:
         "adder_graph": top.adder_graph,
         "max_depth": top.max_depth,
         "line_buffer": top.line_buffer,
+        "argmax_stages": top.argmax_stages,
         "engines": [stage.info for stage in top.stages],
         "input": {**first.fmt.to_dict(), "beats": first.beats, "elems": first.elems},
         "output": {

@@ -31,6 +31,7 @@ __all__ = [
     "FoldedDotTiming",
     "LinearTiming",
     "PassTiming",
+    "PipeTiming",
     "PipelineTiming",
     "PoolTiming",
     "UnrolledDotTiming",
@@ -210,6 +211,26 @@ class PassTiming(_Slotted):
         self._update_slot(in_valid and free, out_ready)
 
 
+class PipeTiming:
+    """Register stages after the last engine (the top's pipelined argmax), all shifting in
+    a cycle where the last is clear or taken, as :class:`UnrolledDotTiming`'s."""
+
+    def __init__(self, stages: int) -> None:
+        if stages < 1:
+            raise ValueError("A pipe has at least one stage")
+        self.valid = [False] * stages
+
+    def in_ready(self, out_ready: bool) -> bool:
+        return not self.valid[-1] or out_ready
+
+    def out_valid(self) -> bool:
+        return self.valid[-1]
+
+    def step(self, in_valid: bool, out_ready: bool) -> None:
+        if self.in_ready(out_ready):
+            self.valid = [in_valid, *self.valid[:-1]]
+
+
 #: The depth of a FIFO that never fills (:func:`rtl_gen.dataflow` sizes its FIFOs with
 #: it: the deepest any write needs, without stalls).
 UNBOUNDED = 1 << 40
@@ -257,7 +278,9 @@ class AddTiming(_Slotted):
         self._update_slot(in_valid and skip_valid and self._free(out_ready), out_ready)
 
 
-EngineTiming = ConvTiming | LinearTiming | PoolTiming | PassTiming | AddTiming | FifoTiming
+EngineTiming = (
+    ConvTiming | LinearTiming | PoolTiming | PassTiming | AddTiming | FifoTiming | PipeTiming
+)
 
 
 @dataclass

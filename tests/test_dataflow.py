@@ -34,6 +34,7 @@ from inq_hw.intmodel.layers import (
 )
 from rtl_gen.dataflow import (
     DataflowTop,
+    argmax_rounds,
     build_dataflow,
     dataflow_design,
     expand_folding,
@@ -275,9 +276,14 @@ def test_timing_without_stalls_matches_the_design_parameters(
 
 def test_unrolled_pipeline_stages_add_their_depth_to_the_latency() -> None:
     model = small_cnn()
-    flat = build_dataflow(model).timing()
-    deep = build_dataflow(model, pipeline={"c1": 1, "c2": 2, "f1": 3, "f2": 4}).timing()
-    assert deep.latency == flat.latency + 10 and deep.interval == flat.interval
+    """... and a pipelined top registers each of its argmax's rounds."""
+    flat_top = build_dataflow(model)
+    deep_top = build_dataflow(model, pipeline={"c1": 1, "c2": 2, "f1": 3, "f2": 4})
+    assert flat_top.argmax_stages == 0
+    rounds = argmax_rounds(flat_top.last.elems)
+    assert deep_top.argmax_stages == rounds == (flat_top.last.elems - 1).bit_length() > 0
+    flat, deep = flat_top.timing(), deep_top.timing()
+    assert deep.latency == flat.latency + 10 + rounds and deep.interval == flat.interval
 
 
 def test_a_changed_weight_is_caught() -> None:

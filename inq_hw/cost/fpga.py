@@ -418,12 +418,17 @@ def _engine(engine: Any, live: _Live, cost: LayerCost | None) -> _Count:
 
 
 def _argmax(top: Any) -> _Count:
-    """:func:`rtl_gen.dataflow._argmax`: a chain of comparisons and selects."""
+    """:func:`rtl_gen.dataflow._argmax`: a tournament of comparisons and selects, each
+    round's survivors and the logits registered in a pipelined top."""
     count = _Count()
     bits, elems = top.last.fmt.bits, top.last.elems
     index = max(1, (elems - 1).bit_length())
     count.add("cmp", (elems - 1) * bits)
     count.add("mux", (elems - 1) * (bits + index))
+    left = elems
+    for _ in range(top.argmax_stages):
+        left = (left + 1) // 2
+        count.ff += left * (bits + index) + elems * bits + 1
     return count
 
 
