@@ -114,6 +114,8 @@ __all__ = [
 ]
 
 MAX_STAGES = 16
+#: Beats of the FIFO behind each port of a pipelined top (two: one beat per cycle).
+PORT_SLICE_DEPTH = 2
 
 
 @dataclass(frozen=True)
@@ -601,10 +603,14 @@ class DataflowTop(wiring.Component):
         max_depth: int | None = None,
         line_buffer: str = DEFAULT_LINE_BUFFER,
         argmax_stages: int = 0,
+        registered_ports: bool = False,
     ) -> None:
         self.stages, self.first, self.last = stages, first, last
         #: Register stages of the argmax after the last engine (0: combinational).
         self.argmax_stages = argmax_stages
+        #: Whether a :data:`PORT_SLICE_DEPTH`-beat FIFO sits behind ``i`` and before ``o``,
+        #: so that no combinational path runs from a port through the engines' ready chain.
+        self.registered_ports = registered_ports
         #: The unrolled layers' adder graph and depth limit (folded layers have none).
         self.adder_graph, self.max_depth = adder_graph, max_depth
         #: The line buffers asked for (each convolution's choice is in its ``info``).
@@ -627,13 +633,23 @@ class DataflowTop(wiring.Component):
         engines = [stage.engine for stage in self.stages]
         for n, engine in enumerate(engines):
             m.submodules[f"engine{n}"] = engine
+        source_in: Any = wiring.flipped(self.i)
+        if self.registered_ports:  # the top's i.ready from a register, not the engines'
+            m.submodules.in_slice = in_slice = SkipFifo(self.i.payload.shape(), PORT_SLICE_DEPTH)
+            wiring.connect(m, wiring.flipped(self.i), in_slice.i)
+            source_in = in_slice.o
+        sink: Any = self.o
+        if self.registered_ports:  # and o.ready into a register, not into the engines
+            m.submodules.out_slice = out_slice = SkipFifo(self.out_layout, PORT_SLICE_DEPTH)
+            wiring.connect(m, out_slice.o, wiring.flipped(self.o))
+            sink = out_slice.i
         readers: dict[int, list[Any]] = {n: [] for n in range(-1, len(engines))}
         for n, stage in enumerate(self.stages):
             readers[stage.source].append(engines[n].i)
             if stage.skip is not None:
                 readers[stage.skip].append(engines[n].skip)
         for source, ports in readers.items():
-            out = wiring.flipped(self.i) if source < 0 else engines[source].o
+            out = source_in if source < 0 else engines[source].o
             if not ports:  # the last engine: the top's output, below
                 continue
             if len(ports) == 1:
@@ -643,22 +659,22 @@ class DataflowTop(wiring.Component):
         last = engines[-1].o
         if not self.argmax_stages:
             label, logits = _argmax(m, last.payload)
-            m.d.comb += [self.o.valid.eq(last.valid), last.ready.eq(self.o.ready)]
+            m.d.comb += [sink.valid.eq(last.valid), last.ready.eq(sink.ready)]
         else:  # the tournament's rounds registered, all advancing together (PipeTiming)
             advance = Signal()
             valid = [Signal(name=f"argmax_valid{r}") for r in range(self.argmax_stages)]
             label, logits = _argmax(m, last.payload, advance)
             m.d.comb += [
-                advance.eq(~valid[-1] | self.o.ready),
+                advance.eq(~valid[-1] | sink.ready),
                 last.ready.eq(advance),
-                self.o.valid.eq(valid[-1]),
+                sink.valid.eq(valid[-1]),
             ]
             with m.If(advance):
                 m.d.sync += [
                     valid[0].eq(last.valid),
                     *(valid[r].eq(valid[r - 1]) for r in range(1, len(valid))),
                 ]
-        m.d.comb += [self.o.payload.logits.eq(logits), self.o.payload.label.eq(label)]
+        m.d.comb += [sink.payload.logits.eq(logits), sink.payload.label.eq(label)]
         return m
 
     def timing(self) -> Timing:
@@ -668,13 +684,19 @@ class DataflowTop(wiring.Component):
     def timing_model(self) -> PipelineTiming:
         """A fresh cycle-exact control model of the whole top (reset state)."""
         model = _timing_model(self.stages)
-        if not self.argmax_stages:
+        engines, inputs, skips = list(model.engines), list(model.inputs), dict(model.skips)
+        if self.argmax_stages:
+            engines, inputs = (
+                [*engines, PipeTiming(self.argmax_stages)],
+                [*inputs, len(engines) - 1],
+            )
+        if self.registered_ports:  # a FIFO before the first engine and after the last
+            inputs = [-1, *(source + 1 for source in inputs), len(engines)]
+            engines = [FifoTiming(PORT_SLICE_DEPTH), *engines, FifoTiming(PORT_SLICE_DEPTH)]
+            skips = {n + 1: source + 1 for n, source in skips.items()}
+        if len(engines) == len(model.engines):
             return model
-        return PipelineTiming(
-            [*model.engines, PipeTiming(self.argmax_stages)],
-            model.skips,
-            [*model.inputs, len(model.engines) - 1],
-        )
+        return PipelineTiming(engines, skips, inputs)
 
 
 def _fork(m: Module, out: Any, ports: list[Any]) -> None:
@@ -810,7 +832,9 @@ def build_dataflow(
     stages, first, last = _stages(model, baseline, dict(folding or {}), dict(pipeline or {}), graph)
     resolved = adder_graph or ("tree" if baseline else DEFAULT_ADDER_GRAPH)
     # A pipelined top registers each argmax round too: unregistered, the tournament is the
-    # longest path left once the dot stages are cut (33 MHz on ECP5, 2-bit digits-cnn).
+    # longest path left once the dot stages are cut (33 MHz on ECP5, 2-bit digits-cnn);
+    # then the ready chain from o to i through every engine is (92.7 MHz): its ports get
+    # FIFOs whose ready and valid are registers.
     pipelined = any(stage > 0 for stage in (pipeline or {}).values())
     return DataflowTop(
         stages,
@@ -820,6 +844,7 @@ def build_dataflow(
         max_depth=max_depth,
         line_buffer=line_buffer,
         argmax_stages=argmax_rounds(last.elems) if pipelined else 0,
+        registered_ports=pipelined,
     )
 
 
@@ -870,6 +895,7 @@ def dataflow_params(top: DataflowTop, baseline: str | None) -> dict[str, Any]:
         "max_depth": top.max_depth,
         "line_buffer": top.line_buffer,
         "argmax_stages": top.argmax_stages,
+        "registered_ports": top.registered_ports,
         "engines": [stage.info for stage in top.stages],
         "input": {**first.fmt.to_dict(), "beats": first.beats, "elems": first.elems},
         "output": {

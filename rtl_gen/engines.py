@@ -560,7 +560,7 @@ class SkipFifo(wiring.Component):
     o : Out(stream of ``layout`` beats)
     """
 
-    def __init__(self, layout: data.ArrayLayout, depth: int) -> None:
+    def __init__(self, layout: data.Layout, depth: int) -> None:
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"A FIFO needs a positive depth, not {depth!r}")
         self.layout, self.depth = layout, depth
