@@ -429,11 +429,17 @@ def _pool_windows(
     col_index, col_first, col_last, col_used = pool_tables(w, kw)
     _, row_first, row_last, row_used = pool_tables(h, kh)
     partial = [Signal(partial_layout, name=f"partial{x}") for x in range(w // kw)]
-    ox = Signal(range(max(w // kw, 2)))
-    m.d.comb += ox.eq(Array(Const(v, ox.shape()) for v in col_index)[c])
-    used = _flag_table(row_used)[r] & _flag_table(col_used)[c]
-    first = _flag_table(row_first)[r] & _flag_table(col_first)[c]
-    last = _flag_table(row_last)[r] & _flag_table(col_last)[c]
+    # The position's column and flags are registers, set from the tables for the position
+    # that comes next, so the path from them to the partials has no table lookup in it.
+    ox = Signal(range(max(w // kw, 2)), init=col_index[0])
+    used, first, last = (
+        Signal(init=int(rows[0] and cols[0]), name=name)
+        for rows, cols, name in (
+            (row_used, col_used, "used"),
+            (row_first, col_first, "first"),
+            (row_last, col_last, "last"),
+        )
+    )
     current = Array(partial)[ox]
     new = Signal(partial_layout)
     for ch in range(engine.channels):
@@ -441,14 +447,24 @@ def _pool_windows(
     fire = engine.i.valid & used & last
     free = output_slot(m, engine.o, fire, (offer(new) if offer else new).as_value())
     m.d.comb += engine.i.ready.eq(free)
+    c_next, r_next = Signal.like(c), Signal.like(r)
+    m.d.comb += [
+        c_next.eq(Mux(c == w - 1, 0, c + 1)),
+        r_next.eq(Mux(c == w - 1, Mux(r == h - 1, 0, r + 1), r)),
+    ]
     with m.If(engine.i.valid & free):
         with m.If(used), m.Switch(ox):
             for x, sig in enumerate(partial):
                 with m.Case(x):
                     m.d.sync += sig.eq(new)
-        m.d.sync += c.eq(Mux(c == w - 1, 0, c + 1))
-        with m.If(c == w - 1):
-            m.d.sync += r.eq(Mux(r == h - 1, 0, r + 1))
+        m.d.sync += [
+            c.eq(c_next),
+            r.eq(r_next),
+            ox.eq(Array(Const(v, ox.shape()) for v in col_index)[c_next]),
+            used.eq(_flag_table(row_used)[r_next] & _flag_table(col_used)[c_next]),
+            first.eq(_flag_table(row_first)[r_next] & _flag_table(col_first)[c_next]),
+            last.eq(_flag_table(row_last)[r_next] & _flag_table(col_last)[c_next]),
+        ]
 
 
 class ReLUEngine(wiring.Component):
