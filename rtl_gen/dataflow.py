@@ -609,8 +609,20 @@ class DataflowTop(wiring.Component):
         #: Register stages of the argmax after the last engine (0: combinational).
         self.argmax_stages = argmax_stages
         #: Whether a :data:`PORT_SLICE_DEPTH`-beat FIFO sits behind ``i`` and before ``o``,
-        #: so that no combinational path runs from a port through the engines' ready chain.
+        #: so that no combinational path runs from a port through the engines' ready chain,
+        #: and after each weight engine with one reader but the last (``slices``), so the
+        #: chain inside is cut into pieces of a few engines.
         self.registered_ports = registered_ports
+        self.slices: tuple[int, ...] = ()
+        if registered_ports:
+            readers = [stage.source for stage in stages] + [
+                stage.skip for stage in stages if stage.skip is not None
+            ]
+            self.slices = tuple(
+                n
+                for n, stage in enumerate(stages[:-1])
+                if stage.info["kind"] in ("conv2d", "linear") and readers.count(n) == 1
+            )
         #: The unrolled layers' adder graph and depth limit (folded layers have none).
         self.adder_graph, self.max_depth = adder_graph, max_depth
         #: The line buffers asked for (each convolution's choice is in its ``info``).
@@ -652,6 +664,11 @@ class DataflowTop(wiring.Component):
             out = source_in if source < 0 else engines[source].o
             if not ports:  # the last engine: the top's output, below
                 continue
+            if source in self.slices:
+                fifo = SkipFifo(out.payload.shape(), PORT_SLICE_DEPTH)
+                m.submodules[f"slice{source}"] = fifo
+                wiring.connect(m, out, fifo.i)
+                out = fifo.o
             if len(ports) == 1:
                 wiring.connect(m, out, ports[0])
             else:
@@ -690,13 +707,29 @@ class DataflowTop(wiring.Component):
                 [*engines, PipeTiming(self.argmax_stages)],
                 [*inputs, len(engines) - 1],
             )
-        if self.registered_ports:  # a FIFO before the first engine and after the last
-            inputs = [-1, *(source + 1 for source in inputs), len(engines)]
-            engines = [FifoTiming(PORT_SLICE_DEPTH), *engines, FifoTiming(PORT_SLICE_DEPTH)]
-            skips = {n + 1: source + 1 for n, source in skips.items()}
-        if len(engines) == len(model.engines):
+        sliced = set(self.slices)
+        if self.registered_ports:  # the input's FIFO and the output's (after the argmax)
+            sliced |= {-1, len(engines) - 1}
+        if not sliced and len(engines) == len(model.engines):
             return model
-        return PipelineTiming(engines, skips, inputs)
+        # Each sliced stream's FIFO goes right after its source; readers read the FIFO.
+        timed: list[EngineTiming] = []
+        sources: list[int] = []
+        joins: dict[int, int] = {}
+        read = {-1: -1}
+        for n, engine in [(-1, None), *enumerate(engines)]:
+            if engine is not None:
+                position = len(timed)
+                timed.append(engine)
+                sources.append(read[inputs[n]])
+                if n in skips:
+                    joins[position] = read[skips[n]]
+                read[n] = position
+            if n in sliced:
+                timed.append(FifoTiming(PORT_SLICE_DEPTH))
+                sources.append(read[n])
+                read[n] = len(timed) - 1
+        return PipelineTiming(timed, joins, sources)
 
 
 def _fork(m: Module, out: Any, ports: list[Any]) -> None:
@@ -896,6 +929,7 @@ def dataflow_params(top: DataflowTop, baseline: str | None) -> dict[str, Any]:
         "line_buffer": top.line_buffer,
         "argmax_stages": top.argmax_stages,
         "registered_ports": top.registered_ports,
+        "slices": [top.stages[n].info["layer"] for n in top.slices],
         "engines": [stage.info for stage in top.stages],
         "input": {**first.fmt.to_dict(), "beats": first.beats, "elems": first.elems},
         "output": {

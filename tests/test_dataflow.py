@@ -276,8 +276,9 @@ def test_timing_without_stalls_matches_the_design_parameters(
 
 def test_unrolled_pipeline_stages_add_their_depth_to_the_latency() -> None:
     model = small_cnn()
-    """... and a pipelined top registers each of its argmax's rounds; its ports' FIFOs
-    add latency (the input FIFO takes beats while conv1 walks the padding), not interval."""
+    """... and a pipelined top registers each of its argmax's rounds; the FIFOs at its
+    ports and after its weight engines add latency (the input FIFO takes beats while conv1
+    walks the padding), not interval."""
     flat_top = build_dataflow(model)
     deep_top = build_dataflow(model, pipeline={"c1": 1, "c2": 2, "f1": 3, "f2": 4})
     assert flat_top.argmax_stages == 0
@@ -285,7 +286,8 @@ def test_unrolled_pipeline_stages_add_their_depth_to_the_latency() -> None:
     assert deep_top.argmax_stages == rounds == (flat_top.last.elems - 1).bit_length() > 0
     assert deep_top.registered_ports and not flat_top.registered_ports
     flat, deep = flat_top.timing(), deep_top.timing()
-    deep_top.registered_ports = False
+    assert deep_top.slices and not flat_top.slices
+    deep_top.registered_ports, deep_top.slices = False, ()
     bare = deep_top.timing()
     assert bare.latency == flat.latency + 10 + rounds and deep.latency > bare.latency
     assert deep.interval == bare.interval == flat.interval

@@ -574,16 +574,17 @@ def top_features(
         rows.append((info["layer"], info["kind"], int(info["fold"]), count))
     rows.append(("argmax", "argmax", 1, _argmax(top)))
     if top.registered_ports:
-        rows.append(("ports", "fifo", 1, _port_slices(top)))
+        rows.append(("slices", "fifo", 1, _slices(top)))
     return rows
 
 
-def _port_slices(top: Any) -> _Count:
-    """The FIFOs behind a pipelined top's ports (:class:`rtl_gen.engines.SkipFifo`)."""
+def _slices(top: Any) -> _Count:
+    """A pipelined top's FIFOs behind its ports and after its sliced engines
+    (:class:`rtl_gen.engines.SkipFifo`)."""
     from rtl_gen.dataflow import PORT_SLICE_DEPTH
 
     count = _Count()
-    for port in (top.i, top.o):
+    for port in (top.i, top.o, *(top.stages[n].engine.o for n in top.slices)):
         bits = _beat_bits(port)
         count.ff += bits + 3 * max(1, PORT_SLICE_DEPTH.bit_length()) + 1
         count.memories.append((PORT_SLICE_DEPTH, bits, None))
