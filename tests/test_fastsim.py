@@ -157,6 +157,8 @@ def test_units_are_split_into_dpi_stubs() -> None:
     """Only combinational ``*.unit`` modules with enough statements are taken out; the
     design keeps their ports and calls the unit's DPI function in their place."""
     assert find_units(_UNITS, min_statements=3) == []  # two assignments
+    odd = _UNITS.replace("input [7:0] i_data;", "input [0:7] i_data;")
+    assert find_units(odd, min_statements=2) == []  # a port range it does not read
     text, units = split_units(_UNITS, min_statements=2)
     assert [u.module for u in units] == ["\\top.dot.unit"]  # not the clocked one
     unit = units[0]

@@ -57,6 +57,8 @@ def find_units(verilog: str, *, min_statements: int, first: int = 0) -> list[Uni
         if body.count("\n  assign ") < min_statements:
             continue
         ports = [(d, n, int(m) + 1 if m else 1) for d, m, n in _PORT.findall(body)]
+        if sorted(n for _, n, _ in ports) != sorted(p.strip() for p in match.group(2).split(",")):
+            continue  # a port this reader does not know (escaped name, [0:n] range): kept
         name = f"inq_hw_unit_{first + len(units)}"
         header = f"module {name}({match.group(2)});\n"
         units.append(
