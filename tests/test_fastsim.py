@@ -26,6 +26,7 @@ from sim.simulate import choose_engine, simulate_package
 from sim.streams import decode_fields, encode_fields, pack_words, unpack_fields
 from tests.test_dataflow import _images, small_cnn
 from tests.test_pe_array import zoo_model
+from tests.test_sim import corrupted_design
 
 pytestmark = [
     pytest.mark.hw,
@@ -169,11 +170,14 @@ def test_units_are_split_into_dpi_stubs() -> None:
     assert "always @(posedge clk) r <= r + 1;" in text and "\\top.dot.unit  unit (" in text
 
 
-def _run_flags(small: dict[str, Path], flags: BuildFlags, count: int) -> tuple[dict, Path]:
-    top = json.loads((small["rtl"] / "manifest.json").read_text())["tops"][0]
+def _run_flags(
+    small: dict[str, Path], flags: BuildFlags, count: int, rtl: Path | None = None
+) -> tuple[dict, Path]:
+    rtl = rtl or small["rtl"]
+    top = json.loads((rtl / "manifest.json").read_text())["tops"][0]
     widths = {port["name"]: port["width"] for port in top["ports"]}
     build = build_harness(
-        [small["rtl"] / top["file"]],
+        [rtl / top["file"]],
         top["name"],
         "stream",
         small["cache"],
@@ -205,6 +209,13 @@ def test_split_units_build_is_bit_exact(small: dict[str, Path]) -> None:
     assert (split_dir / "design_0.sv").is_file() and not (whole_dir / "design_0.sv").exists()
     assert split["mismatched_samples"] == 0 == whole["mismatched_samples"]
     assert split["cycles"] == whole["cycles"] and split["received"] == 30
+
+
+def test_split_units_build_catches_a_corrupted_unit(small: dict[str, Path], tmp_path: Path) -> None:
+    """One fc weight's sign flipped after generation: the split build sees it too."""
+    corrupted_design(small["package"], tmp_path / "rtl")
+    result, build_dir = _run_flags(small, BuildFlags(split_units=1), 8, rtl=tmp_path / "rtl")
+    assert (build_dir / "design_0.sv").is_file() and result["mismatched_samples"] > 0
 
 
 def test_engine_choice_and_bad_flags() -> None:
