@@ -31,6 +31,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "-j 1": {"jobs": 1},
     "--threads 2": {"threads": 2},
     "OPT_FAST=-Os OPT_SLOW=-Os": {"opt_fast": "-Os", "opt_slow": "-Os"},
+    "no split units": {"split_units": 0},
+    "split units >= 2000": {"split_units": 2000},
 }
 
 

@@ -14,16 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inq_hw.intmodel.package import save_package
+from inq_hw.intmodel import run
+from inq_hw.intmodel.package import load_package, save_package
 from rtl_gen.dataflow import generate_dataflow
 from rtl_gen.pe_program import compile_program, fit_config
-from sim.fast.engine import BuildFlags, build_harness, fast_available
+from sim.fast.engine import BuildFlags, build_harness, fast_available, run_stream
+from sim.fast.split import find_units, split_units
 from sim.pe_array_sim import check_summary, simulate_pe_array
 from sim.runner import SimulationError
 from sim.simulate import choose_engine, simulate_package
 from sim.streams import decode_fields, encode_fields, pack_words, unpack_fields
 from tests.test_dataflow import _images, small_cnn
 from tests.test_pe_array import zoo_model
+from tests.test_sim import corrupted_design
 
 pytestmark = [
     pytest.mark.hw,
@@ -129,6 +132,92 @@ def test_a_relative_cache_directory_builds(
     assert any(Path("cache").glob("fast-stream-*/harness"))
 
 
+_UNITS = """module top(clk, a, y);
+  input clk; input [7:0] a; output [8:0] y;
+  \\top.dot.unit  unit (.i_data(a), .o_data(y));
+endmodule
+(* generator = "Amaranth" *)
+module \\top.dot.unit (o_data, i_data);
+  input [7:0] i_data;
+  output [8:0] o_data;
+  wire [8:0] \\$1 ;
+  assign \\$1  = i_data + 9'h001;
+  assign o_data = \\$1 ;
+endmodule
+module \\top.reg.unit (o_data, clk);
+  input clk;
+  output [8:0] o_data;
+  reg [8:0] r;
+  assign o_data = r;
+  always @(posedge clk) r <= r + 1;
+endmodule
+"""
+
+
+def test_units_are_split_into_dpi_stubs() -> None:
+    """Only combinational ``*.unit`` modules with enough statements are taken out; the
+    design keeps their ports and calls the unit's DPI function in their place."""
+    assert find_units(_UNITS, min_statements=3) == []  # two assignments
+    odd = _UNITS.replace("input [7:0] i_data;", "input [0:7] i_data;")
+    assert find_units(odd, min_statements=2) == []  # a port range it does not read
+    text, units = split_units(_UNITS, min_statements=2)
+    assert [u.module for u in units] == ["\\top.dot.unit"]  # not the clocked one
+    unit = units[0]
+    assert unit.inputs == (("i_data", 8),) and unit.outputs == (("o_data", 9),)
+    assert unit.text.startswith("module inq_hw_unit_0(o_data, i_data);")
+    assert "i_data + 9'h001" in unit.text and "i_data + 9'h001" not in text
+    assert 'import "DPI-C" function void inq_hw_unit_0(input bit [7:0] i_data,' in text
+    assert "always @(posedge clk) r <= r + 1;" in text and "\\top.dot.unit  unit (" in text
+
+
+def _run_flags(
+    small: dict[str, Path], flags: BuildFlags, count: int, rtl: Path | None = None
+) -> tuple[dict, Path]:
+    rtl = rtl or small["rtl"]
+    top = json.loads((rtl / "manifest.json").read_text())["tops"][0]
+    widths = {port["name"]: port["width"] for port in top["ports"]}
+    build = build_harness(
+        [rtl / top["file"]],
+        top["name"],
+        "stream",
+        small["cache"],
+        flags=flags,
+        port_widths=widths,
+    )
+    images = _images(small_cnn(), count, 2)
+    expected = run(load_package(small["package"]), images)
+    assert isinstance(expected, np.ndarray)
+    result = run_stream(
+        build,
+        images,
+        top["params"]["input"],
+        top["params"]["output"],
+        expected,
+        expected.argmax(axis=1),
+        port_widths=widths,
+        seed=3,
+        max_cycles=10**6,
+    )
+    return result, build.executable.parent
+
+
+def test_split_units_build_is_bit_exact(small: dict[str, Path]) -> None:
+    """Every unit split out (split_units=1): the same outputs and cycles as the whole
+    model, from a build of its own key."""
+    split, split_dir = _run_flags(small, BuildFlags(split_units=1), 30)
+    whole, whole_dir = _run_flags(small, BuildFlags(split_units=0), 30)
+    assert (split_dir / "design_0.sv").is_file() and not (whole_dir / "design_0.sv").exists()
+    assert split["mismatched_samples"] == 0 == whole["mismatched_samples"]
+    assert split["cycles"] == whole["cycles"] and split["received"] == 30
+
+
+def test_split_units_build_catches_a_corrupted_unit(small: dict[str, Path], tmp_path: Path) -> None:
+    """One fc weight's sign flipped after generation: the split build sees it too."""
+    corrupted_design(small["package"], tmp_path / "rtl")
+    result, build_dir = _run_flags(small, BuildFlags(split_units=1), 8, rtl=tmp_path / "rtl")
+    assert (build_dir / "design_0.sv").is_file() and result["mismatched_samples"] > 0
+
+
 def test_engine_choice_and_bad_flags() -> None:
     assert choose_engine(None) == "fast"
     assert choose_engine(None, "icarus") == "cocotb"
@@ -138,6 +227,8 @@ def test_engine_choice_and_bad_flags() -> None:
         choose_engine("fast", "icarus")
     with pytest.raises(ValueError, match="threads must be"):
         BuildFlags(threads=0)
+    with pytest.raises(ValueError, match="split_units must be"):
+        BuildFlags(split_units=-1)
 
 
 @pytest.mark.slow
