@@ -25,6 +25,7 @@ bubbles; without stalls it takes one window per cycle and adds ``N`` cycles of l
 latency and interval come from it, and the RTL tests check them.
 """
 
+import itertools
 from collections.abc import Callable, Sequence
 
 from amaranth.hdl import Array, Const, EnableInserter, Module, Mux, Signal, Value
@@ -426,21 +427,23 @@ def _pool_windows(
     last element ``offer(new partials)`` (default: the partials) goes into the slot."""
     (h, w), (kh, kw) = engine.size, kernel
     r, c = Signal(range(max(h, 2))), Signal(range(max(w, 2)))
-    col_index, col_first, col_last, col_used = pool_tables(w, kw)
+    _, col_first, col_last, col_used = pool_tables(w, kw)
     _, row_first, row_last, row_used = pool_tables(h, kh)
     partial = [Signal(partial_layout, name=f"partial{x}") for x in range(w // kw)]
-    # The position's column and flags are registers, set from the tables for the position
-    # that comes next, so the path from them to the partials has no table lookup in it.
-    ox = Signal(range(max(w // kw, 2)), init=col_index[0])
-    used, first, last = (
+    # The partials rotate: the current window's is always partial[0], and the window's last
+    # column moves it to the back, so a row's windows come round in order and nothing
+    # selects by column. The position's flags are registers, set from the tables for the
+    # position that comes next: the path into the partials is one comparison.
+    used, first, last, turn = (
         Signal(init=int(rows[0] and cols[0]), name=name)
         for rows, cols, name in (
             (row_used, col_used, "used"),
             (row_first, col_first, "first"),
             (row_last, col_last, "last"),
+            ([True] * h, col_last, "turn"),
         )
     )
-    current = Array(partial)[ox]
+    current = partial[0]
     new = Signal(partial_layout)
     for ch in range(engine.channels):
         m.d.comb += new[ch].eq(step(first, engine.i.payload[ch], current[ch]))
@@ -453,17 +456,18 @@ def _pool_windows(
         r_next.eq(Mux(c == w - 1, Mux(r == h - 1, 0, r + 1), r)),
     ]
     with m.If(engine.i.valid & free):
-        with m.If(used), m.Switch(ox):
-            for x, sig in enumerate(partial):
-                with m.Case(x):
-                    m.d.sync += sig.eq(new)
+        with m.If(used & turn):
+            m.d.sync += [a.eq(b) for a, b in itertools.pairwise(partial)]
+            m.d.sync += partial[-1].eq(new)
+        with m.Elif(used):
+            m.d.sync += partial[0].eq(new)
         m.d.sync += [
             c.eq(c_next),
             r.eq(r_next),
-            ox.eq(Array(Const(v, ox.shape()) for v in col_index)[c_next]),
             used.eq(_flag_table(row_used)[r_next] & _flag_table(col_used)[c_next]),
             first.eq(_flag_table(row_first)[r_next] & _flag_table(col_first)[c_next]),
             last.eq(_flag_table(row_last)[r_next] & _flag_table(col_last)[c_next]),
+            turn.eq(_flag_table(col_last)[c_next]),
         ]
 
 
