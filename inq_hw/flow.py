@@ -96,7 +96,10 @@ class FlowConfig:
     (``"smallest"``, ``"all"`` or a list of them); ``skip_implementation`` leaves it out.
     ``a_bits`` is the activation width the package is lowered at (8 by default; the package
     stage's cache key names it only when it is not 8, so caches of earlier runs stay valid).
-    ``implement_fit`` has each implemented top's folding chosen for ``implement_device``
+    ``implement_pipeline`` register stages go in every dot stage of each implemented top
+    (then generated afresh, not the simulated one; rtl_gen's pipelined tops, which also
+    register the argmax and the streams between engines). ``implement_fit`` has each
+    implemented top's folding chosen for ``implement_device``
     by :func:`inq_hw.implement.fit.choose_folding` (the most throughput that fits) instead
     of ``folding``; a top that fits at no folding is recorded as refused, with the reason.
     ``twin`` is the multiplier twin's kind (:data:`TWIN_KINDS`); with ``"uniform"`` each
@@ -134,6 +137,7 @@ class FlowConfig:
     implement_designs: tuple[str, ...] = DEFAULT_IMPLEMENT_DESIGNS
     implement_bits: str | tuple[int, ...] = DEFAULT_IMPLEMENT_BITS
     implement_fit: bool = False
+    implement_pipeline: int = 0
     twin: str = "uniform8"
 
     def __post_init__(self) -> None:
@@ -167,6 +171,9 @@ class FlowConfig:
             raise ConfigError(f"lr must be a positive number, not {self.lr!r}")
         if self.partition not in ("magnitude", "random"):
             raise ConfigError(f"Partition must be magnitude or random, not {self.partition!r}")
+        stages = self.implement_pipeline
+        if isinstance(stages, bool) or not isinstance(stages, int) or not 0 <= stages <= 16:
+            raise ConfigError(f"implement_pipeline must be an integer from 0 to 16, not {stages!r}")
         if not isinstance(self.implement_fit, bool):
             raise ConfigError(f"implement_fit must be true or false, not {self.implement_fit!r}")
         if self.twin not in TWIN_KINDS:
@@ -617,6 +624,7 @@ def implementation_folding(
             clock_mhz=cfg.implement_clock_mhz,
             baseline=baseline,
             dsp=dsp,
+            pipeline=cfg.implement_pipeline,
         )
     except FitError as error:
         return str(error)
@@ -660,6 +668,7 @@ def _implement(
                 out_dir=tmp / "implement",
                 baseline=baseline,
                 folding=folding,
+                pipeline=cfg.implement_pipeline,
                 clock_mhz=cfg.implement_clock_mhz,
                 dsp=dsp,
                 progress=_echo_progress(echo),
@@ -710,7 +719,7 @@ def _implementation(
             runner.skip(f"implement {_IMPLEMENT_LABELS[design]} {bits}-bit", folding)
             continue
         foldings[design] = folding
-        simulated = folding == rtl_result["folding"]
+        simulated = folding == rtl_result["folding"] and not cfg.implement_pipeline
         top = rtl_dir / "rtl" if design == "shift_add" and simulated else None
         designs[design], stage, _ = runner.run(
             f"implement {_IMPLEMENT_LABELS[design]} {bits}-bit",
@@ -722,6 +731,8 @@ def _implementation(
                 "folding": folding,
                 "device": device.name,
                 "clock_mhz": cfg.implement_clock_mhz,
+                # only when pipelined: the keys of unpipelined tops stay as they were
+                **({"pipeline": cfg.implement_pipeline} if cfg.implement_pipeline else {}),
             },
             _implement(cfg, design, pkg_dir, top, folding, runner.echo),
         )
@@ -737,6 +748,7 @@ def _implementation(
             "dsp": device.dsp,
         },
         "clock_mhz": cfg.implement_clock_mhz,
+        **({"pipeline": cfg.implement_pipeline} if cfg.implement_pipeline else {}),
         # one folding for every top (the simulated one), else the fit's per design
         **(
             {"folding": next(iter(foldings.values()))}

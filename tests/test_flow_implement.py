@@ -156,6 +156,9 @@ def test_bad_implementation_options_are_refused() -> None:
         FlowConfig(implement_designs=("mult4",))
     with pytest.raises(ConfigError, match="distinct"):
         FlowConfig(implement_designs=("mult8", "mult8"))
+    for stages in (-1, 17, True, 1.5):
+        with pytest.raises(ConfigError, match="implement_pipeline must be an integer from 0"):
+            FlowConfig(implement_pipeline=stages)  # type: ignore[arg-type]
 
 
 def test_bad_device_on_the_command_line_is_one_line() -> None:
@@ -241,3 +244,23 @@ def test_fit_chooses_each_tops_folding(tmp_path: Path) -> None:
     assert chosen["shift_add"] != rtl[0]["folding"]  # not the simulated --fold
     recorded = part.get("foldings") or dict.fromkeys(chosen, part.get("folding"))
     assert recorded == chosen
+
+
+@pytest.mark.hw
+def test_a_pipelined_implementation_is_generated_afresh(tmp_path: Path) -> None:
+    """``implement_pipeline``: the top placed and routed is the pipelined one (its
+    manifest's latency, longer than the simulated top's), not the simulated RTL."""
+    from tests.test_implement import micro_cnn
+
+    save_package(micro_cnn(), tmp_path / "package" / "pkg")
+    cfg = CONFIG.replace(implement_pipeline=1, implement_designs=("shift_add",))
+    lines: list[str] = []
+    runner = _Runner(tmp_path, total=2, echo=lines.append)
+    rtl = runner.run(
+        "generate RTL 4-bit", "rtl", {"package": "micro"}, _rtl(cfg, tmp_path / "package")
+    )
+    part = _implementation(cfg, runner, 4, (tmp_path / "package", "micro"), rtl)
+    figures = part["designs"]["shift_add"]
+    assert part["pipeline"] == 1 and figures["timing_met"]
+    assert figures["latency_cycles"] > rtl[0]["latency_cycles"]
+    assert Path(figures["bitstream"]).stat().st_size > 10_000

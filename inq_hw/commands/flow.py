@@ -60,6 +60,14 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "throughput that fits, as 'implement --fit'), instead of --fold",
     )
     parser.add_argument(
+        "--implement-pipeline",
+        type=int,
+        default=None,
+        metavar="N",
+        help="register stages in every dot stage of each implemented top (default 0; "
+        "as 'implement --pipeline N')",
+    )
+    parser.add_argument(
         "--implement-bits",
         default=None,
         help="bit-widths whose whole tops are implemented: smallest, all, or e.g. 2,4 "
@@ -140,7 +148,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
     config = FlowConfig.from_toml(args.config) if args.config else FlowConfig()
     changes: dict[str, Any] = {}
     options = ("dataset", "data_dir", "model", "simulator", "samples", "skip_synthesis")
-    implement = ("skip_implementation", "implement_device", "implement_clock_mhz", "implement_fit")
+    implement = (
+        "skip_implementation",
+        "implement_device",
+        "implement_clock_mhz",
+        "implement_fit",
+        "implement_pipeline",
+    )
     training = ("partition", "schedule", "lr", "seed", "a_bits", "twin")
     for option in (*options, *implement, *training):
         if getattr(args, option) is not None:
