@@ -142,15 +142,17 @@ class _Geometry:
     chw: tuple[int, int, int] | None
 
 
-def _weights(layer: WeightLayer, baseline: str | None) -> tuple[Any, Any, int, str]:
-    """Weight matrix, bias, requantisation shift and mode of the layer or its twin."""
+def _weights(layer: WeightLayer, baseline: str | None) -> tuple[Any, Any, int, str, int | None]:
+    """Weight matrix, bias, requantisation shift and mode of the layer or its twin, and
+    the twin's weight width (:attr:`WeightLayer.twin_bits`; ``None`` for shift-add)."""
     if baseline is None:
         weights = layer.weights_int().reshape(layer.codes.shape[0], -1)
-        return weights, layer.bias, layer.shift, "shift-add"
+        return weights, layer.bias, layer.shift, "shift-add", None
     if not layer.has_baseline:
-        raise ConfigError(f"The package has no 8-bit baseline for layer {layer.name!r}")
+        raise ConfigError(f"The package has no uniform baseline for layer {layer.name!r}")
     twin = layer.arithmetic("baseline")
-    return twin.weights.reshape(layer.codes.shape[0], -1), twin.bias, twin.shift, "multiply"
+    weights = twin.weights.reshape(layer.codes.shape[0], -1)
+    return weights, twin.bias, twin.shift, "multiply", layer.twin_bits
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class _DotChoice:
 def _dot(
     layer: WeightLayer, in_format: ActFormat, baseline: str | None, choice: _DotChoice
 ) -> tuple[wiring.Component, UnrolledDotTiming | FoldedDotTiming]:
-    weights, bias, shift, mode = _weights(layer, baseline)
+    weights, bias, shift, mode, twin_bits = _weights(layer, baseline)
     requant = Requant(shift=shift, relu=layer.relu, out=layer.out)
     if choice.fold == 1:
         unit = ConstDotUnit(
@@ -190,6 +192,7 @@ def _dot(
         mode=mode,
         requant=requant,
         fold=choice.fold,
+        weight_bits=twin_bits,
         stages=choice.stages,
     )
     return folded, FoldedDotTiming(folded.cycles)

@@ -5,9 +5,10 @@ lanes. The stage holds its input vector and, one group per cycle, computes ``G``
 products with weights read from a ROM of ``F`` words: in shift-add mode each weight is its
 ``b``-bit power-of-two code (``zero << (b-1) | sign << (b-2) | index``, ``inq_hw.intmodel.codes``),
 decoded into a barrel shift by ``2**(b-2) - 1 - index`` (the complement of the index, as in
-:class:`rtl_gen.pe.ShiftMAC`) and a sign; in the multiplier twin each weight is its 8-bit
-integer and the lane multiplies. Each ROM word also holds the group's biases (with the
-requantisation's rounding constant folded in). Requantisation is the golden executor's.
+:class:`rtl_gen.pe.ShiftMAC`) and a sign; in the multiplier twin each weight is its ``k``-bit
+uniform integer (``k`` the twin's width, 8 by default) and the lane multiplies. Each ROM word
+also holds the group's biases (with the requantisation's rounding constant folded in).
+Requantisation is the golden executor's.
 
 The logic is ``G`` lanes instead of ``N`` (a lane with runtime weights costs more than one
 with constant weights, so the saving is less than ``F``-fold); a result takes ``F`` cycles
@@ -33,7 +34,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from inq_hw.intmodel.arith import ActFormat, rounding_constant, signed_bits
+from inq_hw.errors import ConfigError
+from inq_hw.intmodel.arith import ActFormat, rounding_constant, signed_bits, uniform_max
 from inq_hw.intmodel.codes import code_of_weight, max_shift
 from rtl_gen.arith import Term, adder_tree, code_term, materialise, range_shape, requantize
 from rtl_gen.engines import beat_signature
@@ -41,7 +43,8 @@ from rtl_gen.units import MODES, Requant, is_power_of_two_matrix
 
 __all__ = ["FoldedDot", "weight_code"]
 
-_MULT_WEIGHT_BITS = 8
+#: Weight width of a multiplier lane when none is given: the 8-bit uniform twin.
+_DEFAULT_TWIN_BITS = 8
 
 
 def weight_code(weight: int, code_bits: int) -> int:
@@ -63,12 +66,18 @@ class FoldedDot(wiring.Component):
         ``(N, K)`` integer weights and ``N`` biases (accumulator units).
     in_format : ActFormat
     mode : str
-        ``"shift-add"`` (weights 0 or ±2**k, stored as codes) or ``"multiply"`` (8-bit).
+        ``"shift-add"`` (weights 0 or ±2**k, stored as codes) or ``"multiply"`` (uniform
+        integers of ``weight_bits``).
     requant : Requant
     fold : int
         Groups, 2 to ``N``.
     code_bits : int, optional
         Width ``b`` of the shift-add codes; default the narrowest that holds every shift.
+    weight_bits : int, optional
+        Multiply mode: width ``k`` (2 to 8) of the uniform twin's weights, which the ROM
+        stores as ``k``-bit two's complement fields and each lane multiplies as
+        ``signed(k)``; default 8. Every weight must lie within
+        ``±``:func:`~inq_hw.intmodel.arith.uniform_max` ``(k)``.
     stages : int
         Pipeline registers in each lane (0: the lane is combinational from ROM to result).
 
@@ -93,6 +102,7 @@ class FoldedDot(wiring.Component):
         requant: Requant,
         fold: int,
         code_bits: int | None = None,
+        weight_bits: int | None = None,
         stages: int = 0,
     ) -> None:
         weights = np.asarray(weights, dtype=np.int64)
@@ -105,15 +115,11 @@ class FoldedDot(wiring.Component):
             raise ValueError(f"Pipeline stages must be a non-negative integer, not {stages!r}")
         if mode == "shift-add" and not is_power_of_two_matrix(weights):
             raise ValueError("Shift-add mode needs weights that are all 0 or ±2**k")
-        lo, hi = -(1 << (_MULT_WEIGHT_BITS - 1)), (1 << (_MULT_WEIGHT_BITS - 1)) - 1
-        if mode == "multiply" and not (
-            lo <= weights.min(initial=0) and weights.max(initial=0) <= hi
-        ):
-            # +128 would be stored as 0x80, which the signed lane reads as -128.
-            raise ValueError(
-                f"Multiplier weights must fit 8 signed bits [{lo}, {hi}], not "
-                f"[{int(weights.min(initial=0))}, {int(weights.max(initial=0))}]"
-            )
+        if weight_bits is not None and mode != "multiply":
+            raise ValueError(f"A weight width is for multiply mode, not {mode!r}")
+        self.weight_bits = _DEFAULT_TWIN_BITS if weight_bits is None else weight_bits
+        if mode == "multiply":
+            self._check_twin_weights(weights)
         self.weights, self.bias = weights, np.asarray(bias, dtype=np.int64)
         self.in_format, self.mode, self.requant, self.fold = in_format, mode, requant, fold
         self.stages = stages
@@ -135,15 +141,39 @@ class FoldedDot(wiring.Component):
         """Cycles of work per result: one group per cycle, plus the lanes' pipeline."""
         return self.fold + self.stages
 
+    @property
+    def rom_width(self) -> int:
+        """Bits of a ROM word: per lane ``K`` weight fields of ``code_bits`` and a bias."""
+        return self.lanes * (self.n_in * self.code_bits + self.bias_bits)
+
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        """Multiply mode: the range of a lane's ``signed(weight_bits)`` weight operand."""
+        return -(1 << (self.weight_bits - 1)), (1 << (self.weight_bits - 1)) - 1
+
+    def _check_twin_weights(self, weights: np.ndarray) -> None:
+        try:
+            top = uniform_max(self.weight_bits)
+        except ConfigError:
+            raise ValueError(
+                f"Multiplier weight width must be an integer from 2 to 8, not {self.weight_bits!r}"
+            ) from None
+        lo, hi = int(weights.min(initial=0)), int(weights.max(initial=0))
+        if not -top <= lo <= hi <= top:
+            raise ValueError(
+                f"Multiplier weights must be {self.weight_bits}-bit uniform integers "
+                f"[{-top}, {top}], not [{lo}, {hi}]"
+            )
+
     def _narrowest_code(self) -> int:
         if self.mode == "multiply":
-            return _MULT_WEIGHT_BITS
+            return self.weight_bits
         top = int(np.abs(self.weights).max(initial=1)).bit_length() - 1
         return 2 + max(0, top).bit_length()
 
     def _weight_field(self, weight: int) -> int:
         if self.mode == "multiply":
-            return weight & ((1 << _MULT_WEIGHT_BITS) - 1)
+            return weight & ((1 << self.weight_bits) - 1)
         return weight_code(weight, self.code_bits)
 
     def _rom_words(self) -> list[int]:
@@ -167,9 +197,9 @@ class FoldedDot(wiring.Component):
         """One product of a lane, with its exact range."""
         lo_x, hi_x = self.in_format.lo, self.in_format.hi
         if self.mode == "multiply":
-            weight = Signal(signed(_MULT_WEIGHT_BITS))
+            weight = Signal(signed(self.weight_bits))
             m.d.comb += weight.eq(field)
-            corners = [x_end * w_end for x_end in (lo_x, hi_x) for w_end in (-128, 127)]
+            corners = [x_end * w_end for x_end in (lo_x, hi_x) for w_end in self.weight_range]
             lo, hi = min(corners), max(corners)
             product = Signal(range_shape(lo, hi))
             m.d.comb += product.eq(x * weight)
@@ -195,8 +225,9 @@ class FoldedDot(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        width = self.lanes * (self.n_in * self.code_bits + self.bias_bits)
-        m.submodules.rom = rom = Memory(shape=unsigned(width), depth=self.fold, init=self.words)
+        m.submodules.rom = rom = Memory(
+            shape=unsigned(self.rom_width), depth=self.fold, init=self.words
+        )
         read = rom.read_port()
         hold = Signal(self.i.payload.shape())
         results = Signal(self.o.payload.shape())

@@ -131,9 +131,12 @@ def _run_folded(dut: FoldedDot, x: list[int]) -> list[int]:
 def test_folded_twin_refuses_plus_128() -> None:
     """+128 does not fit 8 signed bits: stored as 0x80 the lane read it as -128, so
     [[128, 3], [1, 5]] · [1, 0] gave [-128, 1]."""
-    with pytest.raises(ValueError, match="8 signed bits"):
+    with pytest.raises(ValueError, match="8-bit uniform"):
         _folded([[128, 3], [1, 5]])
 
 
 def test_folded_twin_computes_the_8_bit_extremes() -> None:
-    assert _run_folded(_folded([[-128, 3], [127, 5]]), [1, 0]) == [-128, 127]
+    """The 8-bit uniform extremes ±127 (``uniform_max(8)``); -128 is no uniform weight."""
+    assert _run_folded(_folded([[-127, 3], [127, 5]]), [1, 0]) == [-127, 127]
+    with pytest.raises(ValueError, match="8-bit uniform"):
+        _folded([[-128, 3], [127, 5]])

@@ -269,10 +269,10 @@ def _folded(count: _Count, dot: Any, live: _Live) -> None:
     distinct, nonzero = at.distinct, at.nonzero
     used = int(nonzero.sum())
     if dot.mode == "multiply":
-        corners = [a * b for a in (x.lo, x.hi) for b in (-128, 127)]
+        corners = [a * b for a in (x.lo, x.hi) for b in dot.weight_range]
         lo, hi = min(corners), max(corners)
         count.dsp += used
-        count.add("mul", used * x.bits * 8)
+        count.add("mul", used * x.bits * dot.weight_bits)
     else:
         bound = max(-x.lo, x.hi) << max_shift(cb)
         lo, hi = -bound, bound
