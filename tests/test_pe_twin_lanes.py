@@ -18,6 +18,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.hdl import Fragment, Module
 
+from inq_hw.commands.explore import explore_model
 from inq_hw.cost.pe_array import estimate_area, estimate_energy, pe_op_energy
 from inq_hw.cost.tables import HOROWITZ_45NM
 from inq_hw.intmodel import IntModel, run
@@ -154,3 +155,15 @@ def test_without_the_refusal_narrow_lanes_compute_wrong(monkeypatch: pytest.Monk
     golden = run(model, images[:1], weights="baseline")
     assert isinstance(golden, np.ndarray)
     assert not np.array_equal(result.outputs, golden.reshape(1, -1))
+
+
+def test_explore_rows_the_twin_at_its_width() -> None:
+    """``inq-hw explore``'s multiplier row of a 4-bit twin package: 4-bit lanes, cheaper
+    than the 8-bit twin's at the same schedule."""
+    rows = {
+        bits: explore_model(odd_twin(bits)[0], [(2, 2)], None, 200.0)[0][-1] for bits in (4, None)
+    }
+    assert [(row["pe"], row["weight_bits"]) for row in rows.values()] == [("mult", 4), ("mult", 8)]
+    assert rows[4]["cycles"] == rows[None]["cycles"]
+    assert rows[4]["area_mm2"] < rows[None]["area_mm2"]
+    assert rows[4]["energy_nj"] < rows[None]["energy_nj"]
