@@ -6,7 +6,8 @@ Datapath. A MATMUL instruction (Conv2d, Linear) folds the layer onto the array i
 R output pixels (rows, raster order) × C output channels (columns). Each compute cycle
 every row reads one activation through its own read port of the activation memory (zero
 where the window leaves the image: padding) and every column gets one lane of a weight
-word (C lanes of b-bit codes, or 8-bit integers in the twin); PE (r, c) accumulates
+word (C lanes of b-bit codes, or in the twin signed integers as wide as the package's
+uniform twin, ``ArrayConfig.weight_bits``); PE (r, c) accumulates
 ``x_r · w_c`` (:class:`~rtl_gen.pe.ShiftMAC`: a barrel shift and one adder). After the
 ``Cin·k²`` steps the tile drains one output per cycle: accumulator + bias, then the
 requantiser (round half up by a runtime shift, or a left shift, then saturation to

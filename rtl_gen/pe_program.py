@@ -15,8 +15,9 @@ generator runs any package that fits its parameters:
   zero), then pools the copy with a plain VECTOR.
 * **weight words** (weight memory): for each MATMUL layer, output-channel tile and
   reduction step one word of C lanes, lane c holding the weight of output channel
-  ``o0 + c`` (a b-bit code for shift PEs, an 8-bit integer for the multiplier twin; zero
-  in lanes past the last channel).
+  ``o0 + c`` (a b-bit code for shift PEs; for the multiplier twin a ``k``-bit two's
+  complement integer, ``k`` the package's twin width; zero in lanes past the last
+  channel).
 * **bias** (bias memory), one accumulator-wide integer per output channel.
 * **terms** (term table) of VECTOR layers: ``(offset, align)`` per operand read.
 * **activation memory map**: every tensor in its own region of the activation memory, the
@@ -27,7 +28,8 @@ controller has counters and adders but no multiplier and no divider.
 
 Errors (:class:`ProgramError`, an :class:`~rtl_gen.export.RTLError`) are raised here,
 before any RTL exists: an accumulator or activation word too narrow for the package, a
-memory too small, a layer the controller cannot run, a field that does not fit its width.
+memory too small, a layer the controller cannot run, a field that does not fit its width,
+a twin weight beyond the uniform range of the multiplier lanes.
 
 Example usage::
 
@@ -60,8 +62,15 @@ from inq_hw.intmodel import (
     ReLULayer,
     WeightLayer,
 )
-from inq_hw.intmodel.arith import ActFormat, constant_shifts, output_bounds, signed_bits
+from inq_hw.intmodel.arith import (
+    ActFormat,
+    constant_shifts,
+    output_bounds,
+    signed_bits,
+    uniform_max,
+)
 from inq_hw.intmodel.codes import code_of_weight, zero_code
+from inq_hw.intmodel.layers import DEFAULT_BASELINE_BITS
 from rtl_gen.export import RTLError
 from rtl_gen.pe import mult_mac_min_acc_bits, shift_mac_min_acc_bits
 
@@ -79,13 +88,12 @@ __all__ = [
     "compile_program",
     "fit_config",
     "instruction_word",
+    "twin_bits",
 ]
 
-#: Processing elements: power-of-two shift-MACs or the 8-bit multiplier twin.
+#: Processing elements: power-of-two shift-MACs or the multiplier twin (uniform weights).
 PE_KINDS = ("shift", "mult")
 OP_END, OP_MATMUL, OP_VECTOR = 0, 1, 2
-#: Weight width of the multiplier twin (the package's 8-bit uniform baseline).
-MULT_WEIGHT_BITS = 8
 #: Vector unit reductions.
 REDUCE_SUM, REDUCE_MAX = 0, 1
 
@@ -126,12 +134,14 @@ class ArrayConfig:
     rows, cols : int
         Array shape R×C: rows take output pixels, columns output channels (1 to 64).
     pe : str
-        ``"shift"`` (b-bit power-of-two codes, barrel shifter) or ``"mult"`` (8-bit
+        ``"shift"`` (b-bit power-of-two codes, barrel shifter) or ``"mult"`` (k-bit
         runtime-weight multipliers, the twin).
     act_bits : int
         Width of an activation word (signed); unsigned b-bit tensors need b + 1.
     weight_bits : int
-        Code width b of shift PEs (2 to 8); 8 for the multiplier twin.
+        Code width b of shift PEs (2 to 8); for the multiplier twin the width k (2 to 8)
+        of its signed weight lanes, which hold uniform weights up to
+        ``±``:func:`~inq_hw.intmodel.arith.uniform_max` ``(k)``.
     acc_bits : int
         PE accumulator and vector-unit width (checked against the package's worst case).
     act_depth, weight_depth, bias_depth, program_depth, term_depth : int
@@ -163,7 +173,7 @@ class ArrayConfig:
             raise ValueError(f"PE kind must be one of {PE_KINDS}, not {self.pe!r}")
         _check_int("Activation word width", self.act_bits, 2, 16)
         if self.pe == "mult":
-            _check_int("Multiplier weight width", self.weight_bits, 2, 16)
+            _check_int("Multiplier weight width", self.weight_bits, 2, 8)
             least = mult_mac_min_acc_bits(act_bits=self.act_bits, weight_bits=self.weight_bits)
         else:
             _check_int("Weight code width", self.weight_bits, 2, 8)
@@ -730,15 +740,28 @@ def _check_layers(model: IntModel, config: ArrayConfig, weights: str) -> None:
                 f"{need_acc} bits, but the array has {config.acc_bits}"
             )
         _check_shifts(layer, config, weights)
-        if (
-            isinstance(layer, WeightLayer)
-            and config.pe == "shift"
-            and layer.bits != config.weight_bits
-        ):
+        if isinstance(layer, WeightLayer):
+            _check_lanes(layer, config)
+
+
+def _check_lanes(layer: WeightLayer, config: ArrayConfig) -> None:
+    """The layer's weights fit the array's lanes: its code width, or (the twin) the
+    uniform range of the ``weight_bits``-bit signed multiplier lanes."""
+    if config.pe == "shift":
+        if layer.bits != config.weight_bits:
             raise _fail(
                 f"Layer {layer.name!r} has {layer.bits}-bit weight codes, but the array "
                 f"holds {config.weight_bits}-bit codes"
             )
+        return
+    top = uniform_max(config.weight_bits)
+    weights = layer.baseline_weights_int().ravel()
+    worst = int(weights[np.argmax(np.abs(weights))]) if weights.size else 0
+    if abs(worst) > top:
+        raise _fail(
+            f"Layer {layer.name!r}: twin weight {worst} does not fit the array's "
+            f"{config.weight_bits}-bit multiplier lanes (uniform, |w| <= {top})"
+        )
 
 
 def _unsupported_option(model: IntModel, layer: Layer) -> str | None:
@@ -809,7 +832,7 @@ def _weights_kind(model: IntModel, pe: str) -> str:
     lacking = [layer.name for layer in model.weight_layers() if not layer.has_baseline]
     if lacking:
         raise _fail(
-            f"The multiplier twin runs the 8-bit baseline, which the package lacks for "
+            f"The multiplier twin runs the uniform baseline, which the package lacks for "
             f"layer(s) {lacking} (lowered without its FP32 source?)"
         )
     return "baseline"
@@ -907,14 +930,15 @@ def _check_fits(program: Program) -> None:
 
 def compile_program(model: IntModel, config: ArrayConfig) -> Program:
     """Compile ``model`` for an array of ``config``: power-of-two codes for shift PEs, the
-    8-bit baseline for the multiplier twin.
+    uniform baseline (the twin, ``k``-bit weights) for the multiplier twin.
 
     Raises
     ------
     ProgramError
         A layer the controller cannot run, an accumulator or activation word too narrow,
         a shift beyond the requantiser, a memory too small, a field too narrow, or (for
-        the multiplier twin) a package without 8-bit baselines.
+        the multiplier twin) a package without uniform baselines or a twin weight beyond
+        the uniform range of the ``weight_bits``-bit lanes.
     """
     if not isinstance(config, ArrayConfig):
         raise TypeError(f"config must be an ArrayConfig, not {config!r}")
@@ -943,8 +967,8 @@ def compile_program(model: IntModel, config: ArrayConfig) -> Program:
 
 def fit_config(model: IntModel, *, rows: int, cols: int, pe: str = "shift") -> ArrayConfig:
     """The smallest array of ``rows × cols`` PEs that runs ``model``: activation word,
-    accumulator, code width and memories sized from the package (memories rounded up to
-    powers of two).
+    accumulator, weight width (the codes', or the twin's: :func:`twin_bits`) and memories
+    sized from the package (memories rounded up to powers of two).
 
     Raises
     ------
@@ -955,7 +979,7 @@ def fit_config(model: IntModel, *, rows: int, cols: int, pe: str = "shift") -> A
         raise ValueError(f"PE kind must be one of {PE_KINDS}, not {pe!r}")
     weights = _weights_kind(model, pe)
     act_bits = max(layer.out.bits + (0 if layer.out.signed else 1) for layer in model.layers)
-    bits = MULT_WEIGHT_BITS if pe == "mult" else _code_bits(model)
+    bits = twin_bits(model) if pe == "mult" else _code_bits(model)
     acc = max(_acc_need(model, layer, weights) for layer in model.layers)
     if pe == "mult":
         acc = max(acc, mult_mac_min_acc_bits(act_bits=act_bits, weight_bits=bits))
@@ -989,6 +1013,13 @@ def _layer_shift(layer: Layer, weights: str) -> int:
     if isinstance(layer, ConcatLayer):
         return min(layer.shifts)
     return 0
+
+
+def twin_bits(model: IntModel) -> int:
+    """Weight width of the multiplier twin's lanes: the widest
+    :attr:`~inq_hw.intmodel.layers.WeightLayer.twin_bits` of the weight layers (8 for a
+    layer whose ``baseline_bits`` is ``None``, the 8-bit twin)."""
+    return max((layer.twin_bits for layer in model.weight_layers()), default=DEFAULT_BASELINE_BITS)
 
 
 def _code_bits(model: IntModel) -> int:

@@ -6,13 +6,14 @@ Usage::
 
 Builds digits-cnn (``--channels``, default the tests' tiny 4-8-8, random weights put on
 a ``--bits`` power-of-two grid by one INQ step and lowered with its 8-bit baseline),
-compiles it for an R×C shift-PE array and for its multiplier twin (8-bit runtime weights)
-with :func:`rtl_gen.pe_program.fit_config`, exports both arrays and one PE of each kind
-(at the array's widths) to Verilog, and synthesises every design with Yosys through
-:mod:`inq_hw.cost.synth` (cached), one job at a time: generic gates (``stat -tech cmos``
-transistors) and iCE40 (LUT4, flip-flops, carries, BRAMs; ``synth_ice40`` is run without
-``-dsp``, so no SB_MAC16 is inferred and multipliers are counted in LUTs). Writes
-``synth.json`` and ``table.md`` atomically into ``--out``, with the mult/shift ratios.
+compiles it for an R×C shift-PE array and for its multiplier twin (runtime weights as
+wide as the package's twin, here 8 bits) with :func:`rtl_gen.pe_program.fit_config`,
+exports both arrays and one PE of each kind (at the array's widths) to Verilog, and
+synthesises every design with Yosys through :mod:`inq_hw.cost.synth` (cached), one job
+at a time: generic gates (``stat -tech cmos`` transistors) and iCE40 (LUT4, flip-flops,
+carries, BRAMs; ``synth_ice40`` is run without ``-dsp``, so no SB_MAC16 is inferred and
+multipliers are counted in LUTs). Writes ``synth.json`` and ``table.md`` atomically into
+``--out``, with the mult/shift ratios.
 
 The whole array includes its memories: on iCE40 they are block RAMs, but the generic
 flow maps them to flip-flops and multiplexers, which both arrays share; the PE rows show
@@ -132,7 +133,8 @@ def _table(report: dict[str, Any]) -> str:
     lines = [
         f"# Shift-PE vs multiplier-PE array, {shape}, {report['model']}",
         "",
-        f"Code width b = {report['bits']} (shift PEs) vs 8-bit runtime weights (multiplier "
+        f"Code width b = {report['bits']} (shift PEs) vs "
+        f"{report['configs']['mult']['weight_bits']}-bit runtime weights (multiplier "
         f"PEs); activations {report['configs']['shift']['act_bits']} bits, accumulators "
         f"{report['configs']['shift']['acc_bits']} / {report['configs']['mult']['acc_bits']} "
         "bits. Yosys through `inq_hw.cost.synth` (generic: `synth -flatten`, ABC to simple "

@@ -70,7 +70,7 @@ def pe_array_design(program: Program, *, source_hash: str | None = None) -> Desi
 
 def golden_outputs(model: IntModel, program: Program, images: np.ndarray) -> np.ndarray:
     """The golden executor's outputs of ``images`` with the weights ``program`` runs
-    (power-of-two codes, or the 8-bit baseline for the multiplier twin), flat per image."""
+    (power-of-two codes, or the uniform baseline for the multiplier twin), flat per image."""
     out = run(model, images, weights=program.weights)
     assert isinstance(out, np.ndarray)
     return out.reshape(len(images), -1).astype(np.int64)

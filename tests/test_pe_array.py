@@ -32,15 +32,23 @@ from sim.cycle_model import predict
 # --- packages ----------------------------------------------------------------------------
 
 
-def on_grid_model(model: nn.Module, x: torch.Tensor, bits: int) -> IntModel:
+def on_grid_model(
+    model: nn.Module, x: torch.Tensor, bits: int, twin_bits: int | None = None
+) -> IntModel:
     """Lower ``model`` after one INQ step puts every weight on its grid; the model as it
-    was before gives the 8-bit baseline."""
+    was before gives the 8-bit baseline, or with ``twin_bits`` the uniform twin of that
+    width (one uniform INQ step on the same model, as ``export --twin`` carries)."""
     fold_batchnorm(model)
     baseline = copy.deepcopy(model).eval()
+    if twin_bits is not None:
+        uniform = INQConfig(bits=twin_bits, schedule=(1.0,), weight_format="uniform")
+        IncrementalQuantizer(baseline, uniform).advance()
     inq = IncrementalQuantizer(model, INQConfig(bits=bits, schedule=(1.0,)))
     inq.advance()
     n1 = {layer.name: layer.n1 for layer in inq.layers}
-    return lower_model(model.eval(), x, bits=bits, n1=n1, baseline_model=baseline)
+    return lower_model(
+        model.eval(), x, bits=bits, n1=n1, baseline_model=baseline, twin_bits=twin_bits
+    )
 
 
 def zoo_model(
@@ -69,16 +77,22 @@ class _Odd(nn.Module):
         return self.fc(self.flatten(self.relu(self.pool(self.conv(x)))))
 
 
-@pytest.fixture(scope="module")
-def odd() -> tuple[IntModel, np.ndarray]:
+def odd_model(twin_bits: int | None = None) -> tuple[IntModel, np.ndarray]:
+    """:class:`_Odd` at 5 bits (with its 8-bit twin, or the ``twin_bits`` uniform twin),
+    three integer inputs and the two extreme ones."""
     torch.manual_seed(1)
     x = torch.randn(64, 2, 5, 5)
-    int_model = on_grid_model(_Odd(), x, bits=5)
+    int_model = on_grid_model(_Odd(), x, bits=5, twin_bits=twin_bits)
     fmt = int_model.input.out
     x_int = quantize_input(x[:3].numpy(), fmt)
     # The extreme inputs: every PE sees the largest magnitudes of the input format.
     extremes = np.stack([np.full(x_int.shape[1:], fmt.hi), np.full(x_int.shape[1:], fmt.lo)])
     return int_model, np.concatenate([x_int, extremes])
+
+
+@pytest.fixture(scope="module")
+def odd() -> tuple[IntModel, np.ndarray]:
+    return odd_model()
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +271,7 @@ def test_left_shift_and_twin_without_baseline(odd: tuple[IntModel, np.ndarray]) 
         else layer
         for layer in model.layers
     ]
-    with pytest.raises(ProgramError, match="8-bit baseline"):
+    with pytest.raises(ProgramError, match="uniform baseline"):
         fit_config(IntModel(tuple(bare), model.output), rows=2, cols=2, pe="mult")
 
 

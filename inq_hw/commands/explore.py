@@ -10,8 +10,9 @@ seconds.
 width in ``--bits`` is a *what-if* of the same schedule: cycles and traffic do not depend
 on the code width, while the weight memory, the barrel shifter and the accumulator do
 (``acc_bits`` grows or shrinks by the change in ``2**(b-2)``, the exponent range of the
-codes). Each row says which it is. The multiplier twin (8-bit uniform weights) has no code
-width and gets one row per shape; it needs the package's 8-bit baselines.
+codes). Each row says which it is. The multiplier twin (the package's uniform twin
+weights, lanes as wide as the twin: 8 bits, or k after ``export --twin``) has no code
+width and gets one row per shape; it needs the package's uniform baselines.
 """
 
 import argparse
