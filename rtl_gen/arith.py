@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 from inq_hw.intmodel.arith import ActFormat, output_bounds, rounding_constant
 
 __all__ = [
+    "DECODE_LEVELS",
     "Bounded",
     "CodeTerm",
     "Requantizer",
@@ -37,6 +38,7 @@ __all__ = [
     "register_term",
     "requantize",
     "sum_range",
+    "tree_register_levels",
 ]
 
 
@@ -146,6 +148,12 @@ def register_term(m: Module, term: Term, domain: str = "sync") -> Term:
     return Term(reg, term.lo, term.hi, term.shift, term.negated)
 
 
+#: Levels of logic before a folded lane's tree (its weight decode, or its product) that
+#: the lane's pipeline registers are spread over with the tree's (:func:`adder_tree`'s
+#: ``lead``; :class:`rtl_gen.folded.FoldedDot`, :mod:`rtl_gen.pipelining`).
+DECODE_LEVELS = 1
+
+
 def register_levels(depth: int, stages: int) -> set[int]:
     """Tree levels (1..depth, after which a register goes) for ``stages`` pipeline stages,
     spread evenly; stages beyond the depth go after the last level (``depth``)."""
@@ -158,19 +166,32 @@ def register_levels(depth: int, stages: int) -> set[int]:
     return {max(1, round((i + 1) * depth / stages)) for i in range(stages)}
 
 
-def adder_tree(m: Module, terms: Sequence[Term], *, stages: int = 0, domain: str = "sync") -> Term:
+def tree_register_levels(depth: int, stages: int, lead: int = 0) -> set[int]:
+    """Tree levels (0..depth; 0: the leaves) after which :func:`adder_tree` puts its
+    ``stages`` registers, when ``lead`` levels of logic come before the tree (a folded
+    lane's weight decode): the registers are spread over the ``lead + depth`` levels, so
+    with ``lead`` 1 the first may go on the leaves, behind the decode."""
+    if lead == 0 or depth == 0:
+        return register_levels(depth, stages)
+    return {level - lead for level in register_levels(depth + lead, stages) if level >= lead}
+
+
+def adder_tree(
+    m: Module, terms: Sequence[Term], *, stages: int = 0, lead: int = 0, domain: str = "sync"
+) -> Term:
     """Balanced tree summing ``terms``, with ``stages`` pipeline registers.
 
     Terms are sorted by shift (and sign) so that neighbours with equal shifts are added
     first, in narrow adders. Each level halves the count; registers go after the levels
-    chosen by :func:`register_levels`. Returns the root; its latency is exactly ``stages``
-    cycles (registers beyond the tree depth are added at the output).
+    chosen by :func:`tree_register_levels` (``lead``: levels of logic before the tree).
+    Returns the root; its latency is exactly ``stages`` cycles (registers beyond the tree
+    depth are added at the output).
     """
     level = sorted(terms, key=lambda t: (t.shift, t.negated))
     if not level:
         level = [Term(Const(0, 1), 0, 0)]
     depth = max(0, (len(level) - 1).bit_length())
-    chosen = register_levels(depth, stages)
+    chosen = tree_register_levels(depth, stages, lead)
     placed = 0
     if 0 in chosen:
         level = [register_term(m, t, domain) for t in level]

@@ -5,10 +5,12 @@ lanes. The stage holds its input vector and, one group per cycle, computes ``G``
 products with weights read from a ROM of ``F`` words: in shift-add mode each weight is its
 ``b``-bit power-of-two code (``zero << (b-1) | sign << (b-2) | index``, ``inq_hw.intmodel.codes``),
 decoded into a barrel shift by ``2**(b-2) - 1 - index`` (the complement of the index, as in
-:class:`rtl_gen.pe.ShiftMAC`) and a sign; in the multiplier twin each weight is its ``k``-bit
-uniform integer (``k`` the twin's width, 8 by default) and the lane multiplies. Each ROM word
-also holds the group's biases (with the requantisation's rounding constant folded in).
-Requantisation is the golden executor's.
+:class:`rtl_gen.pe.ShiftMAC`) and a sign. A negative term is the shifted input inverted,
+``~v = -v - 1``, not negated (no carry chain before the tree): each ROM word's bias holds
+the lane's count of negative weights, which restores the exact sum. In the multiplier twin
+each weight is its ``k``-bit uniform integer (``k`` the twin's width, 8 by default) and the
+lane multiplies. Each ROM word also holds the group's biases (with the requantisation's
+rounding constant folded in). Requantisation is the golden executor's.
 
 The logic is ``G`` lanes instead of ``N`` (a lane with runtime weights costs more than one
 with constant weights, so the saving is less than ``F``-fold); a result takes ``F`` cycles
@@ -16,8 +18,9 @@ plus one to hand over.
 
 The ROM is read synchronously (its address runs one group ahead, so the register costs no
 cycle and maps to block RAM). With ``stages = S`` the lanes' adder trees carry ``S``
-pipeline registers (:func:`rtl_gen.arith.adder_tree`); group ``g``'s results are written
-``S`` cycles after it is issued, so a result takes ``F + S`` cycles. The registers run
+pipeline registers (:func:`rtl_gen.arith.adder_tree`, spread over the decode and the
+tree's levels, so that the first may sit behind the decode); group ``g``'s results are
+written ``S`` cycles after it is issued, so a result takes ``F + S`` cycles. The registers run
 freely: the stage takes no new vector until every group is written.
 
 Timing (mirrored by :class:`rtl_gen.timing.FoldedDotTiming` with ``cycles = F + S``):
@@ -37,7 +40,15 @@ from amaranth.lib.wiring import In, Out
 from inq_hw.errors import ConfigError
 from inq_hw.intmodel.arith import ActFormat, rounding_constant, signed_bits, uniform_max
 from inq_hw.intmodel.codes import code_of_weight, max_shift
-from rtl_gen.arith import Term, adder_tree, code_term, materialise, range_shape, requantize
+from rtl_gen.arith import (
+    DECODE_LEVELS,
+    Term,
+    adder_tree,
+    code_term,
+    materialise,
+    range_shape,
+    requantize,
+)
 from rtl_gen.engines import beat_signature
 from rtl_gen.units import MODES, Requant, is_power_of_two_matrix
 
@@ -126,7 +137,7 @@ class FoldedDot(wiring.Component):
         self.lanes = -(-self.n_out // fold)
         self.code_bits = code_bits or self._narrowest_code()
         self.rounding = rounding_constant(requant.shift)
-        biases = self.bias + self.rounding
+        biases = self._lane_biases()
         self.bias_bits = signed_bits(int(np.abs(biases).max(initial=0)))
         self.words = self._rom_words()
         super().__init__(
@@ -165,6 +176,14 @@ class FoldedDot(wiring.Component):
                 f"[{-top}, {top}], not [{lo}, {hi}]"
             )
 
+    def _lane_biases(self) -> np.ndarray:
+        """Per output, the constant its lane adds: bias, rounding constant and (shift-add)
+        one per negative weight, which the lane's inverted terms ``-v - 1`` lack."""
+        biases = self.bias + self.rounding
+        if self.mode == "shift-add":
+            biases = biases + (self.weights < 0).sum(axis=1)
+        return biases
+
     def _narrowest_code(self) -> int:
         if self.mode == "multiply":
             return self.weight_bits
@@ -178,15 +197,16 @@ class FoldedDot(wiring.Component):
 
     def _rom_words(self) -> list[int]:
         """Word ``g``: lane ``l``'s weight for input ``i`` at field ``l·K + i``, then the
-        lanes' biases (rounding constant included); lanes past ``N`` have zero weights."""
+        lanes' constants (:meth:`_lane_biases`); lanes past ``N`` have zero weights."""
         words = []
         cb, bb, k = self.code_bits, self.bias_bits, self.n_in
+        biases = self._lane_biases()
         for g in range(self.fold):
             word = 0
             for lane in range(self.lanes):
                 o = g * self.lanes + lane
                 row = self.weights[o] if o < self.n_out else np.zeros(k, dtype=np.int64)
-                bias = int(self.bias[o]) + self.rounding if o < self.n_out else 0
+                bias = int(biases[o]) if o < self.n_out else 0
                 for i, w in enumerate(row):
                     word |= self._weight_field(int(w)) << ((lane * k + i) * cb)
                 word |= (bias & ((1 << bb) - 1)) << (self.lanes * k * cb + lane * bb)
@@ -206,9 +226,13 @@ class FoldedDot(wiring.Component):
             return Term(product, lo, hi)
         code = code_term(x, field, self.code_bits)
         bound = max(-lo_x, hi_x) << max_shift(self.code_bits)
-        term = Signal(range_shape(-bound, bound))
-        m.d.comb += term.eq(Mux(code.zero, 0, Mux(code.negative, -code.shifted, code.shifted)))
-        return Term(term, -bound, bound)
+        shifted = Signal(range_shape(-bound - 1, bound))
+        term = Signal(shifted.shape())
+        m.d.comb += [
+            shifted.eq(code.shifted),
+            term.eq(Mux(code.zero, 0, Mux(code.negative, ~shifted, shifted))),
+        ]
+        return Term(term, -bound - 1, bound)
 
     def _lane(self, m: Module, word: Value, x: Any, lane: int) -> Value:
         cb, k = self.code_bits, self.n_in
@@ -218,7 +242,7 @@ class FoldedDot(wiring.Component):
         m.d.comb += bias.eq(bias_field)
         limit = (1 << (self.bias_bits - 1)) - 1
         terms.append(Term(bias, -limit - 1, limit))
-        root = adder_tree(m, terms, stages=self.stages)
+        root = adder_tree(m, terms, stages=self.stages, lead=DECODE_LEVELS)
         acc = materialise(m, root, signed_bits(max(map(abs, root.actual_range))))
         q = self.requant
         return requantize(m, acc, shift=q.shift, relu=q.relu, out=q.out, rounding_in_acc=True)

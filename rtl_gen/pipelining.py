@@ -36,7 +36,7 @@ import numpy as np
 from inq_hw.errors import ConfigError
 from inq_hw.intmodel.arith import ActFormat, accumulator_bits
 from inq_hw.intmodel.layers import IntModel, WeightLayer
-from rtl_gen.arith import register_levels
+from rtl_gen.arith import DECODE_LEVELS, tree_register_levels
 
 __all__ = [
     "DELAY_MODELS",
@@ -90,7 +90,8 @@ class DotPath:
 
     ``levels``: adder-tree depth; ``width``: accumulator bits; ``leaf_width``: bits of a
     term entering the tree (default ``width``); ``pre_levels`` and ``pre_luts``: adder
-    levels and logic levels before the tree (a multiplier; a folded lane's weight decode).
+    levels and logic levels before the tree (a multiplier; a folded lane's weight decode);
+    ``lead``: tree levels the registers count that logic as (``adder_tree``'s ``lead``).
     """
 
     levels: int
@@ -98,6 +99,7 @@ class DotPath:
     pre_levels: int = 0
     pre_luts: int = 0
     leaf_width: int | None = None
+    lead: int = 0
 
     def width_at(self, level: int) -> int:
         """Width of the widest adder of tree level ``level`` (1 = the leaves' adders)."""
@@ -119,16 +121,18 @@ def dot_path(
         levels = max(0, (terms - 1).bit_length())
         return DotPath(levels=levels, width=width, pre_levels=pre, leaf_width=leaf)
     levels = max(0, weights.shape[1]).bit_length()  # K runtime terms and the bias
+    lead = DECODE_LEVELS
     if mode == "multiply":
-        return DotPath(levels, width, pre_levels=_MULT_LEVELS, leaf_width=leaf)
+        return DotPath(levels, width, pre_levels=_MULT_LEVELS, leaf_width=leaf, lead=lead)
     luts = max(1, (largest.bit_length() - 1).bit_length()) + 1  # barrel shift, sign
-    return DotPath(levels, width, pre_luts=luts, leaf_width=leaf)
+    return DotPath(levels, width, pre_luts=luts, leaf_width=leaf, lead=lead)
 
 
-def _segments(depth: int, stages: int) -> list[int]:
-    """Adder levels between consecutive registers (the first starts at the input; the
-    last one ends at the root, before requantisation)."""
-    cuts = sorted(register_levels(depth, stages) - {0})
+def _segments(depth: int, stages: int, lead: int = 0) -> list[int]:
+    """Adder levels between consecutive registers: the first starts at the input (0
+    levels when a register sits on the leaves, behind the logic before the tree), the
+    last ends at the root, before requantisation."""
+    cuts = sorted(tree_register_levels(depth, stages, lead))
     bounds = [0, *cuts]
     segments = [b - a for a, b in itertools.pairwise(bounds)]
     return [*segments, depth - bounds[-1]]
@@ -136,7 +140,7 @@ def _segments(depth: int, stages: int) -> list[int]:
 
 def path_delay_ns(path: DotPath, stages: int, model: DelayModel) -> float:
     """The longest register-to-register delay of a dot stage with ``stages`` stages."""
-    segments = _segments(path.levels, stages)
+    segments = _segments(path.levels, stages, path.lead)
     delays, end = [], 0
     for n, levels in enumerate(segments):
         end += levels
@@ -147,8 +151,6 @@ def path_delay_ns(path: DotPath, stages: int, model: DelayModel) -> float:
         delays.append(
             model.segment_ns(levels + pre_levels + post_levels, pre_luts + post_luts, width)
         )
-    if stages and 0 in register_levels(path.levels, stages):  # a tree of one term
-        delays.append(model.segment_ns(path.pre_levels, path.pre_luts, path.width))
     return max(delays)
 
 

@@ -8,7 +8,8 @@ logic the generators make, with the generators' own widths:
   Unrolled units: every adder of their trees or shared graphs at its width, as counted by
   :func:`inq_hw.cost.analytic.analyze` (the shift-add unit) or its multiplier twin's tree;
   folded lanes: :func:`inq_hw.cost.analytic.tree_width_histogram` over the lane's terms
-  with the ranges :class:`rtl_gen.folded.FoldedDot` gives them, plus a negation per term.
+  with the ranges :class:`rtl_gen.folded.FoldedDot` gives them (a negative term is an
+  inverted one, so no negation).
 * ``mux``: 2:1 multiplexer bits (a folded lane's barrel shifters and sign and zero
   selects, the pooling engine's column select and maximum, ReLU, the argmax).
 * ``cmp``: comparison bits (requantisation's saturation, pooling, the argmax).
@@ -275,13 +276,12 @@ def _folded(count: _Count, dot: Any, live: _Live) -> None:
         count.add("mul", used * x.bits * dot.weight_bits)
     else:
         bound = max(-x.lo, x.hi) << max_shift(cb)
-        lo, hi = -bound, bound
+        lo, hi = -bound - 1, bound  # a negative term is the shifted input inverted
         term_bits = range_shape(lo, hi).width
         shifted = x.bits + max_shift(cb)
         count.add("mux", shifted * float(np.maximum(at.shifts - 1, 0).sum()))
         selects = (at.negative & at.positive) | (at.zero & nonzero)
         count.add("mux", term_bits * int(selects.sum()))
-        count.add("add", term_bits * int((at.negative & nonzero).sum()))  # the negations
     count.add("rom", float((distinct - 1).sum()) * max(1, (dot.fold - 1).bit_length()))
     biases = np.zeros(dot.fold * lanes, dtype=np.int64)
     biases[: dot.n_out] = np.where(live.out, dot.bias, 0)
@@ -304,7 +304,21 @@ def _folded(count: _Count, dot: Any, live: _Live) -> None:
     assert live.inputs is not None
     count.ff += int(live.inputs.sum()) * x.bits  # the held vector
     count.ff += int(live.out.sum()) * out_bits  # the results
-    count.ff += dot.stages * lanes * acc + max(1, (dot.cycles + 1).bit_length()) + 1
+    leaf = range_shape(lo, hi).width
+    count.ff += lanes * _lane_register_bits(k + 1, dot.stages, leaf, acc)
+    count.ff += max(1, (dot.cycles + 1).bit_length()) + 1
+
+
+def _lane_register_bits(terms: int, stages: int, leaf: int, acc: int) -> int:
+    """Pipeline register bits of one folded lane's tree of ``terms`` terms: at each level
+    :func:`rtl_gen.arith.tree_register_levels` picks, one register per node, a bit wider
+    than the level below (at most ``acc``); stages past the tree's depth at the root."""
+    from rtl_gen.arith import DECODE_LEVELS, tree_register_levels
+
+    depth = max(0, (terms - 1).bit_length())
+    levels = tree_register_levels(depth, stages, DECODE_LEVELS)
+    bits = sum(-(-terms >> level) * min(acc, leaf + level) for level in levels)
+    return bits + (stages - len(levels)) * acc
 
 
 def _dot(count: _Count, dot: Any, live: _Live, cost: LayerCost) -> None:
