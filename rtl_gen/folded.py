@@ -97,6 +97,12 @@ class FoldedDot(wiring.Component):
     i : In(stream of ``K`` integers)
     o : Out(stream of ``N`` integers of ``requant.out``)
 
+    Attributes
+    ----------
+    constants : numpy.ndarray
+        Per output, the constant its lane adds, stored in the ROM's bias field: bias,
+        rounding constant and (shift-add) one per negative weight.
+
     Raises
     ------
     ValueError
@@ -137,8 +143,8 @@ class FoldedDot(wiring.Component):
         self.lanes = -(-self.n_out // fold)
         self.code_bits = code_bits or self._narrowest_code()
         self.rounding = rounding_constant(requant.shift)
-        biases = self._lane_biases()
-        self.bias_bits = signed_bits(int(np.abs(biases).max(initial=0)))
+        self.constants = self._lane_constants()
+        self.bias_bits = signed_bits(int(np.abs(self.constants).max(initial=0)))
         self.words = self._rom_words()
         super().__init__(
             {
@@ -176,7 +182,7 @@ class FoldedDot(wiring.Component):
                 f"[{-top}, {top}], not [{lo}, {hi}]"
             )
 
-    def _lane_biases(self) -> np.ndarray:
+    def _lane_constants(self) -> np.ndarray:
         """Per output, the constant its lane adds: bias, rounding constant and (shift-add)
         one per negative weight, which the lane's inverted terms ``-v - 1`` lack."""
         biases = self.bias + self.rounding
@@ -197,16 +203,15 @@ class FoldedDot(wiring.Component):
 
     def _rom_words(self) -> list[int]:
         """Word ``g``: lane ``l``'s weight for input ``i`` at field ``l·K + i``, then the
-        lanes' constants (:meth:`_lane_biases`); lanes past ``N`` have zero weights."""
+        lanes' :attr:`constants`; lanes past ``N`` have zero weights."""
         words = []
         cb, bb, k = self.code_bits, self.bias_bits, self.n_in
-        biases = self._lane_biases()
         for g in range(self.fold):
             word = 0
             for lane in range(self.lanes):
                 o = g * self.lanes + lane
                 row = self.weights[o] if o < self.n_out else np.zeros(k, dtype=np.int64)
-                bias = int(biases[o]) if o < self.n_out else 0
+                bias = int(self.constants[o]) if o < self.n_out else 0
                 for i, w in enumerate(row):
                     word |= self._weight_field(int(w)) << ((lane * k + i) * cb)
                 word |= (bias & ((1 << bb) - 1)) << (self.lanes * k * cb + lane * bb)
