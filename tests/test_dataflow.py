@@ -287,6 +287,10 @@ def test_unrolled_pipeline_stages_add_their_depth_to_the_latency() -> None:
     assert deep_top.registered_ports and not flat_top.registered_ports
     flat, deep = flat_top.timing(), deep_top.timing()
     assert deep_top.slices and not flat_top.slices
+    # every engine but the last has its slice, pooling engines too: no ready chain runs
+    # through two engines (a pool's o.ready into its partials' enable was a critical path)
+    kinds = [deep_top.stages[n].info["kind"] for n in deep_top.slices]
+    assert deep_top.slices == tuple(range(len(deep_top.stages) - 1)) and "maxpool" in kinds
     deep_top.registered_ports, deep_top.slices = False, ()
     bare = deep_top.timing()
     assert bare.latency == flat.latency + 10 + rounds and deep.latency > bare.latency
