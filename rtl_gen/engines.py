@@ -257,8 +257,16 @@ class ConvEngine(wiring.Component):
         (hp, wp), k = self.padded, self.kernel
         pad_r, pad_c, emit_r, emit_c = conv_tables(self.size, k, self.stride, self.padding)
         r, c = Signal(range(max(hp, 2))), Signal(range(max(wp, 2)))
-        pad = Signal()
-        m.d.comb += pad.eq(_flag_table(pad_r)[r] | _flag_table(pad_c)[c])
+        r_next, c_next = Signal.like(r), Signal.like(c)
+        last_c = c == wp - 1
+        m.d.comb += [
+            c_next.eq(Mux(last_c, 0, c + 1)),
+            r_next.eq(Mux(last_c, Mux(r == hp - 1, 0, r + 1), r)),
+        ]
+        # Whether the position is padding is a register, set from the tables for the
+        # position that comes next (as the pooling engines' flags): ``advance``, which
+        # enables every tap of the window, is then one gate from registers.
+        pad = Signal(init=int(pad_r[0] or pad_c[0]))
         layout = self.i.payload.shape()
         if self.line_memory:
             window = [[Signal(layout, name=f"tap{g * wp + j}") for j in range(k)] for g in range(k)]
@@ -282,11 +290,12 @@ class ConvEngine(wiring.Component):
             if not self.line_memory:
                 m.d.sync += taps[0].eq(pixel)
                 m.d.sync += [taps[j].eq(taps[j - 1]) for j in range(1, len(taps))]
-            m.d.sync += pending.eq(_flag_table(emit_r)[r] & _flag_table(emit_c)[c])
-            last_c = c == wp - 1
-            m.d.sync += c.eq(Mux(last_c, 0, c + 1))
-            with m.If(last_c):
-                m.d.sync += r.eq(Mux(r == hp - 1, 0, r + 1))
+            m.d.sync += [
+                pending.eq(_flag_table(emit_r)[r] & _flag_table(emit_c)[c]),
+                c.eq(c_next),
+                r.eq(r_next),
+                pad.eq(_flag_table(pad_r)[r_next] | _flag_table(pad_c)[c_next]),
+            ]
         with m.Elif(serve):
             m.d.sync += pending.eq(0)
         m.d.comb += dot.o.ready.eq(output_slot(m, self.o, dot.o.valid, dot.o.payload.as_value()))

@@ -303,10 +303,20 @@ def _folded(count: _Count, dot: Any, live: _Live) -> None:
     _requant(count, acc, q.shift, out_bits, int(rows.reshape(dot.fold, lanes).any(axis=0).sum()))
     assert live.inputs is not None
     count.ff += int(live.inputs.sum()) * x.bits  # the held vector
-    count.ff += int(live.out.sum()) * out_bits  # the results
+    count.ff += _result_chain_slots(rows.reshape(dot.fold, lanes)) * out_bits
     leaf = range_shape(lo, hi).width
     count.ff += lanes * _lane_register_bits(k + 1, dot.stages, leaf, acc)
     count.ff += max(1, (dot.cycles + 1).bit_length()) + 1
+
+
+def _result_chain_slots(live: np.ndarray) -> int:
+    """Result registers of a folded stage's lanes kept by synthesis (``live``: groups ×
+    lanes): each lane's results leave through a shift chain from the last group's slot
+    down to group 0's (:class:`rtl_gen.folded.FoldedDot`), so a lane keeps its slots from
+    the head down to its first live group."""
+    groups = live.shape[0]
+    first = np.where(live.any(axis=0), live.argmax(axis=0), groups)
+    return int((groups - first).sum())
 
 
 def _lane_register_bits(terms: int, stages: int, leaf: int, acc: int) -> int:
