@@ -39,6 +39,7 @@ BENCHES = (
     "adder_graph",
     "dataflow_graph",
     "fit",
+    "fit_pe",
     "sweep",
 )
 

@@ -90,19 +90,27 @@ def measure(name: str, scratch: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _refit(rows: list[dict[str, Any]], family: str) -> dict[str, float] | None:
+def relative_nnls(
+    features: list[dict[str, float]], targets: list[float], names: tuple[str, ...], digits: int
+) -> dict[str, float] | None:
+    """Non-negative weights of ``names`` that fit ``targets`` from ``features`` with the
+    least squared relative error (None with fewer cases than weights)."""
     import numpy as np
     from scipy.optimize import nnls
 
+    if len(features) < len(names):
+        return None
+    a = np.array([[row[k] for k in names] for row in features])
+    b = np.array(targets, dtype=float)
+    weights, _ = nnls(a / b[:, None], np.ones(len(b)))
+    return dict(zip(names, (round(float(w), digits) for w in weights), strict=True))
+
+
+def _refit(rows: list[dict[str, Any]], family: str) -> dict[str, float] | None:
     from inq_hw.cost.fpga import FEATURES
 
     mine = [r for r in rows if r["family"] == family]
-    if len(mine) < len(FEATURES):
-        return None
-    a = np.array([[r["features"][k] for k in FEATURES] for r in mine])
-    b = np.array([r["lut"] for r in mine], dtype=float)
-    weights, _ = nnls(a / b[:, None], np.ones(len(b)))
-    return dict(zip(FEATURES, (round(float(w), 3) for w in weights), strict=True))
+    return relative_nnls([r["features"] for r in mine], [r["lut"] for r in mine], FEATURES, 3)
 
 
 def run() -> dict[str, Any]:

@@ -625,6 +625,7 @@ def implementation_folding(
             baseline=baseline,
             dsp=dsp,
             pipeline=cfg.implement_pipeline,
+            arch="dataflow",  # the report's table is of dataflow tops, not PE arrays
         )
     except FitError as error:
         return str(error)

@@ -88,6 +88,7 @@ def simulate_pe_array(
     max_cycles: int | None = None,
     cache_dir: Path | None = None,
     timeout_s: float = 3600,
+    sources: list[Path] | None = None,
 ) -> dict[str, Any]:
     """Export the array for ``program`` to ``out_dir`` and run ``images`` through it.
 
@@ -102,6 +103,9 @@ def simulate_pe_array(
         max_cycles: Cycle limit per inference (default: twice the cycle model's figure).
         cache_dir: Simulator builds (default ``out_dir/sim_build``).
         timeout_s: Wall-clock limit of the simulation.
+        sources: Verilog to simulate instead of the exported array (cocotb engine): a
+            synthesised netlist of the same top and its cell models
+            (:func:`inq_hw.implement.netlist.check_netlist`).
 
     Returns:
         The summary (module docstring); check it with :func:`check_summary`.
@@ -120,17 +124,18 @@ def simulate_pe_array(
     limit = max_cycles or _LIMIT_FACTOR * predicted
     cache = cache_dir or out_dir / "sim_build"
     start = time.perf_counter()
-    if choose_engine(engine, simulator) == "fast":
+    files = sources or [out_dir / top.file]
+    if sources is None and choose_engine(engine, simulator) == "fast":
         result = _run_fast(top, out_dir, program, flat, want, limit, cache, timeout_s)
     else:
-        result = _run_cocotb(top, out_dir, program, flat, want, limit, cache, simulator, timeout_s)
+        result = _run_cocotb(top, files, program, flat, want, limit, cache, simulator, timeout_s)
     seconds = time.perf_counter() - start
     return _summary(result, top.name, program, predicted, seconds)
 
 
 def _run_cocotb(
     top: Any,
-    out_dir: Path,
+    sources: list[Path],
     program: Program,
     flat: np.ndarray,
     want: np.ndarray,
@@ -151,7 +156,7 @@ def _run_cocotb(
             "max_cycles": limit,
         }
         result = run_testbench(
-            sources=[out_dir / top.file],
+            sources=sources,
             top=top.name,
             module="sim.tb_pe_array",
             config=config,

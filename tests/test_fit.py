@@ -141,8 +141,10 @@ def test_fps_takes_the_least_area_that_reaches_it(
 
 
 def test_nothing_fits_names_the_smallest_device_that_would(packages: Path) -> None:
+    """The dataflow search's refusal (``arch="dataflow"``); by default the fit falls back
+    to the shift-PE array (tests/test_implement_pe_array.py), here too."""
     with pytest.raises(FitError) as caught:
-        choose_folding(packages / "fitcnn", "ice40-up5k")
+        choose_folding(packages / "fitcnn", "ice40-up5k", arch="dataflow")
     message = str(caught.value)
     assert message.startswith("No folding fits ice40-up5k at 85% of its LUTs, FFs and logic cells")
     assert re.search(r"needs [\d,]+ LUT, [\d,]+ FF, [\d,]+ logic cells \(predicted\)", message)
@@ -151,8 +153,11 @@ def test_nothing_fits_names_the_smallest_device_that_would(packages: Path) -> No
     assert choose_folding(packages / "fitcnn", named[1]).device == named[1]
     for smaller in (d for d in DEVICES.values() if d.lut < DEVICES[named[1]].lut):
         with pytest.raises(FitError):
-            choose_folding(packages / "fitcnn", smaller.name)
+            choose_folding(packages / "fitcnn", smaller.name, arch="dataflow")
+    assert choose_folding(packages / "fitcnn", "ice40-up5k").arch == "pe-array"
     with pytest.raises(FitError, match=r"at 0% of its LUTs.*; none of the known devices holds it$"):
+        choose_folding(packages / "micro", "ice40-up5k", margin=0.001, arch="dataflow")
+    with pytest.raises(FitError, match=r"none of the known devices holds it; no shift-PE array"):
         choose_folding(packages / "micro", "ice40-up5k", margin=0.001)
 
 
@@ -182,7 +187,7 @@ def test_bad_budgets_are_refused(packages: Path, kwargs: dict[str, Any], message
 
 def test_the_cli_refuses_in_one_line(packages: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cases = [
-        (["--fit", "ice40-up5k"], "the smallest device that holds it is"),
+        (["--fit", "ice40-up5k", "--arch", "dataflow"], "the smallest device that holds it is"),
         (["--fit", "ecp5-25k", "--fps", "1e9"], "the fastest folding that fits ecp5-25k"),
         (["--fit", "ice40-up5k", "--fold", "all=2"], "--fit and --fps choose the folding"),
         (["--fit", "ice40-up5k", "--device", "ecp5-25k"], "name two devices"),

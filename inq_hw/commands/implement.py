@@ -14,7 +14,7 @@ __all__ = ["implement"]
 def _configure(parser: argparse.ArgumentParser) -> None:
     from inq_hw.commands.hardware import add_line_buffer_option
     from inq_hw.implement.devices import DEVICES
-    from inq_hw.implement.fit import DEFAULT_MARGIN
+    from inq_hw.implement.fit import ARCHS, DEFAULT_MARGIN
 
     parser.add_argument("package", type=Path, help="package directory written by 'inq-hw export'")
     parser.add_argument(
@@ -79,6 +79,22 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     add_line_buffer_option(parser)
     parser.add_argument(
+        "--arch",
+        choices=ARCHS,
+        default="auto",
+        help="dataflow: the streaming top; pe-array: the programmable shift-PE array (weights "
+        "in block RAM, one layer at a time; --pe gives its shape, else --fit chooses it); "
+        "auto: the dataflow top, or with --fit the PE array when no folding fits "
+        "(default auto)",
+    )
+    parser.add_argument(
+        "--pe",
+        default=None,
+        metavar="RxC",
+        help="implement the shift-PE array of R rows and C columns (e.g. 1x16) instead of "
+        "the dataflow top",
+    )
+    parser.add_argument(
         "--rtl", type=Path, default=None, help="an already generated dataflow RTL directory"
     )
     parser.add_argument(
@@ -127,20 +143,18 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
     stages = 0 if auto else parse_stages(args.pipeline)
     if args.rtl is not None and args.line_buffer is not None:
         raise ConfigError("--line-buffer applies to the top implement generates; drop --rtl")
-    fit = _fit(args, device.name, clock, stages)
+    pe = _pe_shape(args, stages)
+    fit = _fit(args, device.name, clock, stages) if pe is None else None
     if fit is not None:
         folding: dict[str, int] | None = fit.folding
     else:
         folding = dataflow_folding(args.fold, args.package) if args.fold else None
     pipeline: int | dict[str, int] = stages
-    if auto:
+    if auto and pe is None:
         pipeline = _auto_pipeline(args, device.family, clock, folding)
     with progress(args) as shown:
         if fit is not None:
-            shown.message(
-                f"fit {device.name}: folding {_folds(fit.folding)}, interval "
-                f"{fit.interval_cycles} cycles, {fit.predicted['lut']:,} LUT predicted"
-            )
+            shown.message(f"fit {device.name}: {_chosen(fit)}")
         result = implement_package(
             args.package,
             device.name,
@@ -151,6 +165,7 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
             pipeline=pipeline,
             fit=fit,
             line_buffer=args.line_buffer,
+            pe=pe,
             clock_mhz=clock,
             dsp=_dsp(args),
             timeout_s=args.timeout,
@@ -164,6 +179,51 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
                 k: summary[k] for k in ("samples", "mismatched_samples", "simulator_version")
             }
     return {**result, "_text": _text(result)}
+
+
+def _pe_shape(args: argparse.Namespace, stages: int) -> tuple[int, int] | None:
+    """``--pe RxC``, checked against the options that apply to the dataflow top only."""
+    if args.pe is None:
+        if args.arch == "pe-array" and args.fit is None and args.fps is None:
+            raise ConfigError("--arch pe-array needs --pe RxC (or --fit DEVICE to choose it)")
+        return None
+    from inq_hw.implement.pe_array import parse_pe
+
+    shape = parse_pe(args.pe)
+    if args.arch == "dataflow":
+        raise ConfigError("--pe gives the PE array's shape; it excludes --arch dataflow")
+    clash = [
+        name
+        for name, given in (
+            ("--fit", args.fit is not None),
+            ("--fps", args.fps is not None),
+            ("--fold", bool(args.fold)),
+            ("--pipeline", args.pipeline != "0"),
+            ("--line-buffer", args.line_buffer is not None),
+            ("--rtl", args.rtl is not None),
+        )
+        if given
+    ]
+    if clash:
+        raise ConfigError(f"--pe implements the PE array as given; drop {', '.join(clash)}")
+    if args.check:
+        raise ConfigError("--check simulates dataflow netlists only; drop it with --pe")
+    return shape
+
+
+def _chosen(fit: Any) -> str:
+    """What a fit chose, in one line."""
+    if fit.arch == "pe-array":
+        rows, cols = fit.pe
+        return (
+            f"no folding of the dataflow top fits; shift-PE array {rows}x{cols}, "
+            f"{fit.interval_cycles:,} cycles per image, {fit.predicted['lut']:,} LUT, "
+            f"{fit.predicted['bram']} BRAM predicted"
+        )
+    return (
+        f"folding {_folds(fit.folding)}, interval {fit.interval_cycles} cycles, "
+        f"{fit.predicted['lut']:,} LUT predicted"
+    )
 
 
 def _device_name(args: argparse.Namespace) -> str:
@@ -210,6 +270,7 @@ def _fit(args: argparse.Namespace, device: str, clock: float, stages: int) -> An
         dsp=_dsp(args),
         margin=args.margin,
         line_buffer=args.line_buffer or DEFAULT_LINE_BUFFER,
+        arch=args.arch,
     )
 
 
@@ -258,9 +319,14 @@ def _fit_lines(result: dict[str, Any]) -> list[str]:
     if "fit" in result:
         fit = result["fit"]
         goal = f"{fit['fps']:g} images/s, least area" if fit["fps"] else "most throughput"
+        chose = (
+            f"shift-PE array {fit['pe'][0]}x{fit['pe'][1]}"
+            if fit.get("arch") == "pe-array"
+            else _folds(fit["folding"])
+        )
         lines.append(
             f"fitted ({goal}, {fit['margin']:.0%} of {fit['device']}): "
-            f"{_folds(fit['folding'])}; {fit['images_per_second']:,.0f} images/s at "
+            f"{chose}; {fit['images_per_second']:,.0f} images/s at "
             f"{fit['clock_mhz']:g} MHz"
         )
     predicted = result.get("predicted")

@@ -21,9 +21,12 @@ of :mod:`rtl_gen.timing`:
   second at the clock (``clock / interval``): the least area that reaches it, checked
   against the device.
 
-When nothing fits, :class:`FitError` says which device would hold the smallest design (or
-that none of :data:`inq_hw.implement.devices.DEVICES` does), or the highest frame rate
-that fits.
+When no folding fits (``arch="auto"``, the default), the fit falls back to the
+programmable shift-PE array (:func:`inq_hw.implement.pe_array.choose_pe_array`: weights in
+block RAM, one layer after another) and returns the fastest shape that fits, a
+:class:`Fit` with ``arch="pe-array"``. When nothing fits, :class:`FitError` says which
+device would hold the smallest dataflow design (or that none of
+:data:`inq_hw.implement.devices.DEVICES` does), or the highest frame rate that fits.
 
 Example usage::
 
@@ -47,11 +50,13 @@ from inq_hw.errors import ConfigError
 from inq_hw.implement.devices import DEVICES, Device, get_device
 
 __all__ = [
+    "ARCHS",
     "DEFAULT_CLOCK_MHZ",
     "DEFAULT_MARGIN",
     "Fit",
     "FitError",
     "choose_folding",
+    "fits_budget",
     "predict_rtl",
 ]
 
@@ -61,6 +66,8 @@ DEFAULT_MARGIN = 0.85
 #: The clock a fit assumes when none is given (as ``inq-hw implement``).
 DEFAULT_CLOCK_MHZ = {"ice40": 12.0, "ecp5": 100.0}
 _RESOURCES = ("lut", "ff", "carry", "bram", "dsp")
+#: What a fit may choose (:func:`choose_folding`'s ``arch``).
+ARCHS = ("auto", "dataflow", "pe-array")
 
 
 @contextmanager
@@ -101,6 +108,10 @@ class Fit:
     stage_intervals: dict[str, int] = field(default_factory=dict)
     candidates: int = 0
     line_buffer: str = "auto"
+    #: ``"dataflow"`` (``folding`` applies) or ``"pe-array"`` (``pe`` is its rows, cols:
+    #: :mod:`inq_hw.implement.pe_array`).
+    arch: str = "dataflow"
+    pe: tuple[int, int] | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -108,7 +119,8 @@ class Fit:
         return self.clock_mhz * 1e6 / self.interval_cycles
 
     def to_dict(self) -> dict[str, Any]:
-        return {**vars(self), "images_per_second": self.images_per_second}
+        pe = list(self.pe) if self.pe is not None else None
+        return {**vars(self), "pe": pe, "images_per_second": self.images_per_second}
 
 
 @dataclass(frozen=True)
@@ -238,7 +250,9 @@ class _Search:
         return folding, total, intervals
 
 
-def _fits(used: Mapping[str, int], device: Device, margin: float) -> bool:
+def fits_budget(used: Mapping[str, int], device: Device, margin: float) -> bool:
+    """Whether ``used`` fills at most ``margin`` of ``device``'s LUTs, FFs and placed logic
+    cells (:func:`inq_hw.cost.fpga.logic_cells`) and at most all its DSPs and block RAMs."""
     cells = logic_cells(used["lut"], used["ff"], device.family)
     return (
         used["lut"] <= margin * device.lut
@@ -283,7 +297,7 @@ def _no_device(
     for other in sorted(DEVICES.values(), key=lambda d: d.lut):
         search = _Search(model, other.family, **options) if other.family != device.family else None
         smallest = used if search is None else search.design(search.targets()[-1])[1]
-        if _fits(smallest, other, margin):
+        if fits_budget(smallest, other, margin):
             holds.append(other.name)
             break
     where = (
@@ -308,6 +322,7 @@ def choose_folding(
     dsp: bool | None = None,
     margin: float = DEFAULT_MARGIN,
     line_buffer: str = "auto",
+    arch: str = "auto",
 ) -> Fit:
     """The folding of ``package``'s dataflow top for ``device`` (module docstring).
 
@@ -324,6 +339,10 @@ def choose_folding(
             :func:`inq_hw.cost.fpga.logic_cells` predicts) a design may fill.
         line_buffer: Where the convolutions' row delays go, as for
             :func:`rtl_gen.dataflow.build_dataflow` (not searched).
+        arch: ``"dataflow"``: foldings of the dataflow top only; ``"pe-array"``: shapes
+            of the shift-PE array only (:func:`inq_hw.implement.pe_array.choose_pe_array`);
+            ``"auto"``: the dataflow top, else, when no folding fits (or reaches
+            ``fps``), the PE array.
 
     Raises:
         FitError: Bad arguments, or nothing meets the budget (the message says what would).
@@ -336,9 +355,41 @@ def choose_folding(
     from rtl_gen.engines import line_buffer_in_memory
 
     line_buffer_in_memory(0, line_buffer)  # refuse an unknown kind at once
+    if arch not in ARCHS:
+        raise FitError(f"The architecture must be one of {', '.join(ARCHS)}, not {arch!r}")
+    if arch != "dataflow" and baseline is not None:
+        if arch == "pe-array":
+            raise FitError("The PE-array fit covers the shift-PE array, not the multiplier twin")
+        arch = "dataflow"
     options = {"baseline": baseline, "pipeline": pipeline, "dsp": dsp, "line_buffer": line_buffer}
+    model = _load(package)
+    if arch == "pe-array":
+        return _pe_array(model, part, fps, clock, margin)
     with _unelaborated():
-        return _choose(_load(package), part, fps, clock, margin, options)
+        try:
+            return _choose(model, part, fps, clock, margin, options)
+        except FitError as refusal:
+            if arch == "dataflow":
+                raise
+            from inq_hw.implement.pe_array import choose_pe_array
+
+            fit = choose_pe_array(model, part, margin=margin, clock_mhz=clock, fps=fps)
+            if fit is None:
+                raise FitError(f"{refusal}; no shift-PE array does either") from None
+            return fit
+
+
+def _pe_array(model: Any, part: Device, fps: float | None, clock: float, margin: float) -> Fit:
+    from inq_hw.implement.pe_array import choose_pe_array
+
+    fit = choose_pe_array(model, part, margin=margin, clock_mhz=clock, fps=fps)
+    if fit is None:
+        goal = f" reaching {fps:g} images/s at {clock:g} MHz" if fps is not None else ""
+        raise FitError(
+            f"No shift-PE array{goal} fits {part.name} at {margin:.0%} of its LUTs, FFs and "
+            "logic cells with its block RAMs"
+        )
+    return fit
 
 
 def _choose(
@@ -352,19 +403,19 @@ def _choose(
     search = _Search(model, part.family, **options)
     targets = search.targets()
     smallest = search.design(targets[-1])[1]
-    if not _fits(smallest, part, margin):
+    if not fits_budget(smallest, part, margin):
         raise _no_device(model, part, options, margin, smallest)
     if fps is None:
-        chosen = next(t for t in targets if _fits(search.design(t)[1], part, margin))
+        chosen = next(t for t in targets if fits_budget(search.design(t)[1], part, margin))
         return _result(search, part, chosen, clock, margin, None)
     limit = math.floor(clock * 1e6 / fps)
     for target in reversed([t for t in targets if t <= limit]):
         fit = _result(search, part, target, clock, margin, fps)
         if fit.interval_cycles <= limit:
-            if not _fits(fit.predicted, part, margin):
+            if not fits_budget(fit.predicted, part, margin):
                 break
             return fit
-    fastest = next(t for t in targets if _fits(search.design(t)[1], part, margin))
+    fastest = next(t for t in targets if fits_budget(search.design(t)[1], part, margin))
     best = _result(search, part, fastest, clock, margin, fps)
     raise FitError(
         f"{fps:g} images/s at {clock:g} MHz needs an interval of at most {limit:,} cycles; "

@@ -1,7 +1,8 @@
 """Synthesis, place and route and bitstream of a dataflow top on one FPGA, cached.
 
 :func:`implement_rtl` takes an rtl_gen output directory holding one dataflow top (``inq-hw
-generate --unit dataflow``) and runs, through :func:`inq_hw.tools.run_tool`:
+generate --unit dataflow``) or one shift-PE array (:mod:`inq_hw.implement.pe_array`) and
+runs, through :func:`inq_hw.tools.run_tool`:
 
 1. Yosys: the top inside :func:`inq_hw.cost.synth.fmax_wrapper` (every input bit fed from
    a shift register on one pin, every output captured into another, so any top needs four
@@ -54,6 +55,9 @@ RESULTS_NAME = "implementation.json"
 _CACHE_VERSION = 1
 _WRAPPER_TOP = "inq_hw_fmax_wrapper"
 _PACKER = {"ice40": ("icepack", "top.asc", "top.bin"), "ecp5": ("ecppack", "top.config", "top.bit")}
+#: The manifest kinds ``implement`` takes: the streaming top and the PE array, whose
+#: manifest holds its host cycles per image (:mod:`inq_hw.implement.pe_array`).
+_KINDS = ("dataflow", "pe_array")
 _ARTIFACTS = ("yosys.log", "nextpnr.log", "report.json", "netlist.v", "stat.json")
 
 
@@ -68,17 +72,19 @@ def default_cache_dir() -> Path:
 
 
 def dataflow_top(rtl_dir: Path) -> Any:
-    """The one dataflow top of ``rtl_dir``'s manifest (an rtl_gen ``TopInfo``)."""
+    """The one dataflow top or PE array of ``rtl_dir``'s manifest (an rtl_gen ``TopInfo``):
+    what :func:`implement_rtl` implements."""
     from rtl_gen.export import RTLError, load_manifest
 
     try:
         manifest = load_manifest(rtl_dir)
     except RTLError as error:
         raise ImplementError(f"Cannot read the RTL in {rtl_dir}: {error}") from None
-    tops = [top for top in manifest.tops if top.params.get("kind") == "dataflow"]
+    tops = [top for top in manifest.tops if top.params.get("kind") in _KINDS]
     if len(tops) != 1:
         raise ImplementError(
-            f"{rtl_dir} holds no dataflow top (run 'inq-hw generate --unit dataflow')"
+            f"{rtl_dir} holds no dataflow top or PE array (run 'inq-hw generate --unit "
+            "dataflow', or implement with --arch pe-array)"
         )
     return tops[0]
 
@@ -121,10 +127,11 @@ def implement_rtl(
     timeout_s: float = DEFAULT_STAGE_TIMEOUT_S,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Implement the dataflow top of ``rtl_dir`` on ``device`` (module docstring).
+    """Implement the dataflow top (or PE array) of ``rtl_dir`` on ``device`` (module
+    docstring).
 
     Args:
-        rtl_dir: An rtl_gen output directory with one dataflow top.
+        rtl_dir: An rtl_gen output directory with one dataflow top or PE array.
         device: A name of :data:`inq_hw.implement.devices.DEVICES`.
         clock_mhz: The clock constraint given to nextpnr.
         dsp: Map multipliers to DSP blocks (default: the family's default in
@@ -310,6 +317,8 @@ def _publish(
     result = {
         **record,
         "top": top.name,
+        "kind": top.params.get("kind"),
+        **_pe_shape(top),
         "baseline": top.params.get("baseline"),
         "source_hash": top.source_hash,
         "device": part.name,
@@ -329,6 +338,14 @@ def _publish(
     }
     _write_results(out, result)
     return result
+
+
+def _pe_shape(top: Any) -> dict[str, Any]:
+    """``{"pe": [rows, cols]}`` for a PE array, nothing for a dataflow top."""
+    if top.params.get("kind") != "pe_array":
+        return {}
+    config = top.params["config"]
+    return {"pe": [int(config["rows"]), int(config["cols"])]}
 
 
 #: nextpnr's logic cells per family: what a placed design really fills (a LUT and its
@@ -370,6 +387,7 @@ def implement_package(
     pipeline: int | Mapping[str, int] = 0,
     fit: Any = None,
     line_buffer: str | None = None,
+    pe: tuple[int, int] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Implement ``package``'s dataflow top: the one in ``rtl_dir`` (checked to come from
@@ -390,7 +408,14 @@ def implement_package(
     package = Path(package)
     suffix = f"-{baseline}" if baseline else ""
     out = Path(out_dir) if out_dir is not None else package / f"implement-{device}{suffix}"
-    if rtl_dir is None:
+    if fit is not None and fit.arch == "pe-array":
+        pe = fit.pe
+    if rtl_dir is None and pe is not None:
+        from inq_hw.implement.pe_array import generate_pe_array
+
+        rtl = out / "rtl"
+        generate_pe_array(package, rtl, rows=pe[0], cols=pe[1], baseline=baseline)
+    elif rtl_dir is None:
         from rtl_gen.engines import DEFAULT_LINE_BUFFER
 
         rtl = out / "rtl"
@@ -415,12 +440,22 @@ def implement_package(
 
 def _predicted(
     package: Path, top: Any, result: dict[str, Any], options: dict[str, Any]
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """The resource model's figures for the top beside the synthesised ones: the relative
-    error of each (:mod:`inq_hw.cost.fpga`)."""
-    from inq_hw.implement.fit import predict_rtl
+    error of each (:mod:`inq_hw.cost.fpga`; a PE array's :mod:`inq_hw.cost.fpga_pe`, None
+    for the multiplier-PE twin, which it does not model)."""
+    if top.params.get("kind") == "pe_array":
+        from inq_hw.cost.fpga_pe import estimate_pe_array
+        from rtl_gen.pe_program import ArrayConfig
 
-    estimate = predict_rtl(package, top, result["family"], dsp=options.get("dsp"))
+        config = ArrayConfig(**top.params["config"])
+        if config.pe != "shift":
+            return None
+        estimate = estimate_pe_array(config, result["family"])
+    else:
+        from inq_hw.implement.fit import predict_rtl
+
+        estimate = predict_rtl(package, top, result["family"], dsp=options.get("dsp"))
     predicted = estimate.resources()
     synthesised = result["resources"]
     error = {
