@@ -371,23 +371,25 @@ def choose_folding(
         except FitError as refusal:
             if arch == "dataflow":
                 raise
-            from inq_hw.implement.pe_array import choose_pe_array
+            from inq_hw.implement.pe_array import choose_pe_array, smallest_need
 
             fit = choose_pe_array(model, part, margin=margin, clock_mhz=clock, fps=fps)
             if fit is None:
-                raise FitError(f"{refusal}; no shift-PE array does either") from None
+                raise FitError(
+                    f"{refusal}; no shift-PE array does either ({smallest_need(model, part)})"
+                ) from None
             return fit
 
 
 def _pe_array(model: Any, part: Device, fps: float | None, clock: float, margin: float) -> Fit:
-    from inq_hw.implement.pe_array import choose_pe_array
+    from inq_hw.implement.pe_array import choose_pe_array, smallest_need
 
     fit = choose_pe_array(model, part, margin=margin, clock_mhz=clock, fps=fps)
     if fit is None:
         goal = f" reaching {fps:g} images/s at {clock:g} MHz" if fps is not None else ""
         raise FitError(
             f"No shift-PE array{goal} fits {part.name} at {margin:.0%} of its LUTs, FFs and "
-            "logic cells with its block RAMs"
+            f"logic cells with its block RAMs: {smallest_need(model, part)}"
         )
     return fit
 

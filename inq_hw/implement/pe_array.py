@@ -44,6 +44,7 @@ __all__ = [
     "generate_pe_array",
     "host_cycles",
     "parse_pe",
+    "smallest_need",
 ]
 
 #: The shapes a fit tries: one row of up to 64 columns (columns share the row's
@@ -106,6 +107,23 @@ def generate_pe_array(
               "baseline": baseline}  # fmt: skip
     write_designs([dataclasses.replace(design, params=params)], rtl_dir)
     return program
+
+
+def smallest_need(model: Any, device: Device) -> str:
+    """What the smallest array (1×1) needs, for a refusal: ``"the smallest, 1x1, needs
+    1,553 LUT, 480 FF, 34 block RAMs (predicted; ice40-up5k has 30)"``, or why the array
+    cannot run the package."""
+    from rtl_gen.pe_program import ProgramError
+
+    try:
+        program = compile_for(model, 1, 1)
+    except ProgramError as error:
+        return f"the PE array cannot run it: {error}"
+    used = estimate_pe_array(program.config, device.family).resources()
+    return (
+        f"the smallest, 1x1, needs {used['lut']:,} LUT, {used['ff']:,} FF, {used['bram']} "
+        f"block RAMs (predicted; {device.name} has {device.bram})"
+    )
 
 
 def choose_pe_array(
