@@ -124,6 +124,8 @@ def simulate_pe_array(
     limit = max_cycles or _LIMIT_FACTOR * predicted
     cache = cache_dir or out_dir / "sim_build"
     start = time.perf_counter()
+    if sources is not None and engine == "fast":
+        raise ValueError("Other Verilog sources run on the cocotb engine, not the fast one")
     files = sources or [out_dir / top.file]
     if sources is None and choose_engine(engine, simulator) == "fast":
         result = _run_fast(top, out_dir, program, flat, want, limit, cache, timeout_s)

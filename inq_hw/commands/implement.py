@@ -143,7 +143,7 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
     stages = 0 if auto else parse_stages(args.pipeline)
     if args.rtl is not None and args.line_buffer is not None:
         raise ConfigError("--line-buffer applies to the top implement generates; drop --rtl")
-    pe = _pe_shape(args, stages)
+    pe = _pe_shape(args)
     fit = _fit(args, device.name, clock, stages) if pe is None else None
     if fit is not None:
         folding: dict[str, int] | None = fit.folding
@@ -181,7 +181,7 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
     return {**result, "_text": _text(result)}
 
 
-def _pe_shape(args: argparse.Namespace, stages: int) -> tuple[int, int] | None:
+def _pe_shape(args: argparse.Namespace) -> tuple[int, int] | None:
     """``--pe RxC``, checked against the options that apply to the dataflow top only."""
     if args.pe is None:
         if args.arch == "pe-array" and args.fit is None and args.fps is None:
@@ -206,8 +206,6 @@ def _pe_shape(args: argparse.Namespace, stages: int) -> tuple[int, int] | None:
     ]
     if clash:
         raise ConfigError(f"--pe implements the PE array as given; drop {', '.join(clash)}")
-    if args.check:
-        raise ConfigError("--check simulates dataflow netlists only; drop it with --pe")
     return shape
 
 

@@ -33,7 +33,7 @@ Example usage::
 from typing import Any
 
 from inq_hw.cost.errors import CostError
-from inq_hw.cost.fpga import FAMILIES, ICE40_BRAM_COST, Estimate, bram_blocks
+from inq_hw.cost.fpga import ICE40_BRAM_COST, Estimate, _check_family, bram_blocks
 
 __all__ = ["PE_FEATURES", "WEIGHTS", "estimate_pe_array", "pe_array_bram", "pe_features"]
 
@@ -102,8 +102,7 @@ def estimate_pe_array(config: Any, family: str) -> Estimate:
     Raises:
         CostError: An unknown family, or the multiplier-PE twin (not modelled).
     """
-    if family not in FAMILIES:
-        raise CostError(f"Unknown FPGA family {family!r}; known: {', '.join(FAMILIES)}")
+    _check_family(family)
     if config.pe != "shift":
         raise CostError("The FPGA model covers the shift-PE array only, not the multiplier twin")
     features = pe_features(config)

@@ -364,34 +364,39 @@ def choose_folding(
     options = {"baseline": baseline, "pipeline": pipeline, "dsp": dsp, "line_buffer": line_buffer}
     model = _load(package)
     if arch == "pe-array":
-        return _pe_array(model, part, fps, clock, margin)
+        return _pe_array(model, part, fps, clock, margin, None)
     with _unelaborated():
         try:
             return _choose(model, part, fps, clock, margin, options)
         except FitError as refusal:
             if arch == "dataflow":
                 raise
-            from inq_hw.implement.pe_array import choose_pe_array, smallest_need
-
-            fit = choose_pe_array(model, part, margin=margin, clock_mhz=clock, fps=fps)
-            if fit is None:
-                raise FitError(
-                    f"{refusal}; no shift-PE array does either ({smallest_need(model, part)})"
-                ) from None
-            return fit
+            return _pe_array(model, part, fps, clock, margin, refusal)
 
 
-def _pe_array(model: Any, part: Device, fps: float | None, clock: float, margin: float) -> Fit:
+def _pe_array(
+    model: Any,
+    part: Device,
+    fps: float | None,
+    clock: float,
+    margin: float,
+    refusal: FitError | None,
+) -> Fit:
+    """The PE array's fit, or its refusal: after the dataflow search's ``refusal`` (the
+    fallback) or on its own."""
     from inq_hw.implement.pe_array import choose_pe_array, smallest_need
 
     fit = choose_pe_array(model, part, margin=margin, clock_mhz=clock, fps=fps)
-    if fit is None:
-        goal = f" reaching {fps:g} images/s at {clock:g} MHz" if fps is not None else ""
-        raise FitError(
-            f"No shift-PE array{goal} fits {part.name} at {margin:.0%} of its LUTs, FFs and "
-            f"logic cells with its block RAMs: {smallest_need(model, part)}"
-        )
-    return fit
+    if fit is not None:
+        return fit
+    need = smallest_need(model, part)
+    if refusal is not None:
+        raise FitError(f"{refusal}; no shift-PE array does either ({need})") from None
+    goal = f" reaching {fps:g} images/s at {clock:g} MHz" if fps is not None else ""
+    raise FitError(
+        f"No shift-PE array{goal} fits {part.name} at {margin:.0%} of its LUTs, FFs and "
+        f"logic cells with its block RAMs: {need}"
+    )
 
 
 def _choose(

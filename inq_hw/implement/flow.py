@@ -318,7 +318,7 @@ def _publish(
         **record,
         "top": top.name,
         "kind": top.params.get("kind"),
-        **_pe_shape(top),
+        **_pe_entry(top),
         "baseline": top.params.get("baseline"),
         "source_hash": top.source_hash,
         "device": part.name,
@@ -340,7 +340,7 @@ def _publish(
     return result
 
 
-def _pe_shape(top: Any) -> dict[str, Any]:
+def _pe_entry(top: Any) -> dict[str, Any]:
     """``{"pe": [rows, cols]}`` for a PE array, nothing for a dataflow top."""
     if top.params.get("kind") != "pe_array":
         return {}

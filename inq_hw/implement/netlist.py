@@ -25,42 +25,6 @@ from inq_hw.tools import yosys_share_dir
 __all__ = ["cell_models", "check_netlist"]
 
 
-def _check_pe_array(
-    package: str | os.PathLike[str],
-    result: dict[str, Any],
-    sources: list[Path],
-    samples: int,
-    images: Any,
-    simulator: str | None,
-    timeout_s: float,
-) -> dict[str, Any]:
-    """A PE array's netlist through the array's cocotb testbench (:mod:`sim.tb_pe_array`),
-    the program recompiled for the implemented shape, every output word against the
-    golden model; :class:`sim.errors.SimulationMismatch` on any difference."""
-    from inq_hw.implement.pe_array import compile_for
-    from inq_hw.intmodel.package import load_package
-    from sim.pe_array_sim import check_summary, simulate_pe_array
-    from sim.vectors import golden_vectors
-
-    model = load_package(Path(package))
-    rows, cols = result["pe"]
-    program = compile_for(model, rows, cols, result.get("baseline"))
-    if images is None:
-        images = golden_vectors(model, samples)["input"]
-    summary = simulate_pe_array(
-        model,
-        program,
-        images,
-        out_dir=sources[0].parent / "pe_array_check",
-        engine="cocotb",
-        simulator=simulator,
-        timeout_s=timeout_s,
-        sources=sources,
-    )
-    check_summary(summary)
-    return {**summary, "samples": summary["images"]}
-
-
 _MODELS = {"ice40": "ice40/cells_sim.v", "ecp5": "lattice/cells_sim_ecp5.v"}
 #: Icarus runs Verilog-2005 (sim/runner.py); the iCE40 models' default port values
 #: (``input E = 1'b1``) are SystemVerilog, so they are switched off: Yosys connects every
@@ -137,3 +101,39 @@ def check_netlist(
         timeout_s=timeout_s,
     )
     return {**summary, "netlist": str(netlist), "cell_models": str(models)}
+
+
+def _check_pe_array(
+    package: str | os.PathLike[str],
+    result: dict[str, Any],
+    sources: list[Path],
+    samples: int,
+    images: Any,
+    simulator: str | None,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """A PE array's netlist through the array's cocotb testbench (:mod:`sim.tb_pe_array`),
+    the program recompiled for the implemented shape, every output word against the
+    golden model; :class:`sim.errors.SimulationMismatch` on any difference."""
+    from inq_hw.implement.pe_array import compile_for
+    from inq_hw.intmodel.package import load_package
+    from sim.pe_array_sim import check_summary, simulate_pe_array
+    from sim.vectors import golden_vectors
+
+    model = load_package(Path(package))
+    rows, cols = result["pe"]
+    program = compile_for(model, rows, cols, result.get("baseline"))
+    if images is None:
+        images = golden_vectors(model, samples)["input"]
+    summary = simulate_pe_array(
+        model,
+        program,
+        images,
+        out_dir=sources[0].parent / "pe_array_check",
+        engine="cocotb",
+        simulator=simulator,
+        timeout_s=timeout_s,
+        sources=sources,
+    )
+    check_summary(summary)
+    return {**summary, "samples": summary["images"]}
