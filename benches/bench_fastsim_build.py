@@ -3,8 +3,9 @@
 digits-cnn unrolled at ``$INQ_HW_FASTSIM_BUILD_BITS`` bits (default 4; the package
 ``$INQ_HW_BENCH_PACKAGES/pkg<b>-random`` as for ``benches/bench_fastsim.py``): the harness is
 built from nothing once per flag set of :data:`VARIANTS` (``ccache`` off, a fresh build
-directory each, so every build compiles everything), then the whole test split is run
-through it with gaps and stalls (p = 0.2, seed 0), 0 mismatches required. Printed per flag
+directory each, so every build compiles everything), then the whole test split,
+:data:`REPEAT` times over, is run through it with gaps and stalls (p = 0.2, seed 0),
+0 mismatches required. Printed per flag
 set: build seconds, run seconds (wall) and the harness's CPU seconds, build time apart
 from run time. ``$INQ_HW_FASTSIM_BUILD_VARIANTS`` (comma-separated names) runs a subset.
 One line is printed as each build ends, so a bench stopped early keeps its figures.
@@ -17,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from benches._harness import BenchError, print_table
 
@@ -32,8 +35,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "--threads 2": {"threads": 2},
     "OPT_FAST=-Os OPT_SLOW=-Os": {"opt_fast": "-Os", "opt_slow": "-Os"},
     "no split units": {"split_units": 0},
-    "split units >= 2000": {"split_units": 2000},
+    "split units >= 500": {"split_units": 500},
+    "split units >= 3000": {"split_units": 3000},
+    "ungated units": {"gate_units": False},
+    "units OPT_FAST=-O2": {"opt_units": "-O2"},
+    "units OPT_FAST=-O3": {"opt_units": "-O3"},
+    "OPT_FAST=-O3": {"opt_fast": "-O3", "opt_units": "-O3"},
 }
+REPEAT = 8  # the test split this many times per run: about a second at 5 bits
 
 
 def _measure(package: Path, rtl: Path, changes: dict[str, Any], cache: Path) -> dict[str, Any]:
@@ -50,14 +59,14 @@ def _measure(package: Path, rtl: Path, changes: dict[str, Any], cache: Path) -> 
     )
     build_s = time.perf_counter() - start
     vectors = golden_vectors(load_package(package), None)
-    count = len(vectors["input"])
+    count = REPEAT * len(vectors["input"])
     result = run_stream(
         build,
-        vectors["input"],
+        np.concatenate([vectors["input"]] * REPEAT),
         top["params"]["input"],
         top["params"]["output"],
-        vectors["output"],
-        vectors["prediction"],
+        np.concatenate([vectors["output"]] * REPEAT),
+        np.concatenate([vectors["prediction"]] * REPEAT),
         port_widths=widths,
         max_cycles=1000 + count * 64 * top["params"]["input"]["beats"],
     )

@@ -17,11 +17,12 @@ import pytest
 from inq_hw.intmodel import run
 from inq_hw.intmodel.package import load_package, save_package
 from rtl_gen.dataflow import generate_dataflow
+from rtl_gen.export import find_verilator
 from rtl_gen.pe_program import compile_program, fit_config
-from sim.fast.engine import BuildFlags, build_harness, fast_available, run_stream
-from sim.fast.split import find_units, split_units
+from sim.fast.engine import BuildFlags, build_harness, build_units, fast_available, run_stream
+from sim.fast.split import POISON, find_units, split_units
 from sim.pe_array_sim import check_summary, simulate_pe_array
-from sim.runner import SimulationError
+from sim.runner import SimulationError, simulator_environment
 from sim.simulate import choose_engine, simulate_package
 from sim.streams import decode_fields, encode_fields, pack_words, unpack_fields
 from tests.test_dataflow import _images, small_cnn
@@ -170,6 +171,66 @@ def test_units_are_split_into_dpi_stubs() -> None:
     assert "always @(posedge clk) r <= r + 1;" in text and "\\top.dot.unit  unit (" in text
 
 
+_GATED = """module \\top.dot.unit (o_valid, o_data, i_data);
+  input o_valid;
+  input [7:0] i_data;
+  output [8:0] o_data;
+  wire [8:0] \\$1 ;
+  assign \\$1  = i_data + 9'h001;
+  assign o_data = \\$1 ;
+endmodule
+"""
+
+_GATED_TB = """module tb(v, a, y);
+  input v;
+  input [7:0] a;
+  output [8:0] y;
+  \\top.dot.unit  unit (.o_valid(v), .i_data(a), .o_data(y));
+endmodule
+"""
+
+_GATED_MAIN = """#include <cstdio>
+#include "Vtb.h"
+int main() {
+    Vtb tb;
+    const int steps[4][2] = {{1, 3}, {0, 3}, {1, 3}, {1, 9}};  // (valid, data)
+    for (const auto& step : steps) {
+        tb.v = step[0];
+        tb.a = step[1];
+        tb.eval();
+        std::printf("y %d\\n", static_cast<int>(tb.y));
+    }
+    tb.final();
+}
+"""
+
+
+@pytest.mark.parametrize("gate", [True, False])
+def test_a_gated_unit_drives_poison_while_its_valid_is_low(gate: bool, tmp_path: Path) -> None:
+    """Through Verilator and the DPI stub: valid high gives the unit's result (from the
+    memo when the data returns unchanged), valid low the poison pattern, not a stale
+    result; ungated, the result whatever valid is."""
+    import subprocess
+
+    text, units = split_units(_GATED, min_statements=1)
+    assert units[0].valid == "o_valid" and units[0].inputs == (("o_valid", 1), ("i_data", 8))
+    (tmp_path / "design.sv").write_text(text + _GATED_TB)
+    (tmp_path / "main.cpp").write_text(_GATED_MAIN)
+    verilator, _ = find_verilator()
+    extra = build_units(units, tmp_path, BuildFlags(gate_units=gate), [], str(verilator))
+    with simulator_environment("verilator"):
+        subprocess.run(
+            [str(verilator), "--cc", "--exe", "--build", "-Wno-fatal", "-Wno-lint", "--top-module",
+             "tb", "-Mdir", str(tmp_path / "obj"), str(tmp_path / "design.sv"),
+             str(tmp_path / "main.cpp"), *extra],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    run_tb = subprocess.run([str(tmp_path / "obj" / "Vtb")], capture_output=True, text=True)
+    seen = [int(line.split()[1]) for line in run_tb.stdout.splitlines() if line.startswith("y ")]
+    low = POISON & 0x1FF if gate else 4
+    assert seen == [4, low, 4, 10]
+
+
 def _run_flags(
     small: dict[str, Path], flags: BuildFlags, count: int, rtl: Path | None = None
 ) -> tuple[dict, Path]:
@@ -202,13 +263,17 @@ def _run_flags(
 
 
 def test_split_units_build_is_bit_exact(small: dict[str, Path]) -> None:
-    """Every unit split out (split_units=1): the same outputs and cycles as the whole
-    model, from a build of its own key."""
+    """Every unit split out (split_units=1), gated (the default) or not: the same outputs
+    and cycles as the whole model, from builds of their own keys."""
     split, split_dir = _run_flags(small, BuildFlags(split_units=1), 30)
+    ungated, ungated_dir = _run_flags(small, BuildFlags(split_units=1, gate_units=False), 30)
     whole, whole_dir = _run_flags(small, BuildFlags(split_units=0), 30)
     assert (split_dir / "design_0.sv").is_file() and not (whole_dir / "design_0.sv").exists()
+    assert "if (!o_valid)" in (split_dir / "units.cpp").read_text()
+    assert "if (!o_valid)" not in (ungated_dir / "units.cpp").read_text()
     assert split["mismatched_samples"] == 0 == whole["mismatched_samples"]
-    assert split["cycles"] == whole["cycles"] and split["received"] == 30
+    assert ungated["mismatched_samples"] == 0
+    assert split["cycles"] == whole["cycles"] == ungated["cycles"] and split["received"] == 30
 
 
 def test_split_units_build_catches_a_corrupted_unit(small: dict[str, Path], tmp_path: Path) -> None:

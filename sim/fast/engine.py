@@ -48,6 +48,7 @@ __all__ = [
     "BuildFlags",
     "HarnessBuild",
     "build_harness",
+    "build_units",
     "fast_available",
     "run_pe_array",
     "run_stream",
@@ -119,8 +120,13 @@ class BuildFlags:
         split_units: A stream top's combinational ``*.unit`` modules of at least this
             many assignments become models of their own, evaluated only when their
             inputs change (``sim.fast.split``); 0: never. Never in a trace build. The
-            default splits the 4- and 5-bit digits-cnn units, not the 2- and 3-bit ones
-            (a 2,221-statement unit split ran 5 % slower: README "Simulation").
+            default splits the 3-, 4- and 5-bit digits-cnn units (1,656 assignments and
+            more), not the 2-bit ones (716-897: split, they ran 22 % slower; README
+            "Simulation").
+        opt_units: ``OPT_FAST`` of the split units' models (the hot loop of a split
+            build: most of its run time in a fraction of its code).
+        gate_units: A split unit with a valid input is evaluated only while valid is high
+            and drives a poison pattern otherwise (``sim.fast.split._function``).
     """
 
     verilator_opt: str = "-O3"
@@ -131,10 +137,12 @@ class BuildFlags:
     split_cfuncs: int = 0
     jobs: int = 0
     threads: int = 1
-    split_units: int = 3000
+    split_units: int = 1000
+    opt_units: str = "-O1"
+    gate_units: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("verilator_opt", "opt_fast", "opt_slow"):
+        for name in ("verilator_opt", "opt_fast", "opt_slow", "opt_units"):
             if getattr(self, name) not in ("-O0", "-O1", "-O2", "-O3", "-Os"):
                 raise ValueError(f"{name} must be -O0..-O3 or -Os, not {getattr(self, name)!r}")
         if self.x_assign not in ("fast", "0", "1", "unique"):
@@ -210,7 +218,12 @@ def build_harness(
         flags=[
             *args,
             *([wrapper] if wrapper else []),
-            *([f"split_units={split}"] if split else []),
+            *(
+                [f"split_units={split}", f"opt_units={flags.opt_units}"]
+                + (["gate_units"] if flags.gate_units else [])
+                if split
+                else []
+            ),
         ],
     )
     build_dir = Path(cache_dir) / f"fast-{kind}-{key}"
@@ -280,7 +293,7 @@ def _compile(
     extra: list[str] = []
     if split:
         sources, units = write_split(sources, work, min_statements=split)
-        extra = _build_units(units, work, flags, make_vars, str(executable))
+        extra = build_units(units, work, flags, make_vars, str(executable))
     command = [
         str(executable),
         "--cc",
@@ -335,7 +348,12 @@ def _run_build(command: list[str], work: Path, product: Path, top: str) -> None:
         raise SimulationError(f"Building the fast harness of {top!r} failed:\n{tail}")
 
 
-def _build_units(
+def _unit_make_vars(make_vars: list[str], opt_units: str) -> list[str]:
+    """The main build's make variables with the units' own ``OPT_FAST``."""
+    return [v for v in make_vars if not v.startswith("OPT_FAST=")] + [f"OPT_FAST={opt_units}"]
+
+
+def build_units(
     units: list[Unit], work: Path, flags: BuildFlags, make_vars: list[str], verilator: str
 ) -> list[str]:
     """Compile each split unit into a model library; the main build's extra arguments (the
@@ -361,7 +379,7 @@ def _build_units(
             "-j",
             str(flags.jobs or os.cpu_count() or 1),
             "-MAKEFLAGS",
-            " ".join(make_vars),
+            " ".join(_unit_make_vars(make_vars, flags.opt_units)),
             "-Mdir",
             str(obj),
             str(obj / f"{unit.name}.v"),
@@ -369,7 +387,7 @@ def _build_units(
         _run_build(command, work, library, unit.name)
         extra += ["-CFLAGS", f"-I{obj}", str(library)]
     if units:
-        (work / "units.cpp").write_text(dpi_source(units))
+        (work / "units.cpp").write_text(dpi_source(units, gate=flags.gate_units))
         extra.append(str(work / "units.cpp"))
     return extra
 

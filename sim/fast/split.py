@@ -12,7 +12,16 @@ whose one ``always @*`` calls a DPI function with the unit's inputs and outputs.
 function (C++ written by :func:`dpi_source`) keeps the last inputs and their outputs and
 evaluates the unit's model only when the inputs differ, so every cycle sees the outputs
 the unit's logic gives for that cycle's inputs: the same design, computed less often.
-The trace build never splits (a waveform needs the units' nets).
+
+Gated (the default of ``BuildFlags.gate_units``), a unit with a valid input (a dot
+unit's: its engine's output valid, the stream's) is evaluated only while valid is high;
+while it is low its outputs carry :data:`POISON`. The stream contract makes a payload
+meaningless without its valid, and a convolution's window moves through its padding and
+edge positions with valid low (digits-cnn's conv2 scans its 8x8 input padded to 10x10:
+100 window positions per image, 64 of them valid; conv3 36, 16 valid). A design
+that takes one anyway sees the poison, not the last valid result, so the fault shows as
+a mismatch instead of passing by luck; the ports' outputs of a correct design are the
+same bit for bit. The trace build never splits (a waveform needs the units' nets).
 """
 
 import dataclasses
@@ -25,6 +34,8 @@ _MODULE = re.compile(r"^module (\\\S+|\w+) ?\(([^)]*)\);\n(.*?)^endmodule\n", re
 _PORT = re.compile(r"^  (input|output) (?:signed )?(?:\[(\d+):0\] )?(\w+);$", re.M)
 _INSTANCE = re.compile(r"^  \\?\S+ +\\?\S+ \($", re.M)
 _EDGE = re.compile(r"\b(posedge|negedge)\b")
+VALID_PORTS = ("o_valid", "i_valid")  # a unit's stream valid, by rtl_gen.units' port names
+POISON = 0x5A5A5A5A  # a gated unit's output words while its valid is low
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +47,8 @@ class Unit:
         name: The plain name of its model and DPI function (``inq_hw_unit_<k>``).
         inputs, outputs: ``(port, width)`` in declaration order.
         text: The module's Verilog, renamed to ``name``.
+        valid: The unit's one-bit valid input (``o_valid`` or ``i_valid``: a combinational
+            unit's valid passes straight through), or None.
     """
 
     module: str
@@ -43,6 +56,7 @@ class Unit:
     inputs: tuple[tuple[str, int], ...]
     outputs: tuple[tuple[str, int], ...]
     text: str
+    valid: str | None = None
 
 
 def find_units(verilog: str, *, min_statements: int, first: int = 0) -> list[Unit]:
@@ -61,13 +75,16 @@ def find_units(verilog: str, *, min_statements: int, first: int = 0) -> list[Uni
             continue  # a port this reader does not know (escaped name, [0:n] range): kept
         name = f"inq_hw_unit_{first + len(units)}"
         header = f"module {name}({match.group(2)});\n"
+        inputs = tuple((n, w) for d, n, w in ports if d == "input")
+        valid = [n for n, w in inputs if w == 1 and n in VALID_PORTS]
         units.append(
             Unit(
                 module=module,
                 name=name,
-                inputs=tuple((n, w) for d, n, w in ports if d == "input"),
+                inputs=inputs,
                 outputs=tuple((n, w) for d, n, w in ports if d == "output"),
                 text=header + body + "endmodule\n",
+                valid=valid[0] if len(valid) == 1 else None,
             )
         )
     return units
@@ -111,8 +128,9 @@ def _words(width: int) -> int:
     return -(-width // 32)
 
 
-def dpi_source(units: list[Unit]) -> str:
-    """The C++ of the units' DPI functions: evaluate a unit's model only on new inputs."""
+def dpi_source(units: list[Unit], *, gate: bool = False) -> str:
+    """The C++ of the units' DPI functions: evaluate a unit's model only on new inputs,
+    and with ``gate`` only while its valid input is high (:func:`_function`)."""
     parts = [
         "// Written by sim/fast/split.py: one memoising DPI function per split unit.",
         "#include <cstdint>\n#include <cstring>",
@@ -121,7 +139,7 @@ def dpi_source(units: list[Unit]) -> str:
         _HELPERS,
     ]
     for unit in units:
-        parts.append(_function(unit))
+        parts.append(_function(unit, gate=gate))
     return "\n".join(parts) + "\n"
 
 
@@ -146,13 +164,20 @@ inline void get(QData port, svBitVecVal* w) {
 }  // namespace"""
 
 
-def _function(unit: Unit) -> str:
+def _function(unit: Unit, *, gate: bool = False) -> str:
+    """One unit's DPI function. Gated (``gate`` and the unit has a valid input), it
+    evaluates nothing while valid is low and drives :data:`POISON` onto the outputs: a
+    stream's payload means nothing without its valid, and a design that takes it anyway
+    sees a pattern no unit computes instead of a stale result that may be right by luck.
+    The key is then the other inputs (valid is high whenever the model is evaluated)."""
+    gated = unit.valid if gate else None
     args = [f"{'svBit' if w == 1 else 'const svBitVecVal*'} {n}" for n, w in unit.inputs] + [
         f"{'svBit*' if w == 1 else 'svBitVecVal*'} {n}" for n, w in unit.outputs
     ]
-    words = sum(_words(w) for _, w in unit.inputs)
+    keyed = [(n, w) for n, w in unit.inputs if n != gated]
+    words = sum(_words(w) for _, w in keyed)
     load, offset = [], 0
-    for name, width in unit.inputs:
+    for name, width in keyed:
         if width == 1:
             load.append(f"    key[{offset}] = {name};")
         else:
@@ -166,11 +191,13 @@ def _function(unit: Unit) -> str:
         f"    *{n} = model->{n};" if w == 1 else f"    get(model->{n}, {n});"
         for n, w in unit.outputs
     ]
+    poison = [f"        {_poison(n, w)}" for n, w in unit.outputs] + ["        return;"]
     return "\n".join(
         [
             f'extern "C" void {unit.name}({", ".join(args)}) {{',
             # never destroyed: the model outlives every call, to the process's exit
             f"    static V{unit.name}* model = nullptr;",
+            *([f"    if (!{gated}) {{", *poison, "    }"] if gated else []),
             f"    static uint32_t last[{words}];",
             f"    uint32_t key[{words}] = {{}};",
             *load,
@@ -184,6 +211,16 @@ def _function(unit: Unit) -> str:
             "}",
         ]
     )
+
+
+def _poison(name: str, width: int) -> str:
+    """C++ that sets output ``name`` to :data:`POISON` (cut to its width)."""
+    if width == 1:
+        return f"*{name} = {POISON & 1};"
+    words = [POISON] * _words(width)
+    if width % 32:
+        words[-1] &= (1 << width % 32) - 1
+    return " ".join(f"{name}[{k}] = {word:#x}u;" for k, word in enumerate(words))
 
 
 def write_split(
