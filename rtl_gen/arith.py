@@ -38,6 +38,7 @@ __all__ = [
     "register_term",
     "requantize",
     "sum_range",
+    "tail_stages",
     "tree_register_levels",
 ]
 
@@ -152,6 +153,15 @@ def register_term(m: Module, term: Term, domain: str = "sync") -> Term:
 #: the lane's pipeline registers are spread over with the tree's (:func:`adder_tree`'s
 #: ``lead``; :class:`rtl_gen.folded.FoldedDot`, :mod:`rtl_gen.pipelining`).
 DECODE_LEVELS = 1
+
+
+def tail_stages(stages: int) -> int:
+    """Of a folded lane's ``stages`` registers, those after its requantisation (1 from 2
+    stages on, else 0): the lane's result leaves from a register beside it, so the route
+    to the result chain is a path of its own (on ECP5, the 4-bit digits-cnn's conv3 lane
+    at ``--pipeline 4``: the root register, two adders, the saturation and 2.6 ns of route
+    to the chain were the critical path). The tree has the other ``stages - tail``."""
+    return 1 if stages >= 2 else 0
 
 
 def register_levels(depth: int, stages: int) -> set[int]:

@@ -23,9 +23,11 @@ over the chip: on ECP5 that fan-out was the critical path of a pipelined 4-bit
 digits-cnn (a 3.9 ns route after the requantisation).
 
 The ROM is read synchronously (its address runs one group ahead, so the register costs no
-cycle and maps to block RAM). With ``stages = S`` the lanes' adder trees carry ``S``
-pipeline registers (:func:`rtl_gen.arith.adder_tree`, spread over the decode and the
-tree's levels, so that the first may sit behind the decode); group ``g``'s results are
+cycle and maps to block RAM). With ``stages = S`` the lanes carry ``S`` pipeline
+registers: from ``S = 2`` on, one after the requantisation
+(:func:`rtl_gen.arith.tail_stages`), the others in the adder tree
+(:func:`rtl_gen.arith.adder_tree`, spread over the decode and the tree's levels, so that
+the first may sit behind the decode); group ``g``'s results are
 written ``S`` cycles after it is issued, so a result takes ``F + S`` cycles. The registers run
 freely: the stage takes no new vector until every group is written.
 
@@ -55,6 +57,7 @@ from rtl_gen.arith import (
     materialise,
     range_shape,
     requantize,
+    tail_stages,
 )
 from rtl_gen.engines import beat_signature
 from rtl_gen.units import MODES, Requant, is_power_of_two_matrix
@@ -254,10 +257,16 @@ class FoldedDot(wiring.Component):
         m.d.comb += bias.eq(bias_field)
         limit = (1 << (self.bias_bits - 1)) - 1
         terms.append(Term(bias, -limit - 1, limit))
-        root = adder_tree(m, terms, stages=self.stages, lead=DECODE_LEVELS)
+        tail = tail_stages(self.stages)
+        root = adder_tree(m, terms, stages=self.stages - tail, lead=DECODE_LEVELS)
         acc = materialise(m, root, signed_bits(max(map(abs, root.actual_range))))
         q = self.requant
-        return requantize(m, acc, shift=q.shift, relu=q.relu, out=q.out, rounding_in_acc=True)
+        y = requantize(m, acc, shift=q.shift, relu=q.relu, out=q.out, rounding_in_acc=True)
+        for _ in range(tail):  # the lane's result register, beside the lane
+            registered = Signal.like(y, name=f"lane_{lane}_out")
+            m.d.sync += registered.eq(y)
+            y = registered
+        return y
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

@@ -36,7 +36,7 @@ import numpy as np
 from inq_hw.errors import ConfigError
 from inq_hw.intmodel.arith import ActFormat, accumulator_bits
 from inq_hw.intmodel.layers import IntModel, WeightLayer
-from rtl_gen.arith import DECODE_LEVELS, tree_register_levels
+from rtl_gen.arith import DECODE_LEVELS, tail_stages, tree_register_levels
 
 __all__ = [
     "DELAY_MODELS",
@@ -91,7 +91,9 @@ class DotPath:
     ``levels``: adder-tree depth; ``width``: accumulator bits; ``leaf_width``: bits of a
     term entering the tree (default ``width``); ``pre_levels`` and ``pre_luts``: adder
     levels and logic levels before the tree (a multiplier; a folded lane's weight decode);
-    ``lead``: tree levels the registers count that logic as (``adder_tree``'s ``lead``).
+    ``lead``: tree levels the registers count that logic as (``adder_tree``'s ``lead``);
+    ``tail``: a folded lane's (:func:`rtl_gen.arith.tail_stages`: its last register after
+    the requantisation from 2 stages on).
     """
 
     levels: int
@@ -100,6 +102,7 @@ class DotPath:
     pre_luts: int = 0
     leaf_width: int | None = None
     lead: int = 0
+    tail: bool = False
 
     def width_at(self, level: int) -> int:
         """Width of the widest adder of tree level ``level`` (1 = the leaves' adders)."""
@@ -123,9 +126,11 @@ def dot_path(
     levels = max(0, weights.shape[1]).bit_length()  # K runtime terms and the bias
     lead = DECODE_LEVELS
     if mode == "multiply":
-        return DotPath(levels, width, pre_levels=_MULT_LEVELS, leaf_width=leaf, lead=lead)
+        return DotPath(
+            levels, width, pre_levels=_MULT_LEVELS, leaf_width=leaf, lead=lead, tail=True
+        )
     luts = max(1, (largest.bit_length() - 1).bit_length()) + 1  # barrel shift, sign
-    return DotPath(levels, width, pre_luts=luts, leaf_width=leaf, lead=lead)
+    return DotPath(levels, width, pre_luts=luts, leaf_width=leaf, lead=lead, tail=True)
 
 
 def _segments(depth: int, stages: int, lead: int = 0) -> list[int]:
@@ -139,18 +144,22 @@ def _segments(depth: int, stages: int, lead: int = 0) -> list[int]:
 
 
 def path_delay_ns(path: DotPath, stages: int, model: DelayModel) -> float:
-    """The longest register-to-register delay of a dot stage with ``stages`` stages."""
-    segments = _segments(path.levels, stages, path.lead)
+    """The longest register-to-register delay of a dot stage with ``stages`` stages (a
+    folded lane's tail register ends the requantisation's own segment)."""
+    tail = tail_stages(stages) if path.tail else 0
+    segments = _segments(path.levels, stages - tail, path.lead)
     delays, end = [], 0
     for n, levels in enumerate(segments):
         end += levels
         pre_levels, pre_luts = (path.pre_levels, path.pre_luts) if n == 0 else (0, 0)
         last = n == len(segments) - 1
-        post_levels, post_luts = (1, 1) if last else (0, 0)
+        post_levels, post_luts = (1, 1) if last and not tail else (0, 0)
         width = path.width if last else path.width_at(end)
         delays.append(
             model.segment_ns(levels + pre_levels + post_levels, pre_luts + post_luts, width)
         )
+    if tail:  # root register -> requantisation -> tail register
+        delays.append(model.segment_ns(1, 1, path.width))
     return max(delays)
 
 

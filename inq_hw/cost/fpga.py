@@ -305,7 +305,7 @@ def _folded(count: _Count, dot: Any, live: _Live) -> None:
     count.ff += int(live.inputs.sum()) * x.bits  # the held vector
     count.ff += _result_chain_slots(rows.reshape(dot.fold, lanes)) * out_bits
     leaf = range_shape(lo, hi).width
-    count.ff += lanes * _lane_register_bits(k + 1, dot.stages, leaf, acc)
+    count.ff += lanes * _lane_register_bits(k + 1, dot.stages, leaf, acc, out_bits)
     count.ff += max(1, (dot.cycles + 1).bit_length()) + 1
 
 
@@ -319,16 +319,19 @@ def _result_chain_slots(live: np.ndarray) -> int:
     return int((groups - first).sum())
 
 
-def _lane_register_bits(terms: int, stages: int, leaf: int, acc: int) -> int:
-    """Pipeline register bits of one folded lane's tree of ``terms`` terms: at each level
-    :func:`rtl_gen.arith.tree_register_levels` picks, one register per node, a bit wider
-    than the level below (at most ``acc``); stages past the tree's depth at the root."""
-    from rtl_gen.arith import DECODE_LEVELS, tree_register_levels
+def _lane_register_bits(terms: int, stages: int, leaf: int, acc: int, out_bits: int) -> int:
+    """Pipeline register bits of one folded lane of ``terms`` terms: its tail register of
+    ``out_bits`` (:func:`rtl_gen.arith.tail_stages`), and in its tree at each level
+    :func:`rtl_gen.arith.tree_register_levels` picks one register per node, a bit wider
+    than the level below (at most ``acc``); tree stages past the depth at the root."""
+    from rtl_gen.arith import DECODE_LEVELS, tail_stages, tree_register_levels
 
+    tail = tail_stages(stages)
+    tree = stages - tail
     depth = max(0, (terms - 1).bit_length())
-    levels = tree_register_levels(depth, stages, DECODE_LEVELS)
+    levels = tree_register_levels(depth, tree, DECODE_LEVELS)
     bits = sum(-(-terms >> level) * min(acc, leaf + level) for level in levels)
-    return bits + (stages - len(levels)) * acc
+    return bits + (tree - len(levels)) * acc + tail * out_bits
 
 
 def _dot(count: _Count, dot: Any, live: _Live, cost: LayerCost) -> None:
