@@ -5,10 +5,10 @@ digits-cnn unrolled at ``$INQ_HW_FASTSIM_BUILD_BITS`` bits (default 4; the packa
 built from nothing once per flag set of :data:`VARIANTS` (``ccache`` off, a fresh build
 directory each, so every build compiles everything), then the whole test split,
 :data:`REPEAT` times over, is run through it with gaps and stalls (p = 0.2, seed 0),
-0 mismatches required. Printed per flag
-set: build seconds, run seconds (wall) and the harness's CPU seconds, build time apart
-from run time. ``$INQ_HW_FASTSIM_BUILD_VARIANTS`` (comma-separated names) runs a subset.
-One line is printed as each build ends, so a bench stopped early keeps its figures.
+0 mismatches required. Printed per flag set: build seconds, run seconds (wall) and the
+harness's CPU seconds, build time apart from run time. ``$INQ_HW_FASTSIM_BUILD_VARIANTS``
+(comma-separated names) runs a subset. One line is printed as each build ends, so a bench
+stopped early keeps its figures.
 """
 
 import dataclasses

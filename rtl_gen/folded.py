@@ -27,9 +27,9 @@ cycle and maps to block RAM). With ``stages = S`` the lanes carry ``S`` pipeline
 registers: from ``S = 2`` on, one after the requantisation
 (:func:`rtl_gen.arith.tail_stages`), the others in the adder tree
 (:func:`rtl_gen.arith.adder_tree`, spread over the decode and the tree's levels, so that
-the first may sit behind the decode); group ``g``'s results are
-written ``S`` cycles after it is issued, so a result takes ``F + S`` cycles. The registers run
-freely: the stage takes no new vector until every group is written.
+the first may sit behind the decode); group ``g``'s results are written ``S`` cycles after
+it is issued, so a result takes ``F + S`` cycles. The registers run freely: the stage
+takes no new vector until every group is written.
 
 Timing (mirrored by :class:`rtl_gen.timing.FoldedDotTiming` with ``cycles = F + S``):
 ``i.ready`` is high when idle and the previous result is gone or going; a transfer on
