@@ -277,22 +277,36 @@ class FoldedDot(wiring.Component):
         hold = Signal(self.i.payload.shape())
         phase = Signal(range(self.cycles + 1))  # 0 idle, p <= F: group p-1 issued
         done = Signal()
+        # Registers for what the phase decodes to, set with the phase's next value, so no
+        # compare of the phase lies on the ready, the ROM address or the result chains'
+        # enables (each drives a wide register's clock enables or the ROM's logic).
+        idle = Signal(init=1)  # phase == 0
+        addr = Signal(range(self.fold))  # the next phase's group: phase if below F, else 0
+        writing = Signal()  # phase > S: a group's results leave the lanes this cycle
+        accept = Signal()
         m.d.comb += [
-            self.i.ready.eq(~phase.any() & (~done | self.o.ready)),
+            self.i.ready.eq(idle & (~done | self.o.ready)),
+            accept.eq(self.i.valid & self.i.ready),
             self.o.valid.eq(done),
-            read.addr.eq(Mux(phase < self.fold, phase, 0)),  # the next phase's group
+            read.addr.eq(addr),
         ]
         with m.If(done & self.o.ready):
             m.d.sync += done.eq(0)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [hold.eq(self.i.payload), phase.eq(1)]
-        with m.Elif(phase.any()):
-            m.d.sync += phase.eq(Mux(phase == self.cycles, 0, phase + 1))
-            with m.If(phase == self.cycles):
+        with m.If(accept):
+            m.d.sync += [hold.eq(self.i.payload), phase.eq(1), idle.eq(0), addr.eq(1)]
+            m.d.sync += writing.eq(self.stages == 0)
+        with m.Elif(~idle):
+            last = phase == self.cycles
+            later = (phase >= self.stages) if self.stages else 1  # next phase > S
+            m.d.sync += [
+                phase.eq(Mux(last, 0, phase + 1)),
+                idle.eq(last),
+                addr.eq(Mux(addr == self.fold - 1, 0, Mux(addr.any(), addr + 1, 0))),
+                writing.eq(~last & later),
+            ]
+            with m.If(last):
                 m.d.sync += done.eq(1)
         lane_out = [self._lane(m, read.data, hold, lane) for lane in range(self.lanes)]
-        writing = Signal()  # a group's results leave the lanes this cycle
-        m.d.comb += writing.eq(phase > self.stages)
         for lane, y in enumerate(lane_out):
             chain = [Signal.like(y, name=f"result_{lane}_{g}") for g in range(self.fold)]
             with m.If(writing):
