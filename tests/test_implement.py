@@ -132,6 +132,12 @@ def test_bad_device_and_foreign_rtl(
         implement_rtl(micro / "rtl", "xc7a35t")
     with pytest.raises(ImplementError, match="positive frequency"):
         implement_rtl(micro / "rtl", "ice40-up5k", clock_mhz=0)
+    with pytest.raises(ImplementError, match="placement seed"):
+        implement_rtl(micro / "rtl", "ice40-up5k", seed=0)
+    code, err = _cli(
+        ["implement", str(micro / "pkg"), "--device", "ice40-up5k", "--seed", "0"], capsys
+    )
+    assert code == 2 and err.count("\n") == 0 and "--seed must be from 1" in err
     with pytest.raises(ImplementError, match="Cannot read the RTL in"):
         implement_rtl(tmp_path, "ice40-up5k")
     other = micro_cnn()
@@ -237,3 +243,11 @@ def test_pipeline_auto_gives_each_layer_the_stages_the_clock_needs(
     code, _, err = run(capsys, "implement", str(pkg), "--fit", "ecp5-25k",
                        "--pipeline", "auto")  # fmt: skip
     assert_one_line_error(code, err, "--pipeline auto chooses stages for a folding")
+
+
+def test_the_placement_seed_reaches_nextpnr() -> None:
+    from inq_hw.implement import flow
+    from inq_hw.implement.devices import get_device
+
+    args = flow._nextpnr_args(get_device("ecp5-85k"), 100.0, 7)
+    assert args[args.index("--seed") + 1] == "7"

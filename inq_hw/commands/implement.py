@@ -105,6 +105,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="simulate the synthesised netlist on N test images, bit-exact (default 0: off)",
     )
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        metavar="N",
+        help="nextpnr's placement seed (default 1); another seed is another placement",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=3600.0, help="time limit of each tool stage, seconds"
     )
     parser.add_argument(
@@ -134,6 +141,8 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
     device = get_device(_device_name(args))
     if args.check < 0:
         raise ConfigError("--check must not be negative")
+    if not 0 < args.seed < 2**31:
+        raise ConfigError(f"--seed must be from 1 to 2**31 - 1, not {args.seed}")
     clock = args.clock_mhz if args.clock_mhz is not None else _CLOCK[device.family]
     auto = args.pipeline == "auto"
     if auto and (args.fit is not None or args.fps is not None):
@@ -168,6 +177,7 @@ def implement(args: argparse.Namespace) -> dict[str, Any]:
             pe=pe,
             clock_mhz=clock,
             dsp=_dsp(args),
+            seed=args.seed,
             timeout_s=args.timeout,
             progress=shown,
         )

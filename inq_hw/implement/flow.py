@@ -93,7 +93,7 @@ def _script(device: Device, dsp: bool | None, abc: str) -> list[str]:
     return synth_script(device.family, _WRAPPER_TOP, abc=abc, dsp=dsp)
 
 
-def _nextpnr_args(device: Device, clock_mhz: float) -> list[str]:
+def _nextpnr_args(device: Device, clock_mhz: float, seed: int) -> list[str]:
     pins = "--pcf-allow-unconstrained" if device.family == "ice40" else "--lpf-allow-unconstrained"
     output = ["--asc", "top.asc"] if device.family == "ice40" else ["--textcfg", "top.config"]
     return [
@@ -107,7 +107,7 @@ def _nextpnr_args(device: Device, clock_mhz: float) -> list[str]:
         "report.json",
         "--timing-allow-fail",
         "--seed",
-        "1",
+        str(seed),
         *output,
         "-q",
         "-l",
@@ -122,6 +122,7 @@ def implement_rtl(
     clock_mhz: float = 12.0,
     dsp: bool | None = None,
     abc: str = "fast",
+    seed: int = 1,
     out_dir: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     timeout_s: float = DEFAULT_STAGE_TIMEOUT_S,
@@ -144,6 +145,8 @@ def implement_rtl(
             pass a directory to share one).
         timeout_s: Time limit of each tool stage.
         progress: One line per tool stage.
+        seed: nextpnr's placement seed (``--seed``): another seed is another placement,
+            so a seed sweep samples how much of Fmax is placement.
 
     Returns:
         The results (also written to ``OUT_DIR/implementation.json``).
@@ -155,6 +158,10 @@ def implement_rtl(
     part = get_device(device)
     if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, int | float) or clock_mhz <= 0:
         raise ImplementError(f"The clock must be a positive frequency in MHz, not {clock_mhz!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 < seed < 2**31:
+        raise ImplementError(
+            f"The placement seed must be an integer from 1 to 2**31-1, not {seed!r}"
+        )
     rtl = Path(rtl_dir)
     top = dataflow_top(rtl)
     verilog = (rtl / top.file).read_text()
@@ -170,7 +177,7 @@ def implement_rtl(
             "top": top.name,
             "wrapper": wrapper,
             "script": script,
-            "nextpnr": _nextpnr_args(part, clock_mhz),
+            "nextpnr": _nextpnr_args(part, clock_mhz, seed),
             "tools": [tool_version(tool) for tool in tools],
         }
     )
@@ -183,7 +190,7 @@ def implement_rtl(
         progress.message(f"implement {top.name} on {part.name}: cached ({key[:12]})")
         record = json.loads((stored / RESULTS_NAME).read_text())
     else:
-        record = _run(job, wrapper, script, part, clock_mhz, timeout_s, stored, progress)
+        record = _run(job, wrapper, script, part, (clock_mhz, seed), timeout_s, stored, progress)
     record = {**record, "key": key, "cached": cached, "dsp": dsp, "abc": abc}
     return _publish(record, stored, out, top, part, clock_mhz)
 
@@ -193,11 +200,12 @@ def _run(
     wrapper: str,
     script: list[str],
     part: Device,
-    clock_mhz: float,
+    constraint: tuple[float, int],
     timeout_s: float,
     stored: Path,
     progress: Progress,
 ) -> dict[str, Any]:
+    clock_mhz, seed = constraint
     progress.phase(f"implement {job.top} on {part.name}", 3)
     seconds: dict[str, float] = {}
     stored.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +239,7 @@ def _run(
         start = time.perf_counter()
         run_tool(
             f"nextpnr-{part.family}",
-            _nextpnr_args(part, clock_mhz),
+            _nextpnr_args(part, clock_mhz, seed),
             cwd=work,
             timeout_s=timeout_s,
             what=f"{what} place and route",
