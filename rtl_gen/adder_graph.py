@@ -30,7 +30,7 @@ Example usage::
     graph.adders([0, 0])          # 3: x0 + 2·x1 once, then ∓4·x2 per output
 """
 
-import heapq
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -386,26 +386,80 @@ def _constant_term(constant: int) -> tuple[int, int]:
 
 def plan_sums(graph: AdderGraph, constants: Sequence[int]) -> list[list[tuple[int, int]]]:
     """Per output, the order of its adds: pairs of operand indices (its terms, then the
-    constant if nonzero, then each add's result in turn). The two shallowest operands are
-    added first (ties: smaller shift, then sign), which needs the fewest levels."""
-    plans = []
-    for terms, constant in zip(graph.outputs, constants, strict=True):
-        items = [_term_operand(graph, t) for t in terms]
-        if constant:
-            value, shift = _constant_term(int(constant))
-            items.append(_Operand(value, value, shift, False, 0))
-        heap = [(op.level, op.shift, op.negated, k) for k, op in enumerate(items)]
-        heapq.heapify(heap)
-        steps = []
-        while len(heap) > 1:
-            (*_, i), (*_, j) = heapq.heappop(heap), heapq.heappop(heap)
-            a, b = items[i], items[j]
-            lo, hi, shift, negated = sum_range(a, b)
-            items.append(_Operand(lo, hi, shift, negated, max(a.level, b.level) + 1))
-            steps.append((i, j))
-            heapq.heappush(heap, (items[-1].level, shift, negated, len(items) - 1))
-        plans.append(steps)
-    return plans
+    constant if nonzero, then each add's result in turn).
+
+    The two operands of smallest value range are added first (Huffman's order, which keeps
+    narrow operands out of wide adders), as long as the output can still be summed within
+    the graph's depth: the levels the deepest output needs when summed two shallowest
+    first, ``ceil(log2 Σ 2**level)`` over its operands (:func:`_depth_bound`). So no
+    output gets deeper than the graph already is, and none beyond ``max_depth``."""
+    items_per_output = [
+        _sum_operands(graph, t, c) for t, c in zip(graph.outputs, constants, strict=True)
+    ]
+    limit = 1 << _depth_bound(items_per_output)
+    return [_plan(items, limit) for items in items_per_output]
+
+
+def _sum_operands(graph: AdderGraph, terms: Sequence[OutputTerm], constant: int) -> list[_Operand]:
+    items = [_term_operand(graph, t) for t in terms]
+    if constant:
+        value, shift = _constant_term(int(constant))
+        items.append(_Operand(value, value, shift, False, 0))
+    return items
+
+
+def _depth_bound(items_per_output: Sequence[Sequence[_Operand]]) -> int:
+    """The fewest levels every output fits in (Kraft: ``Σ 2**level <= 2**depth``)."""
+    loads = (sum(1 << op.level for op in items) for items in items_per_output)
+    return max(((load - 1).bit_length() for load in loads if load), default=0)
+
+
+#: How many of the narrowest operands :func:`_plan` tries to pair before it falls back
+#: to the two shallowest.
+_PLAN_WINDOW = 6
+
+
+def _plan(items: list[_Operand], limit: int) -> list[tuple[int, int]]:
+    """One output's adds, narrowest first within ``Σ 2**level <= limit`` (the bound holds
+    to the end: adding the two shallowest never needs more levels than the bound)."""
+    items = list(items)
+    live = sorted((_magnitude(op), k) for k, op in enumerate(items))
+    load = sum(1 << op.level for op in items)
+    steps = []
+    while len(live) > 1:
+        x, y, load = _pick(items, live, load, limit)
+        i, j = live[x][1], live[y][1]
+        del live[y], live[x]  # y > x
+        a, b = items[i], items[j]
+        lo, hi, shift, negated = sum_range(a, b)
+        items.append(_Operand(lo, hi, shift, negated, max(a.level, b.level) + 1))
+        steps.append((i, j))
+        bisect.insort(live, (_magnitude(items[-1]), len(items) - 1))
+    return steps
+
+
+def _pick(
+    items: list[_Operand], live: list[tuple[int, int]], load: int, limit: int
+) -> tuple[int, int, int]:
+    """Positions ``x < y`` in ``live`` of the next pair, and the load after it."""
+
+    def after(x: int, y: int) -> int:
+        a, b = items[live[x][1]], items[live[y][1]]
+        return load - (1 << a.level) - (1 << b.level) + (2 << max(a.level, b.level))
+
+    window = min(len(live), _PLAN_WINDOW)
+    for x in range(window):
+        for y in range(x + 1, window):
+            if (new := after(x, y)) <= limit:
+                return x, y, new
+    x, y = sorted(range(len(live)), key=lambda n: (items[live[n][1]].level, live[n][1]))[:2]
+    x, y = min(x, y), max(x, y)
+    return x, y, after(x, y)
+
+
+def _magnitude(op: _Operand) -> int:
+    """The width of the range of values an operand stands for."""
+    return (op.hi - op.lo) << op.shift
 
 
 def _term_operand(graph: AdderGraph, term: OutputTerm) -> _Operand:
@@ -420,10 +474,7 @@ def _adds(graph: AdderGraph, constants: Sequence[int]) -> list[tuple[int, int]]:
     for terms, constant, steps in zip(
         graph.outputs, constants, plan_sums(graph, constants), strict=True
     ):
-        items = [_term_operand(graph, t) for t in terms]
-        if constant:
-            value, shift = _constant_term(int(constant))
-            items.append(_Operand(value, value, shift, False, 0))
+        items = _sum_operands(graph, terms, constant)
         for i, j in steps:
             lo, hi, shift, negated = sum_range(items[i], items[j])
             items.append(_Operand(lo, hi, shift, negated, 0))
