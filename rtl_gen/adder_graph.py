@@ -17,7 +17,8 @@ Every node carries its exact value range (interval arithmetic as
 :func:`rtl_gen.arith.sum_range`), hence its width, and its depth in adders. With
 ``max_depth`` a pair is taken for an output only while that output can still be summed
 within the limit: ``k`` operands of depths ``d_i`` need ``ceil(log2 Σ 2**d_i)`` levels,
-which summing the two shallowest first achieves (:func:`plan_sums`).
+which summing the two shallowest first achieves; :func:`plan_sums` adds the
+narrowest operands first within the deepest output's bound.
 
 :func:`build` turns a graph into Amaranth logic with the same building blocks as the
 adder trees (:func:`rtl_gen.arith.add_terms`), pipelined by level with
