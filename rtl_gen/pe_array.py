@@ -18,6 +18,18 @@ each output the same way. :mod:`rtl_gen.pe_program` computes every address, loop
 and shift, so the controller has counters and adders only; :mod:`sim.cycle_model`
 predicts its cycle count exactly.
 
+Pipeline. The write path is registered for the clock (on an iCE40 UP5K the one-cycle path
+from the read data through alignment, reduction and requantiser into the write data
+limited the 2-bit digits-cnn's 1×16 array to 12.8 MHz): the aligned operand, the reduced
+value (or the drained sum), the requantiser after its rounding add and after its shift
+(:data:`REQUANT_STAGES`) each have a register, so an output is written
+:data:`VECTOR_WRITE_LATENCY` cycles after its last operand's read is issued (a drained
+output a cycle sooner). The requantiser's parameters are held from the instruction's
+INIT; after its last issue the controller waits
+:data:`~rtl_gen.pe_program.SETTLE_CYCLES` cycles, so the next instruction (or the host,
+after ``o_done``) never reads a word still in flight. The drain's last-of-tile tests and
+the next tile's row positions come from registers loaded ahead of the drain.
+
 Ports are plain signals so that a cocotb testbench can drive the Verilog top::
 
     1. write the input image: i_wr_en=1, i_wr_addr=program.input.base + i,
@@ -46,9 +58,11 @@ from amaranth.utils import ceil_log2
 from rtl_gen.pe import MultMAC, ShiftMAC
 from rtl_gen.pe_program import (
     FIELDS,
+    FLUSH_CYCLES,
     OP_END,
     OP_MATMUL,
     REDUCE_MAX,
+    SETTLE_CYCLES,
     Program,
     instruction_word,
 )
@@ -59,6 +73,20 @@ __all__ = ["ALIGN_BITS", "CYCLE_BITS", "PEArray", "SimResult", "simulate"]
 CYCLE_BITS = 32
 #: Width of a term's alignment shift.
 ALIGN_BITS = 5
+#: Register stages of the requantiser (after the rounding add and after the shift; the
+#: saturation feeds the write port).
+REQUANT_STAGES = 2
+#: Cycles from a VECTOR operand's issue to the write of the output it ends (the write is
+#: in that cycle): the read, the aligned operand's register, the reduced value's, the
+#: requantiser's stages.
+VECTOR_WRITE_LATENCY = 3 + REQUANT_STAGES
+#: Instruction fields whose value less one the counters compare with.
+_LOOP_BOUNDS = ("ksteps", "kernel", "terms", "elements", "out_w", "out_h")
+#: The state after an instruction's last issue: the settle cycles, then FETCH.
+_AFTER_ISSUE = "SETTLE_0" if SETTLE_CYCLES else "FETCH"
+# The controller's settle cycles must cover the longest write (MATMUL's drain is a cycle
+# shorter): the last write lands in the cycle before the host may read (o_done).
+assert SETTLE_CYCLES == VECTOR_WRITE_LATENCY - 2
 
 
 def _addr_bits(depth: int) -> int:
@@ -88,9 +116,19 @@ class _State:
     row_y: list[Signal]
     row_x: list[Signal]
     row_pa: list[Signal]
+    # The next pixel tile's row positions, registered while the tile computes and drains.
+    next_y: list[Signal]
+    next_x: list[Signal]
+    next_pa: list[Signal]
     # Matmul tile bookkeeping.
     pixels_left: Signal
     couts_left: Signal
+    # Loaded with them: the tile's last valid row and column, whether another pixel tile
+    # (output-channel tile) follows.
+    rows_last: Signal
+    cols_last: Signal
+    more_pixels: Signal
+    more_couts: Signal
     weight_tile: Signal
     bias_tile: Signal
     out_tile: Signal
@@ -106,6 +144,8 @@ class _State:
     drain_col: Signal
     pe_valid: Signal
     pe_clear: Signal
+    row_read: list[Signal]
+    row_read_addr: list[Signal]
     row_inbounds_d: list[Signal]
     drain_acc: Signal
     drain_write: Signal
@@ -113,6 +153,7 @@ class _State:
     # Vector unit.
     vec_base: Signal
     vec_term: Signal
+    vec_term_addr: Signal
     vec_x: Signal
     vec_y: Signal
     vec_element: Signal
@@ -121,15 +162,30 @@ class _State:
     vec_first: Signal
     vec_last: Signal
     vec_align: Signal
+    vec_aligned: Signal
+    vec_reduce_valid: Signal
+    vec_reduce_first: Signal
+    vec_reduce_last: Signal
     vec_reduced: Signal
+    # Requantiser input (a drained sum or a reduced output) and its write address; the
+    # instruction's requantisation, held from its INIT until the next one's.
+    rq_value: Signal
+    rq_valid: Signal
+    rq_addr: Signal
+    rq_rshift: Signal
+    rq_lshift: Signal
+    rq_half: Signal
+    rq_lo: Signal
+    rq_hi: Signal
     # Phase strobes.
     computing: Signal
     draining: Signal
     vec_issue: Signal
     fetching: Signal
+    # The instruction's loop bounds less one, held from its DECODE: the counters' tests
+    # compare with registers, not with a subtraction from the instruction word.
+    last: dict[str, Signal]
     # Set by the parts that derive them.
-    rows_valid: Any = None
-    cols_valid: Any = None
     term: Any = None
     accs: Any = None
 
@@ -251,22 +307,35 @@ class PEArray(wiring.Component):
 
     # --- the requantiser ---------------------------------------------------------------
 
-    def _requantize(self, m: Module, value: Value, ins: Any) -> Value:
-        """Golden requantisation with the instruction's runtime shift and bounds."""
+    def _requant_parameters(self, m: Module, s: "_State", ins: Any) -> None:
+        """Hold the instruction's shifts, rounding constant and bounds (at its INIT): its
+        last writes leave the requantiser after the next instruction is fetched, and the
+        registers cut the program memory's read data from the requantiser's paths."""
+        rs = ins.rshift.as_unsigned()[: len(s.rq_rshift)]
+        m.d.sync += [
+            s.rq_rshift.eq(rs),
+            s.rq_lshift.eq(ins.lshift.as_unsigned()[: len(s.rq_lshift)]),
+            s.rq_half.eq((Const(1, 1) << rs) >> 1),
+            s.rq_lo.eq(ins.lo),
+            s.rq_hi.eq(ins.hi),
+        ]
+
+    def _requantize(self, m: Module, s: "_State", value: Value) -> Value:
+        """Golden requantisation with the instruction's runtime shift and bounds, in
+        :data:`REQUANT_STAGES` registers: round (or shift left), shift right, saturate."""
         cfg = self.config
         width = cfg.acc_bits + 1
-        rs = ins.rshift.as_unsigned()[: width.bit_length()]
-        ls = ins.lshift.as_unsigned()[: max(cfg.max_lshift.bit_length(), 1)]
-        half = (Const(1, 1) << rs) >> 1
-        rounded = Signal(signed(width + 1))
-        m.d.comb += rounded.eq(value + half)
-        shifted = Signal(signed(width + (1 << len(ls))))
-        m.d.comb += shifted.eq(Mux(ls != 0, value << ls, rounded >> rs))
+        rs, ls = s.rq_rshift, s.rq_lshift
+        left = ls != 0
+        pre = Signal(signed(max(width + 1, width + (1 << len(ls)))), name="rq_pre")
+        m.d.sync += pre.eq(Mux(left, value << ls, value + s.rq_half))
+        shifted = Signal(signed(len(pre)), name="rq_shifted")
+        m.d.sync += shifted.eq(Mux(left, pre, pre >> rs))
         result = Signal(signed(cfg.act_bits))
-        with m.If(shifted > ins.hi):
-            m.d.comb += result.eq(ins.hi)
-        with m.Elif(shifted < ins.lo):
-            m.d.comb += result.eq(ins.lo)
+        with m.If(shifted > s.rq_hi):
+            m.d.comb += result.eq(s.rq_hi)
+        with m.Elif(shifted < s.rq_lo):
+            m.d.comb += result.eq(s.rq_lo)
         with m.Else():
             m.d.comb += result.eq(shifted)
         return result
@@ -294,7 +363,7 @@ class PEArray(wiring.Component):
         self._matmul_datapath(m, s, ports, self._pes(m))
         drain_sum = self._drain(m, s, ports)
         vector_result, vector_write = self._vector_unit(m, s, ins, ports)
-        self._write_port(m, s, ins, ports, drain_sum, vector_result, vector_write)
+        self._write_port(m, s, ports, drain_sum, vector_result, vector_write)
         self._controller(m, s, ins, ports, first_tile)
         return m
 
@@ -312,8 +381,15 @@ class PEArray(wiring.Component):
             row_y=[reg(name=f"row{r}_y") for r in range(rows)],
             row_x=[reg(name=f"row{r}_x") for r in range(rows)],
             row_pa=[reg(name=f"row{r}_pa") for r in range(rows)],
+            next_y=[reg(name=f"row{r}_next_y") for r in range(rows)],
+            next_x=[reg(name=f"row{r}_next_x") for r in range(rows)],
+            next_pa=[reg(name=f"row{r}_next_pa") for r in range(rows)],
             pixels_left=reg(name="pix_left"),
             couts_left=reg(name="cout_left"),
+            rows_last=reg(range(rows), "rows_last"),
+            cols_last=reg(range(cols), "cols_last"),
+            more_pixels=reg(1, "more_pixels"),
+            more_couts=reg(1, "more_couts"),
             weight_tile=reg(name="w_tile"),
             bias_tile=reg(name="b_tile"),
             out_tile=reg(name="out_tile"),
@@ -327,12 +403,17 @@ class PEArray(wiring.Component):
             drain_col=reg(range(cols), "drain_col"),
             pe_valid=reg(1, "pe_valid"),
             pe_clear=reg(1, "pe_clear"),
+            row_read=[reg(1, f"row{r}_read") for r in range(rows)],
+            row_read_addr=[
+                reg(unsigned(_addr_bits(cfg.act_depth)), f"row{r}_read_addr") for r in range(rows)
+            ],
             row_inbounds_d=[reg(1, f"inb{r}_d") for r in range(rows)],
             drain_acc=reg(signed(cfg.acc_bits), "drain_acc"),
             drain_write=reg(1, "drain_write"),
             drain_waddr=reg(name="drain_waddr"),
             vec_base=reg(name="vec_window_base"),
             vec_term=reg(name="vec_term"),
+            vec_term_addr=reg(range(cfg.term_depth), "vec_term_addr"),
             vec_x=reg(name="vec_x"),
             vec_y=reg(name="vec_y"),
             vec_element=reg(name="vec_element"),
@@ -341,14 +422,25 @@ class PEArray(wiring.Component):
             vec_first=reg(1, "vec_first_term"),
             vec_last=reg(1, "vec_last_term"),
             vec_align=reg(ALIGN_BITS, "vec_align"),
+            vec_aligned=reg(signed(cfg.acc_bits), "vec_aligned"),
+            vec_reduce_valid=reg(1, "vec_reduce_valid"),
+            vec_reduce_first=reg(1, "vec_reduce_first"),
+            vec_reduce_last=reg(1, "vec_reduce_last"),
             vec_reduced=reg(signed(cfg.acc_bits), "red"),
+            rq_value=reg(signed(cfg.acc_bits + 1), "rq_value"),
+            rq_valid=reg(1, "rq_valid"),
+            rq_addr=reg(name="rq_addr"),
+            rq_rshift=reg(unsigned((cfg.acc_bits + 1).bit_length()), "rq_rshift"),
+            rq_lshift=reg(unsigned(max(cfg.max_lshift.bit_length(), 1)), "rq_lshift"),
+            rq_half=reg(unsigned(cfg.acc_bits + 1), "rq_half"),
+            rq_lo=reg(name="rq_lo"),
+            rq_hi=reg(name="rq_hi"),
             computing=Signal(name="computing"),
             draining=Signal(name="draining"),
             vec_issue=Signal(name="vec_issue"),
             fetching=Signal(name="fetching"),
+            last={name: reg(name=f"{name}_last") for name in _LOOP_BOUNDS},
         )
-        s.rows_valid = Mux(s.pixels_left < rows, s.pixels_left, rows)
-        s.cols_valid = Mux(s.couts_left < cols, s.couts_left, cols)
         return s
 
     # --- address generation ------------------------------------------------------------
@@ -368,11 +460,14 @@ class PEArray(wiring.Component):
         self, m: Module, s: "_State", ins: Any
     ) -> list[tuple[Value, Value, Value]]:
         """Row positions of the first pixel tile: pixel 0, then one pixel further per row.
+        A row's pixel address includes the input's base, so its read address is one add.
 
         Each position is a signal: as nested expressions every step would copy the one
         before into each of its three results (3^R terms: 6 MB of Verilog at 8 rows).
         """
-        chain: list[tuple[Value, Value, Value]] = [(ins.start_y, ins.start_x, ins.start_pa)]
+        start_pa = Signal(signed(self.config.field_bits), name="row0_first_pa")
+        m.d.comb += start_pa.eq(ins.start_pa + ins.in_base)
+        chain: list[tuple[Value, Value, Value]] = [(ins.start_y, ins.start_x, start_pa)]
         for r in range(1, self.config.rows):
             fb = self.config.field_bits
             pos = tuple(Signal(signed(fb), name=f"row{r}_first_{n}") for n in ("y", "x", "pa"))
@@ -391,23 +486,29 @@ class PEArray(wiring.Component):
         s.term = data.StructLayout({"offset": signed(fb), "align": unsigned(ALIGN_BITS)})(
             term_rd.data
         )
-        m.d.comb += term_rd.addr.eq(ins.term_base + s.vec_term)
+        m.d.comb += term_rd.addr.eq(s.vec_term_addr)
         act_rd = ports.act_rd
         for r in range(self.config.rows):
+            # A compute step's read goes to the port from registers, a cycle later: the
+            # window's bounds test is not in the path to the block RAMs' enables.
             iy, ix = s.row_y[r] + s.kh, s.row_x[r] + s.kw
-            inb = (iy >= 0) & (iy < ins.in_h) & (ix >= 0) & (ix < ins.in_w) & (r < s.rows_valid)
-            address = ins.in_base + s.row_pa[r] + s.koff
-            m.d.sync += s.row_inbounds_d[r].eq(inb)
+            inb = (iy >= 0) & (iy < ins.in_h) & (ix >= 0) & (ix < ins.in_w) & (s.rows_last >= r)
+            read, address = s.row_read[r], s.row_read_addr[r]
+            m.d.sync += [
+                read.eq(s.computing & inb),
+                address.eq(s.row_pa[r] + s.koff),
+                s.row_inbounds_d[r].eq(read),
+            ]
             if r == 0:
                 vector_address = s.vec_base + s.term.offset
                 m.d.comb += [
                     act_rd[0].addr.eq(
-                        Mux(s.computing, address, Mux(s.vec_issue, vector_address, self.i_rd_addr))
+                        Mux(read, address, Mux(s.vec_issue, vector_address, self.i_rd_addr))
                     ),
-                    act_rd[0].en.eq((s.computing & inb) | s.vec_issue | host),
+                    act_rd[0].en.eq(read | s.vec_issue | host),
                 ]
             else:
-                m.d.comb += [act_rd[r].addr.eq(address), act_rd[r].en.eq(s.computing & inb)]
+                m.d.comb += [act_rd[r].addr.eq(address), act_rd[r].en.eq(read)]
 
     # --- matmul datapath and drain -----------------------------------------------------
 
@@ -418,8 +519,18 @@ class PEArray(wiring.Component):
         cfg = self.config
         lane = cfg.weight_bits
         w_rd = ports.weight_rd
-        m.d.comb += [w_rd.addr.eq(s.weight_tile + s.step), w_rd.en.eq(s.computing)]
-        m.d.sync += [s.pe_valid.eq(s.computing), s.pe_clear.eq(s.computing & (s.step == 0))]
+        # The weight read and the PEs' strobes follow the activation reads' register.
+        w_read = Signal(name="w_read")
+        w_addr = Signal.like(w_rd.addr, name="w_read_addr")
+        clear = Signal(name="pe_clear_q")
+        m.d.sync += [
+            w_read.eq(s.computing),
+            w_addr.eq(s.weight_tile + s.step),
+            clear.eq(s.computing & (s.step == 0)),
+            s.pe_valid.eq(w_read),
+            s.pe_clear.eq(clear),
+        ]
+        m.d.comb += [w_rd.addr.eq(w_addr), w_rd.en.eq(w_read)]
         for r in range(cfg.rows):
             for c in range(cfg.cols):
                 pe = pes[r][c]
@@ -450,23 +561,26 @@ class PEArray(wiring.Component):
     def _vector_unit(
         self, m: Module, s: "_State", ins: Any, ports: "_Ports"
     ) -> tuple[Signal, Value]:
-        """Align, reduce; returns the running result and the strobe of an output's last
-        operand (when it is written)."""
-        acc_bits = self.config.acc_bits
-        aligned = Signal(signed(acc_bits), name="vec_aligned")
-        m.d.comb += aligned.eq(ports.act_rd[0].data << s.vec_align)
-        combined = Signal(signed(acc_bits + 1), name="vec_combined")
-        maximum = Mux(aligned > s.vec_reduced, aligned, s.vec_reduced)
-        reduced = Mux(ins.reduce == REDUCE_MAX, maximum, s.vec_reduced + aligned)
-        m.d.comb += combined.eq(Mux(s.vec_first, aligned, reduced))
+        """Align (into a register), reduce; returns the running result and the strobe of
+        an output's last operand (when it goes to the requantiser)."""
         m.d.sync += [
             s.vec_operand_valid.eq(s.vec_issue),
             s.vec_first.eq(s.vec_term == 0),
-            s.vec_last.eq(s.vec_term == ins.terms - 1),
+            s.vec_last.eq(s.vec_term == s.last["terms"]),
+            s.vec_align.eq(s.term.align),
+            # The read data's alignment, registered: the reduction starts from a register.
+            s.vec_aligned.eq(ports.act_rd[0].data << s.vec_align),
+            s.vec_reduce_valid.eq(s.vec_operand_valid),
+            s.vec_reduce_first.eq(s.vec_first),
+            s.vec_reduce_last.eq(s.vec_last),
         ]
-        m.d.sync += s.vec_align.eq(s.term.align)
-        vector_write = s.vec_operand_valid & s.vec_last
-        with m.If(s.vec_operand_valid & ~s.vec_last):
+        aligned = s.vec_aligned
+        combined = Signal(signed(self.config.acc_bits + 1), name="vec_combined")
+        maximum = Mux(aligned > s.vec_reduced, aligned, s.vec_reduced)
+        reduced = Mux(ins.reduce == REDUCE_MAX, maximum, s.vec_reduced + aligned)
+        m.d.comb += combined.eq(Mux(s.vec_reduce_first, aligned, reduced))
+        vector_write = s.vec_reduce_valid & s.vec_reduce_last
+        with m.If(s.vec_reduce_valid & ~s.vec_reduce_last):
             m.d.sync += s.vec_reduced.eq(combined)
         with m.If(vector_write):
             m.d.sync += s.vec_out_addr.eq(s.vec_out_addr + 1)
@@ -478,7 +592,6 @@ class PEArray(wiring.Component):
         self,
         m: Module,
         s: "_State",
-        ins: Any,
         ports: "_Ports",
         drain_sum: Signal,
         vector_result: Signal,
@@ -487,14 +600,23 @@ class PEArray(wiring.Component):
         """Requantise the drained or reduced value and write it; otherwise the host's
         write, the host's read data and the status outputs."""
         host = ~s.busy
-        result = self._requantize(m, Mux(s.drain_write, drain_sum, vector_result), ins)
+        m.d.sync += [
+            s.rq_value.eq(Mux(s.drain_write, drain_sum, vector_result)),
+            s.rq_valid.eq(s.drain_write | vector_write),
+            s.rq_addr.eq(Mux(s.drain_write, s.drain_waddr, s.vec_out_addr)),
+        ]
+        result = self._requantize(m, s, s.rq_value)
+        write, waddr = s.rq_valid, s.rq_addr
+        for stage in range(REQUANT_STAGES):
+            write_d = Signal(name=f"rq_valid_{stage + 1}")
+            waddr_d = Signal.like(waddr, name=f"rq_addr_{stage + 1}")
+            m.d.sync += [write_d.eq(write), waddr_d.eq(waddr)]
+            write, waddr = write_d, waddr_d
         act_wr = ports.act_wr
         m.d.comb += [
-            act_wr.en.eq(s.drain_write | vector_write | (host & self.i_wr_en)),
-            act_wr.addr.eq(
-                Mux(s.drain_write, s.drain_waddr, Mux(vector_write, s.vec_out_addr, self.i_wr_addr))
-            ),
-            act_wr.data.eq(Mux(s.drain_write | vector_write, result, self.i_wr_data)),
+            act_wr.en.eq(write | (host & self.i_wr_en)),
+            act_wr.addr.eq(Mux(write, waddr, self.i_wr_addr)),
+            act_wr.data.eq(Mux(write, result, self.i_wr_data)),
         ]
         m.d.comb += [self.o_rd_data.eq(ports.act_rd[0].data), self.o_busy.eq(s.busy)]
         with m.If(s.busy):
@@ -521,6 +643,7 @@ class PEArray(wiring.Component):
                 m.d.comb += s.fetching.eq(1)
                 m.next = "DECODE"
             with m.State("DECODE"):
+                m.d.sync += [s.last[name].eq(ins[name] - 1) for name in _LOOP_BOUNDS]
                 with m.If(ins.op == OP_END):
                     m.d.sync += [s.busy.eq(0), self.o_done.eq(1)]
                     m.next = "DONE"
@@ -530,6 +653,9 @@ class PEArray(wiring.Component):
                     m.next = "V_INIT"
             self._matmul_control(m, s, ins, first_tile)
             self._vector_control(m, s, ins)
+            for wait in range(SETTLE_CYCLES):
+                with m.State(f"SETTLE_{wait}"):
+                    m.next = f"SETTLE_{wait + 1}" if wait + 1 < SETTLE_CYCLES else "FETCH"
             with m.State("DONE"), m.If(self.i_start):
                 m.d.sync += [s.pc.eq(0), s.busy.eq(1), self.o_done.eq(0), self.o_cycles.eq(0)]
                 m.next = "FETCH"
@@ -539,16 +665,56 @@ class PEArray(wiring.Component):
         for r, (y, x, pa) in enumerate(positions):
             m.d.sync += [s.row_y[r].eq(y), s.row_x[r].eq(x), s.row_pa[r].eq(pa)]
 
+    def _next_tile_rows(self, m: Module, s: "_State", ins: Any) -> None:
+        """The next pixel tile's row positions (:meth:`_advance` by a tile) in two register
+        steps: whether the row wraps, then the positions. A tile's rows are loaded at least
+        four cycles before its drain ends (a compute step, the flush, a drain cycle), so
+        they are ready by then."""
+        for r in range(self.config.rows):
+            wrap = Signal(name=f"row{r}_next_wraps")
+            m.d.sync += wrap.eq(s.row_x[r] + ins.tile_dx >= ins.xlim)
+            for pos, nxt, d in (
+                (s.row_y, s.next_y, "y"),
+                (s.row_x, s.next_x, "x"),
+                (s.row_pa, s.next_pa, "pa"),
+            ):
+                step = Mux(wrap, ins[f"tile_d{d}"] + ins[f"wrap_{d}"], ins[f"tile_d{d}"])
+                m.d.sync += nxt[r].eq(pos[r] + step)
+
+    def _load_left(
+        self, m: Module, s: "_State", *, pixels: Value, couts: Value | None = None
+    ) -> None:
+        """Load the pixels (and output channels) left, and with them the registers the
+        drain's last-of-tile tests and the next-tile choice read (off the critical path:
+        they are compared when loaded, not in the drain's last cycle)."""
+        rows, cols = self.config.rows, self.config.cols
+        m.d.sync += [
+            s.pixels_left.eq(pixels),
+            s.rows_last.eq(Mux(pixels < rows, pixels - 1, rows - 1)),
+            s.more_pixels.eq(pixels > rows),
+        ]
+        if couts is not None:
+            m.d.sync += [
+                s.couts_left.eq(couts),
+                s.cols_last.eq(Mux(couts < cols, couts - 1, cols - 1)),
+                s.more_couts.eq(couts > cols),
+            ]
+
     def _matmul_control(
         self, m: Module, s: "_State", ins: Any, first_tile: list[tuple[Value, Value, Value]]
     ) -> None:
-        """M_INIT, M_COMP (Cin·k² steps), M_FLUSH, M_DRAIN; then the next tile or FETCH."""
+        """M_INIT, M_COMP (Cin·k² steps), M_FLUSH (:data:`FLUSH_CYCLES`), M_DRAIN; then the
+        next tile or FETCH."""
         rows, cols = self.config.rows, self.config.cols
+        pixels_next = Signal.like(s.pixels_left, name="pix_left_next")
+        couts_next = Signal.like(s.couts_left, name="cout_left_next")
+        m.d.comb += [pixels_next.eq(s.pixels_left - rows), couts_next.eq(s.couts_left - cols)]
+        self._next_tile_rows(m, s, ins)
         with m.State("M_INIT"):
             self._load_rows(m, s, first_tile)
+            self._load_left(m, s, pixels=ins.pixels, couts=ins.cout)
+            self._requant_parameters(m, s, ins)
             m.d.sync += [
-                s.pixels_left.eq(ins.pixels),
-                s.couts_left.eq(ins.cout),
                 s.weight_tile.eq(ins.w_base),
                 s.bias_tile.eq(ins.b_base),
                 s.out_tile.eq(ins.out_base),
@@ -561,16 +727,20 @@ class PEArray(wiring.Component):
             m.next = "M_COMP"
         with m.State("M_COMP"):
             m.d.comb += s.computing.eq(1)
-            self._step_counters(m, ins, s.step, s.kw, s.kh, s.koff)
-            with m.If(s.step == ins.ksteps - 1):
-                m.next = "M_FLUSH"
+            self._step_counters(m, ins, s.last, s.step, s.kw, s.kh, s.koff)
+            with m.If(s.step == s.last["ksteps"]):
+                m.next = "M_FLUSH_0" if FLUSH_CYCLES > 1 else "M_FLUSH"
+        # The last step's read and accumulation, before the drain selects an accumulator.
+        for wait in range(FLUSH_CYCLES - 1):
+            with m.State(f"M_FLUSH_{wait}"):
+                m.next = f"M_FLUSH_{wait + 1}" if wait + 2 < FLUSH_CYCLES else "M_FLUSH"
         with m.State("M_FLUSH"):
             m.d.sync += [s.drain_row.eq(0), s.drain_col.eq(0), s.drain_col_base.eq(s.out_tile)]
             m.next = "M_DRAIN"
         with m.State("M_DRAIN"):
             m.d.comb += s.draining.eq(1)
-            last_r = s.drain_row == s.rows_valid - 1
-            last_c = s.drain_col == s.cols_valid - 1
+            last_r = s.drain_row == s.rows_last
+            last_c = s.drain_col == s.cols_last
             with m.If(last_r):
                 m.d.sync += [
                     s.drain_row.eq(0),
@@ -580,22 +750,18 @@ class PEArray(wiring.Component):
             with m.Else():
                 m.d.sync += s.drain_row.eq(s.drain_row + 1)
             with m.If(last_r & last_c):
-                with m.If(s.pixels_left > rows):
-                    next_tile = [
-                        self._advance((s.row_y[r], s.row_x[r], s.row_pa[r]), ins, "tile")
-                        for r in range(rows)
-                    ]
+                with m.If(s.more_pixels):
+                    next_tile = [(s.next_y[r], s.next_x[r], s.next_pa[r]) for r in range(rows)]
                     self._load_rows(m, s, next_tile)
+                    self._load_left(m, s, pixels=pixels_next)
                     m.d.sync += [
-                        s.pixels_left.eq(s.pixels_left - rows),
                         s.out_tile.eq(s.out_tile + rows),
                     ]
                     m.next = "M_COMP"
-                with m.Elif(s.couts_left > cols):
+                with m.Elif(s.more_couts):
                     self._load_rows(m, s, first_tile)
+                    self._load_left(m, s, pixels=ins.pixels, couts=couts_next)
                     m.d.sync += [
-                        s.pixels_left.eq(ins.pixels),
-                        s.couts_left.eq(s.couts_left - cols),
                         s.weight_tile.eq(s.weight_tile + ins.ksteps),
                         s.bias_tile.eq(s.bias_tile + cols),
                         s.out_chan.eq(s.out_chan + ins.out_cp),
@@ -604,14 +770,16 @@ class PEArray(wiring.Component):
                     m.next = "M_COMP"
                 with m.Else():
                     m.d.sync += s.pc.eq(s.pc + 1)
-                    m.next = "FETCH"
+                    m.next = _AFTER_ISSUE
 
     def _vector_control(self, m: Module, s: "_State", ins: Any) -> None:
         """V_INIT, V_RUN: one operand (term) per cycle, ``terms`` per output element."""
         with m.State("V_INIT"):
+            self._requant_parameters(m, s, ins)
             m.d.sync += [
                 s.vec_base.eq(ins.in_base),
                 s.vec_term.eq(0),
+                s.vec_term_addr.eq(ins.term_base),
                 s.vec_x.eq(0),
                 s.vec_y.eq(0),
                 s.vec_element.eq(0),
@@ -620,27 +788,37 @@ class PEArray(wiring.Component):
             m.next = "V_RUN"
         with m.State("V_RUN"):
             m.d.comb += s.vec_issue.eq(1)
-            with m.If(s.vec_term == ins.terms - 1):
-                m.d.sync += [s.vec_term.eq(0), s.vec_element.eq(s.vec_element + 1)]
-                self._element_counters(m, ins, s.vec_base, s.vec_x, s.vec_y)
-                with m.If(s.vec_element == ins.elements - 1):
+            with m.If(s.vec_term == s.last["terms"]):
+                m.d.sync += [
+                    s.vec_term.eq(0),
+                    s.vec_term_addr.eq(ins.term_base),
+                    s.vec_element.eq(s.vec_element + 1),
+                ]
+                self._element_counters(m, ins, s.last, s.vec_base, s.vec_x, s.vec_y)
+                with m.If(s.vec_element == s.last["elements"]):
                     m.d.sync += s.pc.eq(s.pc + 1)
-                    m.next = "FETCH"
+                    m.next = _AFTER_ISSUE
             with m.Else():
-                m.d.sync += s.vec_term.eq(s.vec_term + 1)
+                m.d.sync += [s.vec_term.eq(s.vec_term + 1), s.vec_term_addr.eq(s.vec_term_addr + 1)]
 
     @staticmethod
     def _step_counters(
-        m: Module, ins: Any, step: Signal, kw: Signal, kh: Signal, koff: Signal
+        m: Module,
+        ins: Any,
+        last: dict[str, Signal],
+        step: Signal,
+        kw: Signal,
+        kh: Signal,
+        koff: Signal,
     ) -> None:
         """Reduction step (ci, kh, kw) and its input offset ``ci·H·W + kh·W + kw``."""
-        with m.If(step == ins.ksteps - 1):
+        with m.If(step == last["ksteps"]):
             m.d.sync += [step.eq(0), kw.eq(0), kh.eq(0), koff.eq(0)]
         with m.Else():
             m.d.sync += step.eq(step + 1)
-            with m.If(kw == ins.kernel - 1):
+            with m.If(kw == last["kernel"]):
                 m.d.sync += kw.eq(0)
-                with m.If(kh == ins.kernel - 1):
+                with m.If(kh == last["kernel"]):
                     m.d.sync += [kh.eq(0), koff.eq(koff + ins.ci_step)]
                 with m.Else():
                     m.d.sync += [kh.eq(kh + 1), koff.eq(koff + ins.kh_step)]
@@ -648,11 +826,13 @@ class PEArray(wiring.Component):
                 m.d.sync += [kw.eq(kw + 1), koff.eq(koff + 1)]
 
     @staticmethod
-    def _element_counters(m: Module, ins: Any, ebase: Signal, vx: Signal, vy: Signal) -> None:
+    def _element_counters(
+        m: Module, ins: Any, last: dict[str, Signal], ebase: Signal, vx: Signal, vy: Signal
+    ) -> None:
         """Next vector output (c, oh, ow) and the read base of its window."""
-        with m.If(vx == ins.out_w - 1):
+        with m.If(vx == last["out_w"]):
             m.d.sync += vx.eq(0)
-            with m.If(vy == ins.out_h - 1):
+            with m.If(vy == last["out_h"]):
                 m.d.sync += [vy.eq(0), ebase.eq(ebase + ins.step_c)]
             with m.Else():
                 m.d.sync += [vy.eq(vy + 1), ebase.eq(ebase + ins.step_y)]

@@ -76,10 +76,12 @@ from rtl_gen.pe import mult_mac_min_acc_bits, shift_mac_min_acc_bits
 
 __all__ = [
     "FIELDS",
+    "FLUSH_CYCLES",
     "OP_END",
     "OP_MATMUL",
     "OP_VECTOR",
     "PE_KINDS",
+    "SETTLE_CYCLES",
     "ArrayConfig",
     "Instruction",
     "Program",
@@ -96,6 +98,16 @@ PE_KINDS = ("shift", "mult")
 OP_END, OP_MATMUL, OP_VECTOR = 0, 1, 2
 #: Vector unit reductions.
 REDUCE_SUM, REDUCE_MAX = 0, 1
+#: Cycles from a MATMUL tile's last compute step to its drain: the step's registered read
+#: request, the read, the accumulation (:mod:`rtl_gen.pe_array`); counted by
+#: :mod:`sim.cycle_model`.
+FLUSH_CYCLES = 2
+#: Cycles the controller waits after a MATMUL's or VECTOR's last issue before the next
+#: FETCH, so that the pipelined write of its last output (:mod:`rtl_gen.pe_array`: read,
+#: align, reduce, two requantiser stages, write; 4 cycles after the old one-cycle path)
+#: lands before the next instruction reads it or the host does; counted by
+#: :mod:`sim.cycle_model`.
+SETTLE_CYCLES = 3
 
 #: Fields of an instruction word, in order (all signed, ``field_bits`` wide; see
 #: :class:`Instruction` for their meaning).

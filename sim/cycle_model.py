@@ -10,14 +10,18 @@ millisecond per layer instead of simulating each cycle.
 The timing it encodes (the controller's state machine)::
 
     every instruction        FETCH, DECODE                                   2 cycles
-    MATMUL (conv, linear)    INIT; per tile: K compute + 1 flush + N drain   3 + T(K+1) + Cout·P
-    VECTOR (pool, add, relu) INIT; one read per cycle                        3 + E·terms
+    MATMUL (conv, linear)    INIT; per tile: K compute + F flush + N drain;  3 + T(K+F) + Cout·P + S
+                             S settle
+    VECTOR (pool, add, relu) INIT; one read per cycle; S settle              3 + E·terms + S
     END                      FETCH, DECODE                                   2
 
 with ``K = Cin·k²`` reduction steps, ``P = Ho·Wo`` output pixels, ``T = ⌈Cout/C⌉·⌈P/R⌉``
-tiles, a tile draining its ``N`` valid outputs one per cycle through the single write
-port (``Σ N = Cout·P``), ``E`` vector outputs. The last write of a layer overlaps the
-next instruction's fetch.
+tiles, ``F`` (:data:`~rtl_gen.pe_program.FLUSH_CYCLES`) cycles from a tile's last step to
+its drain (the registered read request, the read, the accumulation), a tile draining its
+``N`` valid outputs one per cycle through the single write port (``Σ N = Cout·P``), ``E``
+vector outputs, ``S`` (:data:`~rtl_gen.pe_program.SETTLE_CYCLES`) cycles in which the
+controller waits for the pipelined requantiser's last writes before the next fetch (the
+last of them overlaps the next instruction's DECODE).
 
 The cost model prices these counts in energy and area (:mod:`inq_hw.cost.pe_array`).
 
@@ -34,7 +38,16 @@ from typing import Any
 
 import numpy as np
 
-from rtl_gen.pe_program import OP_END, OP_MATMUL, OP_VECTOR, ArrayConfig, Instruction, Program
+from rtl_gen.pe_program import (
+    FLUSH_CYCLES,
+    OP_END,
+    OP_MATMUL,
+    OP_VECTOR,
+    SETTLE_CYCLES,
+    ArrayConfig,
+    Instruction,
+    Program,
+)
 
 __all__ = [
     "FETCH_CYCLES",
@@ -154,7 +167,7 @@ def _matmul(instr: Instruction, config: ArrayConfig) -> LayerCycles:
     return LayerCycles(
         layer=instr.layer,
         kind=instr.kind,
-        cycles=FETCH_CYCLES + 1 + tiles * (k + 1) + cout * pixels,
+        cycles=FETCH_CYCLES + 1 + tiles * (k + FLUSH_CYCLES) + cout * pixels + SETTLE_CYCLES,
         tiles=tiles,
         macs=cout * pixels * k,
         pe_ops=rows * cols * tiles * k,
@@ -171,7 +184,7 @@ def _vector(instr: Instruction) -> LayerCycles:
     return LayerCycles(
         layer=instr.layer,
         kind=instr.kind,
-        cycles=FETCH_CYCLES + 1 + elements * terms,
+        cycles=FETCH_CYCLES + 1 + elements * terms + SETTLE_CYCLES,
         vector_ops=elements * terms + elements,
         act_reads=elements * terms,
         act_writes=elements,

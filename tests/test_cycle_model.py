@@ -11,7 +11,7 @@ import torch
 from inq_hw.cost.pe_array import estimate_area, estimate_energy, pe_op_energy
 from inq_hw.intmodel import IntModel
 from rtl_gen.pe_array import PEArray, simulate
-from rtl_gen.pe_program import compile_program, fit_config
+from rtl_gen.pe_program import FLUSH_CYCLES, SETTLE_CYCLES, compile_program, fit_config
 from sim.cycle_model import predict
 from tests.test_pe_array import check_array, zoo_model
 
@@ -48,7 +48,7 @@ def test_counts_of_a_convolution(lenet: tuple[IntModel, np.ndarray]) -> None:
     # conv1: 1 -> 6 channels, 5x5 kernel, 16x16 -> 12x12, no padding.
     k, pixels, cout = 25, 144, 6
     tiles = -(-cout // cols) * -(-pixels // rows)
-    assert conv1.cycles == 3 + tiles * (k + 1) + cout * pixels
+    assert conv1.cycles == 3 + tiles * (k + FLUSH_CYCLES) + cout * pixels + SETTLE_CYCLES
     assert conv1.macs == cout * pixels * k
     assert conv1.act_reads == -(-cout // cols) * pixels * k  # no padding: every tap read
     assert conv1.weight_reads == tiles * k

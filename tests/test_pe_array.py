@@ -18,9 +18,11 @@ from inq_hw.intmodel.package import load_package, save_package
 from inq_hw.lower import lower_checkpoint, lower_model
 from inq_hw.models import build_model
 from inq_hw.train import TrainConfig
+from rtl_gen import pe_array
 from rtl_gen.export import RTLError
 from rtl_gen.pe_array import PEArray, simulate
 from rtl_gen.pe_program import (
+    SETTLE_CYCLES,
     ArrayConfig,
     ProgramError,
     allocate,
@@ -178,6 +180,24 @@ def test_array_that_computes_wrong_is_caught(odd: tuple[IntModel, np.ndarray]) -
     golden = run(model, images[:1])
     assert isinstance(golden, np.ndarray)
     assert not np.array_equal(result.outputs, golden.reshape(1, -1))
+
+
+def test_array_without_its_settle_cycles_is_caught(
+    odd: tuple[IntModel, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settle cycles are needed: fetching the next instruction at once after a layer's
+    last issue, its last outputs are written after the next layer has begun (with its
+    requantisation) and read, so the outputs go wrong."""
+    model, images = odd
+    program = compile_program(model, fit_config(model, rows=2, cols=2))
+    monkeypatch.setattr(pe_array, "SETTLE_CYCLES", 0)
+    monkeypatch.setattr(pe_array, "_AFTER_ISSUE", "FETCH")
+    result = simulate(PEArray(program), images[:1])
+    golden = run(model, images[:1])
+    assert isinstance(golden, np.ndarray)
+    assert not np.array_equal(result.outputs, golden.reshape(1, -1))
+    layers = len(program.instructions) - 1
+    assert result.cycles == [predict(program).cycles - layers * SETTLE_CYCLES]
 
 
 # --- the compiler -------------------------------------------------------------------------
