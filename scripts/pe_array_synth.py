@@ -29,7 +29,6 @@ from typing import Any
 
 from amaranth.lib import wiring
 
-import inq_hw.cost.synth as synth_module
 from inq_hw.checkpoint import atomic_write
 from inq_hw.cost.synth import SynthJob, SynthResult, jobs_from_manifest, synthesize
 from inq_hw.intmodel import IntModel
@@ -88,24 +87,7 @@ def _jobs(model: IntModel, rows: int, cols: int, build: Path) -> dict[str, Synth
     return jobs
 
 
-def _tolerate_partial_transistor_counts() -> None:
-    """Yosys's ``stat -tech cmos`` writes ``"882912+"`` when some cells have no transistor
-    figure (the whole arrays: their flip-flop kinds with enables and synchronous resets),
-    which :mod:`inq_hw.cost.synth` cannot parse; keep the number, a lower bound (the table
-    says so). Remove once the cost module parses it itself."""
-    figures = synth_module._figures
-
-    def tolerant(target: str, design: dict[str, Any]) -> dict[str, Any]:
-        count = design.get("estimated_num_transistors")
-        if isinstance(count, str) and count.endswith("+"):
-            design = {**design, "estimated_num_transistors": count.rstrip("+")}
-        return figures(target, design)
-
-    synth_module._figures = tolerant
-
-
 def _synth(jobs: dict[str, SynthJob], cache: Path, timeout: float) -> dict[str, Any]:
-    _tolerate_partial_transistor_counts()
     results: dict[str, Any] = {}
     for target in TARGETS:
         for name, job in jobs.items():
