@@ -82,7 +82,7 @@ def measure(name: str) -> dict[str, Any] | None:
 
 def _row(result: dict[str, Any]) -> list[str]:
     if "refused" in result:
-        return [result["case"], *["-"] * 11, result["refused"]]
+        return [result["case"], *["-"] * 12, result["refused"]]
     used = result["resources"]
     seconds = result["seconds"]
     cells = result.get("utilization", {}).get("TRELLIS_COMB", {}).get("used")
