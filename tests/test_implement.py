@@ -137,7 +137,7 @@ def test_bad_device_and_foreign_rtl(
     code, err = _cli(
         ["implement", str(micro / "pkg"), "--device", "ice40-up5k", "--seed", "0"], capsys
     )
-    assert code == 2 and err.count("\n") == 0 and "--seed must be from 1" in err
+    assert code == 2 and err.count("\n") == 0 and "placement seed (--seed) must be from 1" in err
     with pytest.raises(ImplementError, match="Cannot read the RTL in"):
         implement_rtl(tmp_path, "ice40-up5k")
     other = micro_cnn()

@@ -136,13 +136,12 @@ def _dsp(args: argparse.Namespace) -> bool | None:
 def implement(args: argparse.Namespace) -> dict[str, Any]:
     from inq_hw.commands.hardware import dataflow_folding, parse_stages
     from inq_hw.implement.devices import get_device
-    from inq_hw.implement.flow import implement_package
+    from inq_hw.implement.flow import check_seed, implement_package
 
     device = get_device(_device_name(args))
     if args.check < 0:
         raise ConfigError("--check must not be negative")
-    if not 0 < args.seed < 2**31:
-        raise ConfigError(f"--seed must be from 1 to 2**31 - 1, not {args.seed}")
+    check_seed(args.seed)  # before anything is generated
     clock = args.clock_mhz if args.clock_mhz is not None else _CLOCK[device.family]
     auto = args.pipeline == "auto"
     if auto and (args.fit is not None or args.fps is not None):

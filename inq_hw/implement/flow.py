@@ -93,6 +93,14 @@ def _script(device: Device, dsp: bool | None, abc: str) -> list[str]:
     return synth_script(device.family, _WRAPPER_TOP, abc=abc, dsp=dsp)
 
 
+def check_seed(seed: object) -> None:
+    """Refuse a placement seed nextpnr does not take (one line)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 < seed < 2**31:
+        raise ImplementError(
+            f"The placement seed (--seed) must be from 1 to 2**31 - 1, not {seed!r}"
+        )
+
+
 def _nextpnr_args(device: Device, clock_mhz: float, seed: int) -> list[str]:
     pins = "--pcf-allow-unconstrained" if device.family == "ice40" else "--lpf-allow-unconstrained"
     output = ["--asc", "top.asc"] if device.family == "ice40" else ["--textcfg", "top.config"]
@@ -158,10 +166,7 @@ def implement_rtl(
     part = get_device(device)
     if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, int | float) or clock_mhz <= 0:
         raise ImplementError(f"The clock must be a positive frequency in MHz, not {clock_mhz!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 < seed < 2**31:
-        raise ImplementError(
-            f"The placement seed must be an integer from 1 to 2**31-1, not {seed!r}"
-        )
+    check_seed(seed)
     rtl = Path(rtl_dir)
     top = dataflow_top(rtl)
     verilog = (rtl / top.file).read_text()
@@ -170,6 +175,7 @@ def implement_rtl(
     script = _script(part, dsp, abc)
     packer = _PACKER[part.family][0]
     tools = ["yosys", f"nextpnr-{part.family}", packer]
+    nextpnr = _nextpnr_args(part, clock_mhz, seed)
     key = cache_key(
         {
             "cache_version": _CACHE_VERSION,
@@ -177,7 +183,7 @@ def implement_rtl(
             "top": top.name,
             "wrapper": wrapper,
             "script": script,
-            "nextpnr": _nextpnr_args(part, clock_mhz, seed),
+            "nextpnr": nextpnr,
             "tools": [tool_version(tool) for tool in tools],
         }
     )
@@ -190,7 +196,7 @@ def implement_rtl(
         progress.message(f"implement {top.name} on {part.name}: cached ({key[:12]})")
         record = json.loads((stored / RESULTS_NAME).read_text())
     else:
-        record = _run(job, wrapper, script, part, (clock_mhz, seed), timeout_s, stored, progress)
+        record = _run(job, wrapper, (script, nextpnr), part, clock_mhz, timeout_s, stored, progress)
     record = {**record, "key": key, "cached": cached, "dsp": dsp, "abc": abc}
     return _publish(record, stored, out, top, part, clock_mhz)
 
@@ -198,14 +204,14 @@ def implement_rtl(
 def _run(
     job: SynthJob,
     wrapper: str,
-    script: list[str],
+    scripts: tuple[list[str], list[str]],
     part: Device,
-    constraint: tuple[float, int],
+    clock_mhz: float,
     timeout_s: float,
     stored: Path,
     progress: Progress,
 ) -> dict[str, Any]:
-    clock_mhz, seed = constraint
+    script, nextpnr = scripts  # Yosys's script, nextpnr's arguments
     progress.phase(f"implement {job.top} on {part.name}", 3)
     seconds: dict[str, float] = {}
     stored.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +245,7 @@ def _run(
         start = time.perf_counter()
         run_tool(
             f"nextpnr-{part.family}",
-            _nextpnr_args(part, clock_mhz, seed),
+            nextpnr,
             cwd=work,
             timeout_s=timeout_s,
             what=f"{what} place and route",
