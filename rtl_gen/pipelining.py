@@ -92,8 +92,8 @@ class DotPath:
     term entering the tree (default ``width``); ``pre_levels`` and ``pre_luts``: adder
     levels and logic levels before the tree (a multiplier; a folded lane's weight decode);
     ``lead``: tree levels the registers count that logic as (``adder_tree``'s ``lead``);
-    ``tail``: a folded lane's (:func:`rtl_gen.arith.tail_stages`: its last register after
-    the requantisation from 2 stages on).
+    ``tail``: whether the last register goes after the requantisation from 2 stages on
+    (:func:`rtl_gen.arith.tail_stages`; every requantising dot stage).
     """
 
     levels: int
@@ -122,7 +122,7 @@ def dot_path(
         terms = int((weights != 0).sum(axis=1).max(initial=0)) + 1  # the constant
         pre = 2 if mode == "multiply" else 0  # a constant product: a few shifted adds
         levels = max(0, (terms - 1).bit_length())
-        return DotPath(levels=levels, width=width, pre_levels=pre, leaf_width=leaf)
+        return DotPath(levels=levels, width=width, pre_levels=pre, leaf_width=leaf, tail=True)
     levels = max(0, weights.shape[1]).bit_length()  # K runtime terms and the bias
     lead = DECODE_LEVELS
     if mode == "multiply":

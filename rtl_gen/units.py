@@ -32,7 +32,15 @@ from inq_hw.intmodel.arith import (
 )
 from inq_hw.intmodel.layers import WeightLayer
 from rtl_gen import adder_graph as graphs
-from rtl_gen.arith import Term, act_shape, adder_tree, materialise, range_shape, requantize
+from rtl_gen.arith import (
+    Term,
+    act_shape,
+    adder_tree,
+    materialise,
+    range_shape,
+    requantize,
+    tail_stages,
+)
 
 __all__ = [
     "ADDER_GRAPHS",
@@ -111,7 +119,8 @@ class ConstDotUnit(wiring.Component):
     requant : Requant, optional
         Requantise to this format; without it the outputs are the accumulators.
     stages : int
-        Pipeline registers (0 = combinational); the latency in cycles.
+        Pipeline registers (0 = combinational); the latency in cycles. With requantisation,
+        from 2 stages on the last one is after it (:attr:`tail`).
     adder_graph : str, optional
         ``"tree"`` or ``"shared"`` (:data:`ADDER_GRAPHS`; shift-add only); default
         :data:`DEFAULT_ADDER_GRAPH` for shift-add, ``"tree"`` for the twin.
@@ -249,13 +258,22 @@ class ConstDotUnit(wiring.Component):
             terms.append(Term(Const(value, range_shape(value, value)), value, value, shift=shift))
         return terms
 
+    @property
+    def tail(self) -> int:
+        """Of the :attr:`stages`, registers after the requantisation
+        (:func:`rtl_gen.arith.tail_stages`; none without one): each output leaves from a
+        register beside its saturation, so the route to the consumer is a path of its
+        own. The adder tree or graph has the others."""
+        return tail_stages(self.stages) if self.requant is not None else 0
+
     def _roots(self, m: Module) -> list[Term]:
         """Each output's sum: a shared graph, or one tree per output."""
+        stages = self.stages - self.tail
         if self.adder_graph == "shared":
             inputs = list(self.i_data)
-            return graphs.build(m, self.graph, inputs, self.constants(), stages=self.stages)
+            return graphs.build(m, self.graph, inputs, self.constants(), stages=stages)
         return [
-            adder_tree(m, self._terms(m, list(row), int(bias)), stages=self.stages)
+            adder_tree(m, self._terms(m, list(row), int(bias)), stages=stages)
             for row, bias in zip(self.weights, self.bias, strict=True)
         ]
 
@@ -266,10 +284,14 @@ class ConstDotUnit(wiring.Component):
             acc = materialise(m, root, width)
             if self.requant is None:
                 m.d.comb += self.o_data[o].eq(acc)
-            else:
-                q = self.requant
-                y = requantize(m, acc, shift=q.shift, relu=q.relu, out=q.out, rounding_in_acc=True)
-                m.d.comb += self.o_data[o].eq(y)
+                continue
+            q = self.requant
+            y = requantize(m, acc, shift=q.shift, relu=q.relu, out=q.out, rounding_in_acc=True)
+            for _ in range(self.tail):
+                held = Signal.like(y, name=f"tail{o}")
+                m.d.sync += held.eq(y)
+                y = held
+            m.d.comb += self.o_data[o].eq(y)
         valid = self.i_valid
         for _ in range(self.stages):
             delayed = Signal()

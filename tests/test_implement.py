@@ -184,7 +184,7 @@ def test_a_top_too_large_is_refused_naming_a_device(
 
     small = dataclasses.replace(devices.DEVICES["ice40-up5k"], lut=300)
     monkeypatch.setitem(devices.DEVICES, "ice40-up5k", small)
-    message = r"does not fit ice40-up5k: it needs \d+ LUT \(has 300\).*is ice40-hx8k; fold it"
+    message = r"does not fit ice40-up5k: it needs [\d,]+ LUT \(has 300\).*is ice40-hx8k; fold it"
     with pytest.raises(ImplementError, match=message):
         implement_rtl(micro / "rtl", "ice40-up5k", cache_dir=tmp_path, out_dir=tmp_path / "o")
     assert [p.name for p in tmp_path.iterdir()] == []  # nothing cached, nothing written

@@ -223,8 +223,10 @@ def _unrolled(count: _Count, dot: Any, live: _Live, cost: LayerCost) -> None:
     q = unit.requant
     acc = signed_bits(unit.worst_case() + rounding_constant(q.shift))
     outputs = int(live.out.sum())
-    _requant(count, acc, q.shift, _width(act_shape(q.out)), outputs)
-    count.ff += unit.stages * (outputs * acc + 1)
+    out_bits = _width(act_shape(q.out))
+    _requant(count, acc, q.shift, out_bits, outputs)
+    tail = unit.tail  # registers after the saturation, out_bits wide
+    count.ff += (unit.stages - tail) * outputs * acc + tail * outputs * out_bits + unit.stages
 
 
 @dataclass(frozen=True)

@@ -55,10 +55,10 @@ class Device:
         return out
 
     def shortfall(self, used: dict[str, int | None]) -> list[str]:
-        """The resources ``used`` needs beyond this device's, as ``"42 DSP (has 28)"``."""
+        """The resources ``used`` needs beyond this device's, as ``"91,686 LUT (has 83,640)"``."""
         have = {"lut": self.lut, "ff": self.ff, "bram": self.bram, "dsp": self.dsp}
         return [
-            f"{used[name]} {name.upper()} (has {total})"
+            f"{used[name]:,} {name.upper()} (has {total:,})"
             for name, total in have.items()
             if (used.get(name) or 0) > total
         ]
