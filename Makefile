@@ -35,8 +35,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Every tier on both cores (pytest-xdist; a file's tests share one worker and its fixtures).
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The fast tier on both cores (pytest-xdist): about a minute; `make test` runs every tier.
 test-fast: setup
