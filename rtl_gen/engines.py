@@ -4,10 +4,12 @@ Every engine has an input stream ``i`` and an output stream ``o``
 (:class:`amaranth.lib.stream.Signature`; a transfer happens in a cycle where ``valid`` and
 ``ready`` are both high). A *beat* is one pixel with all its channels (feature maps, in
 raster order) or a whole vector (after a Linear layer). Every engine registers its output
-in a one-beat *slot*: ``o.valid`` comes from a register, so valid never depends on ready;
-the slot takes a new beat in a cycle where it is empty or being emptied, which is also
-when the engine may advance. A stall downstream therefore holds every engine upstream in
-place, beat for beat: nothing is lost or duplicated, whatever the stall pattern.
+in a *slot* (:func:`output_slot`): an output register and a one-beat skid behind it, so
+``o.valid`` comes from a register and never depends on ready, and the slot takes a new
+beat whenever its skid is empty, a register too, so ``i.ready`` never depends on the
+consumer's ready either: no ready chain runs through an engine into the next. A stall
+downstream fills the skid, then holds every engine upstream in place, beat for beat:
+nothing is lost or duplicated, whatever the stall pattern.
 
 The dot products (convolution windows, Linear layers) go through a *dot stage* with a
 stream on each side: :class:`UnrolledDot` (a constant-weight unit, one result per cycle,
@@ -76,16 +78,26 @@ def beat_signature(fmt: ActFormat, elems: int) -> stream.Signature:
 
 
 def output_slot(m: Module, o: stream.Interface, offer_valid: Value, offer: Value) -> Value:
-    """The one-beat output register; returns ``free`` (the slot takes a beat this cycle).
+    """The output register and its one-beat skid; returns ``free``, whether a beat offered
+    this cycle is taken: the skid is empty (a register, never ``o.ready``).
 
-    ``offer`` is taken when ``offer_valid`` and the slot is empty or being emptied.
+    ``offer`` is taken when ``offer_valid`` and ``free``: into the output register when it
+    is empty or being emptied, else into the skid, which moves to the output register in
+    the cycle ``o.ready`` empties it. So no engine's ready depends on its consumer's
+    (modelled by :mod:`rtl_gen.timing`).
     """
+    skid_valid = Signal()
+    skid = Signal(len(Value.cast(offer)))
     free = Signal()
-    m.d.comb += free.eq(~o.valid | o.ready)
-    with m.If(offer_valid & free):
-        m.d.sync += [o.valid.eq(1), o.payload.eq(offer)]
-    with m.Elif(o.ready):
-        m.d.sync += o.valid.eq(0)
+    m.d.comb += free.eq(~skid_valid)
+    with m.If(skid_valid), m.If(o.ready):
+        m.d.sync += [o.payload.eq(skid), skid_valid.eq(0)]
+    with m.Elif(~o.valid | o.ready):
+        m.d.sync += o.valid.eq(offer_valid)
+        with m.If(offer_valid):
+            m.d.sync += o.payload.eq(offer)
+    with m.Elif(offer_valid):
+        m.d.sync += [skid.eq(offer), skid_valid.eq(1)]
     return free
 
 

@@ -90,18 +90,26 @@ DotTiming = UnrolledDotTiming | FoldedDotTiming
 
 
 class _Slotted:
-    """The one-beat output slot every engine has."""
+    """The output slot every engine has (:func:`rtl_gen.engines.output_slot`): the output
+    register (``slot``) and its one-beat skid (``skid``); a beat is taken while the skid is
+    empty."""
 
     slot = False
+    skid = False
 
     def out_valid(self) -> bool:
         return self.slot
 
     def _free(self, out_ready: bool) -> bool:
-        return not self.slot or out_ready
+        return not self.skid
 
     def _update_slot(self, take: bool, out_ready: bool) -> None:
-        self.slot = take or (self.slot and not out_ready)
+        if self.skid:
+            self.skid = not out_ready  # the skid's beat moves to the output register
+        elif not self.slot or out_ready:
+            self.slot = take
+        else:
+            self.skid = take
 
 
 class _WindowTiming(_Slotted):

@@ -32,6 +32,7 @@ from inq_hw.intmodel.layers import (
     ReLULayer,
     WeightLayer,
 )
+from rtl_gen import timing as control
 from rtl_gen.dataflow import (
     DataflowTop,
     argmax_rounds,
@@ -103,9 +104,10 @@ def small_cnn(*, padding: int = 1, in_format: ActFormat = U8) -> IntModel:
 
 
 def stream(
-    top: DataflowTop, images: np.ndarray, *, idle: float, stall: float, seed: int
+    top: DataflowTop, images: np.ndarray, *, idle: float, stall: float, seed: int, hold: int = 0
 ) -> dict[str, Any]:
-    """Drive ``images`` through ``top``; the outputs, the per-cycle offers and transfers."""
+    """Drive ``images`` through ``top``; the outputs, the per-cycle offers and transfers
+    (``o.ready`` low for the first ``hold`` cycles, then random)."""
     rng = random.Random(seed)
     pixels = (
         images.transpose(0, 2, 3, 1).reshape(-1, images.shape[1]) if images.ndim == 4 else images
@@ -114,14 +116,14 @@ def stream(
 
     async def bench(ctx: Any) -> None:
         sent, offering = 0, False
-        for _ in range(20000):
+        for cycle in range(20000):
             if len(record["labels"]) == len(images):
                 return
             if not offering and sent < len(pixels):
                 offering = rng.random() >= idle
                 if offering:
                     ctx.set(top.i.payload, [int(v) for v in pixels[sent]])
-            ready = rng.random() >= stall
+            ready = rng.random() >= stall and cycle >= hold
             ctx.set(top.i.valid, offering)
             ctx.set(top.o.ready, ready)
             took = offering and bool(ctx.get(top.i.ready))
@@ -162,9 +164,10 @@ def check_top(
     stall: float = 0.3,
     seed: int = 0,
     weights: str = "po2",
+    hold: int = 0,
 ) -> dict[str, Any]:
     x = _images(model, count, seed)
-    record = stream(top, x, idle=idle, stall=stall, seed=seed)
+    record = stream(top, x, idle=idle, stall=stall, seed=seed, hold=hold)
     golden = execute.run(model, x, weights=weights)
     assert isinstance(golden, np.ndarray)
     assert record["logits"] == golden.tolist()
@@ -234,6 +237,30 @@ def test_pipelined_multiplier_twin_is_bit_exact() -> None:
         model, baseline="mult8", folding={"c2": 2}, pipeline={"c1": 2, "c2": 2, "f1": 1}
     )
     check_top(model, top, count=3, seed=5, weights="baseline")
+
+
+def test_back_pressure_to_the_input_is_cycle_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output held for 1,000 cycles fills every engine's slot and skid until the input
+    stops (each image's 63 pixels become one vector downstream, so the slots hold whole
+    images): the RTL's transfers equal the control model's, and a model whose
+    slots have no skid (a beat taken only when the slot is empty or being emptied)
+    disagrees."""
+    model = small_cnn()
+    top = build_dataflow(model)
+    record = check_top(model, top, count=11, idle=0.0, stall=0.3, seed=2, hold=1000)
+    took = [t for t, _ in record["transfers"][:1000]]
+    assert any(took[:100]) and not any(took[950:])  # the input stopped: every buffer full
+    assert replay(top, record) == record["transfers"]
+
+    def one_beat_free(self: Any, out_ready: bool) -> bool:
+        return not self.slot or out_ready
+
+    def one_beat_update(self: Any, take: bool, out_ready: bool) -> None:
+        self.slot = take or (self.slot and not out_ready)
+
+    monkeypatch.setattr(control._Slotted, "_free", one_beat_free)
+    monkeypatch.setattr(control._Slotted, "_update_slot", one_beat_update)
+    assert replay(top, record) != record["transfers"]
 
 
 def test_a_wrong_pipeline_depth_in_the_model_is_caught() -> None:

@@ -406,7 +406,10 @@ def _engine(engine: Any, live: _Live, cost: LayerCost | None) -> _Count:
     in_elem = _beat_bits(engine.i) // elems_in
     out_elem = _beat_bits(engine.o) // engine.o.payload.shape().length
     kept = int(live.out.sum())
-    count.ff += kept * out_elem + 1  # the output slot
+    count.ff += kept * out_elem + 1  # the output register
+    if not isinstance(engine, SkipFifo):  # an engine's slot: the skid, and its select
+        count.ff += kept * out_elem + 1
+        count.add("mux", kept * out_elem)
     if isinstance(engine, ConvEngine | LinearEngine):
         assert cost is not None
         if isinstance(engine, ConvEngine):
