@@ -35,9 +35,12 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# Every tier on both cores (pytest-xdist; a file's tests share one worker and its fixtures).
+# Every tier on both cores (pytest-xdist; a file's tests share one worker and its fixtures),
+# then the `dist` tests alone: each starts processes of its own on both cores (torchrun,
+# Ray), which a second worker beside them would starve.
 test: lint typecheck
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not dist"
+	$(BIN)/pytest -q -m dist
 
 # The fast tier on both cores (pytest-xdist): about a minute; `make test` runs every tier.
 test-fast: setup
