@@ -160,7 +160,7 @@ def tail_stages(stages: int) -> int:
     after its requantisation (1 from 2 stages on, else 0): the result leaves from a
     register beside it, so the route to its consumer is a path of its own. On ECP5 the
     4-bit digits-cnn's conv3 lane at ``--pipeline 4`` (the root register, two adders, the
-    saturation and 2.6 ns of route to the result chain) and the 3-bit top's unrolled conv2
+    saturation and 2.6 ns of route to the result chain) and the 3-bit top's unrolled conv3
     at 2 stages (the root register, the saturation's compares and 8.4 ns of route across
     the die to the engine's output register: 86 MHz) were the critical paths without it.
     The tree has the other ``stages - tail``."""
