@@ -247,6 +247,20 @@ def requantize(
         shifted = acc.as_signed() << -shift
     lo, hi = output_bounds(out, relu)
     result = Signal(act_shape(out))
+    value = Value.cast(shifted).as_signed()
+    top = hi.bit_length()  # hi is 2**top - 1 and lo is 0 or -2**top (every format's range)
+    if hi == (1 << top) - 1 and lo in (0, -(1 << top)) and len(value) > top:
+        # Bit tests, not compares: in range when the bits from ``top`` up are all zero (or,
+        # with lo < 0, all one), so the saturation is LUTs, not two carry chains.
+        upper = value[top:]
+        inside = ~upper.any() if lo == 0 else ~upper.any() | upper.all()
+        with m.If(inside):
+            m.d.comb += result.eq(value)
+        with m.Elif(value[-1]):
+            m.d.comb += result.eq(lo)
+        with m.Else():
+            m.d.comb += result.eq(hi)
+        return result
     with m.If(shifted > hi):
         m.d.comb += result.eq(hi)
     with m.Elif(shifted < lo):
