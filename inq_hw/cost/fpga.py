@@ -151,11 +151,17 @@ def _beat_bits(port: Any) -> int:
     return _width(port.payload.shape())
 
 
-def _requant(count: _Count, acc_bits: int, shift: int, out_bits: int, outputs: int) -> None:
-    """:func:`rtl_gen.arith.requantize` ``outputs`` times: two saturating comparisons of
-    the shifted accumulator and a select of the output bits."""
-    count.add("cmp", outputs * 2 * max(1, acc_bits - max(shift, 0)))
-    count.add("mux", outputs * out_bits)
+def _requant(count: _Count, acc_bits: int, shift: int, out: Any, relu: bool, outputs: int) -> None:
+    """:func:`rtl_gen.arith.requantize` ``outputs`` times: the shifted accumulator's bits
+    above the output's range tested (all zero; all equal too when the range is signed), a
+    reduction a LUT4 takes three bits of, and a select of the output bits."""
+    from inq_hw.intmodel.arith import output_bounds
+    from rtl_gen.arith import act_shape
+
+    lo, hi = output_bounds(out, relu)
+    upper = max(1, acc_bits - max(shift, 0) - hi.bit_length())
+    tests = 1 if lo == 0 else 2
+    count.add("mux", outputs * (tests * upper / 3 + _width(act_shape(out))))
 
 
 def _dot_weights(dot: Any) -> np.ndarray:
@@ -224,7 +230,7 @@ def _unrolled(count: _Count, dot: Any, live: _Live, cost: LayerCost) -> None:
     acc = signed_bits(unit.worst_case() + rounding_constant(q.shift))
     outputs = int(live.out.sum())
     out_bits = _width(act_shape(q.out))
-    _requant(count, acc, q.shift, out_bits, outputs)
+    _requant(count, acc, q.shift, q.out, q.relu, outputs)
     tail = unit.tail  # registers after the saturation, out_bits wide
     count.ff += (unit.stages - tail) * outputs * acc + tail * outputs * out_bits + unit.stages
 
@@ -302,7 +308,8 @@ def _folded(count: _Count, dot: Any, live: _Live) -> None:
     out_bits = _width(act_shape(q.out))
     rows = np.zeros(dot.fold * lanes, dtype=bool)
     rows[: dot.n_out] = live.out
-    _requant(count, acc, q.shift, out_bits, int(rows.reshape(dot.fold, lanes).any(axis=0).sum()))
+    live_lanes = int(rows.reshape(dot.fold, lanes).any(axis=0).sum())
+    _requant(count, acc, q.shift, q.out, q.relu, live_lanes)
     assert live.inputs is not None
     count.ff += int(live.inputs.sum()) * x.bits  # the held vector
     count.ff += _result_chain_slots(rows.reshape(dot.fold, lanes)) * out_bits
@@ -435,11 +442,11 @@ def _engine(engine: Any, live: _Live, cost: LayerCost | None) -> _Count:
         count.add("mux", kept * acc * (columns + 1))  # the column select, the first's reset
         product = acc + engine.multiplier.bit_length()
         count.add("add", kept * (acc + product * (len(constant_shifts(engine.multiplier)) - 1)))
-        _requant(count, product, engine.shift, out_elem, kept)
+        _requant(count, product, engine.shift, engine.out_format, False, kept)
     elif isinstance(engine, AddEngine):
         acc = max(f.bits + a for f, a in zip(engine.formats, engine.align, strict=True)) + 1
         count.add("add", kept * acc)
-        _requant(count, acc, engine.shift, out_elem, kept)
+        _requant(count, acc, engine.shift, engine.out_format, engine.relu, kept)
     elif isinstance(engine, SkipFifo):
         count.ff += 3 * max(1, engine.depth.bit_length()) + 1  # pointers, count, valid
         count.memories.append((engine.depth, engine.layout.size, None))
